@@ -1,0 +1,2 @@
+ConvKit.Native.TorchNative.Initialize();
+Console.WriteLine(ConvKit.Native.TorchNative.Status);

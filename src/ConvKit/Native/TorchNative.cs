@@ -1,0 +1,237 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace ConvKit.Native;
+
+/// <summary>
+/// Makes TorchSharp's native shim (<c>libLibTorchSharp.so</c>) loadable on Linux systems whose libstdc++ predates
+/// GCC 13 (Debian 12 and the like).
+/// </summary>
+/// <remarks>
+/// The shim declares a need for the symbol version <c>GLIBCXX_3.4.32</c>, although no relocation uses a symbol of
+/// that version. When the process's libstdc++ lacks that version, ConvKit registers a DllImport resolver on the
+/// TorchSharp assembly that loads an in-memory copy of the shim (a memfd, nothing written to disk, the NuGet cache
+/// and the application folder untouched) whose requirement is marked weak (<c>VER_FLG_WEAK</c>). libtorch itself is
+/// loaded first from the same folder TorchSharp uses, so the copy binds to the very same libtorch files.
+/// Where libstdc++ already provides the version, or on other operating systems, nothing is done.
+/// Runs automatically when ConvKit is first used; call <see cref="Initialize"/> before touching TorchSharp directly.
+/// </remarks>
+public static class TorchNative
+{
+    const string ShimName = "LibTorchSharp";
+    const string ShimFile = "libLibTorchSharp.so";
+    const string MissingVersion = "GLIBCXX_3.4.32";
+
+    static readonly object Gate = new();
+    static bool initialized;
+
+    /// <summary>What <see cref="Initialize"/> decided, for diagnostics.</summary>
+    public static string Status { get; private set; } = "not initialized";
+
+    /// <summary>True when ConvKit serves a patched copy of the shim to TorchSharp.</summary>
+    public static bool UsesPatchedShim { get; private set; }
+
+#pragma warning disable CA2255 // A module initializer is the one hook that runs before any ConvKit code touches TorchSharp.
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void ModuleInit() => Initialize();
+
+    /// <summary>Installs the loader fix when this system needs it. Idempotent and thread-safe.</summary>
+    public static void Initialize()
+    {
+        lock (Gate)
+        {
+            if (initialized) return;
+            initialized = true;
+            if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
+            {
+                Status = "not Linux x64: nothing to do";
+                return;
+            }
+            if (SystemHasVersion())
+            {
+                Status = $"libstdc++ provides {MissingVersion}: nothing to do";
+                return;
+            }
+            var torchSharp = typeof(TorchSharp.torch).Assembly;
+            // TorchSharp first loads the shim with NativeLibrary.Load(name, assembly, ...), which skips per-assembly
+            // resolvers but raises ResolvingUnmanagedDll once its own probing has failed; its DllImports then go
+            // through the resolver. Both hand out the same handle.
+            System.Runtime.Loader.AssemblyLoadContext.GetLoadContext(torchSharp)!.ResolvingUnmanagedDll += (asm, name) =>
+                asm == torchSharp ? Resolve(name, asm, null) : IntPtr.Zero;
+            try
+            {
+                NativeLibrary.SetDllImportResolver(torchSharp, Resolve);
+            }
+            catch (InvalidOperationException)
+            {
+                // Someone else owns TorchSharp's DllImport resolver; the ResolvingUnmanagedDll hook still applies.
+            }
+            Status = $"libstdc++ lacks {MissingVersion}: serving a weak-versioned copy of {ShimFile}";
+        }
+    }
+
+    static IntPtr Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
+    {
+        if (libraryName != ShimName) return IntPtr.Zero;
+        lock (Gate)
+        {
+            if (shimHandle != IntPtr.Zero) return shimHandle;
+            var original = FindShim(assembly);
+            if (original is null) return IntPtr.Zero; // let TorchSharp report its own "not found" error
+            shimHandle = LoadPatched(original);
+            UsesPatchedShim = shimHandle != IntPtr.Zero;
+            return shimHandle;
+        }
+    }
+
+    static IntPtr shimHandle;
+
+    static IntPtr LoadPatched(string original)
+    {
+        var dir = Path.GetDirectoryName(original)!;
+        // Bind the copy's DT_NEEDED entries (libc10, libtorch_cpu, libtorch) to the files beside the original:
+        // loading libtorch twice from two folders aborts the process.
+        foreach (var dep in new[] { "libc10.so", "libtorch_cpu.so", "libtorch.so" })
+        {
+            var p = Path.Combine(dir, dep);
+            if (File.Exists(p)) NativeLibrary.Load(p);
+        }
+        var bytes = File.ReadAllBytes(original);
+        if (!ElfVersionPatcher.MakeVersionNeedWeak(bytes, MissingVersion))
+            return IntPtr.Zero; // the shim does not ask for that version: load normally
+        int fd = memfd_create("LibTorchSharp-convkit", 0);
+        if (fd < 0)
+        {
+            // No memfd (very old kernel): fall back to a private temporary copy.
+            var tmp = Path.Combine(Path.GetTempPath(), $"convkit-native-{Environment.ProcessId}");
+            Directory.CreateDirectory(tmp);
+            var path = Path.Combine(tmp, ShimFile);
+            File.WriteAllBytes(path, bytes);
+            return NativeLibrary.Load(path);
+        }
+        var memPath = $"/proc/self/fd/{fd}";
+        using (var fs = new FileStream(memPath, FileMode.Open, FileAccess.Write)) fs.Write(bytes);
+        return NativeLibrary.Load(memPath);
+    }
+
+    static string? FindShim(Assembly assembly)
+    {
+        var dirs = new List<string>();
+        if (AppContext.GetData("NATIVE_DLL_SEARCH_DIRECTORIES") is string probe)
+            dirs.AddRange(probe.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries));
+        var asmDir = Path.GetDirectoryName(assembly.Location);
+        foreach (var baseDir in new[] { asmDir, AppContext.BaseDirectory })
+        {
+            if (string.IsNullOrEmpty(baseDir)) continue;
+            dirs.Add(Path.Combine(baseDir, "runtimes", "linux-x64", "native"));
+            dirs.Add(baseDir);
+        }
+        foreach (var d in dirs)
+        {
+            var p = Path.Combine(d, ShimFile);
+            if (File.Exists(p) && File.Exists(Path.Combine(d, "libtorch_cpu.so"))) return p;
+        }
+        foreach (var d in dirs)
+        {
+            var p = Path.Combine(d, ShimFile);
+            if (File.Exists(p)) return p;
+        }
+        return null;
+    }
+
+    /// <summary>Asks the dynamic linker whether the process's libstdc++ defines the version.</summary>
+    static bool SystemHasVersion()
+    {
+        IntPtr h = dlopen("libstdc++.so.6", RTLD_NOW);
+        if (h == IntPtr.Zero) return false;
+        try
+        {
+            return dlvsym(h, "_ZSt21ios_base_library_initv", MissingVersion) != IntPtr.Zero;
+        }
+        finally { dlclose(h); }
+    }
+
+    const int RTLD_NOW = 2;
+
+    [DllImport("libc", EntryPoint = "dlopen")] static extern IntPtr dlopen(string file, int mode);
+    [DllImport("libc", EntryPoint = "dlvsym")] static extern IntPtr dlvsym(IntPtr handle, string symbol, string version);
+    [DllImport("libc", EntryPoint = "dlclose")] static extern int dlclose(IntPtr handle);
+    [DllImport("libc", EntryPoint = "memfd_create", SetLastError = true)] static extern int memfd_create(string name, uint flags);
+}
+
+/// <summary>Edits the version-needs table (<c>.gnu.version_r</c>) of a 64-bit little-endian ELF image in memory.</summary>
+internal static class ElfVersionPatcher
+{
+    const uint SHT_GNU_verneed = 0x6ffffffe;
+    const ushort VER_FLG_WEAK = 0x2;
+
+    /// <summary>
+    /// Sets <c>VER_FLG_WEAK</c> on every <c>Vernaux</c> entry named <paramref name="version"/>.
+    /// Returns false when the image has no such entry. Throws <see cref="BadImageFormatException"/> on a malformed image.
+    /// </summary>
+    public static bool MakeVersionNeedWeak(byte[] elf, string version)
+    {
+        var span = elf.AsSpan();
+        if (span.Length < 64 || span[0] != 0x7f || span[1] != (byte)'E' || span[2] != (byte)'L' || span[3] != (byte)'F')
+            throw new BadImageFormatException("not an ELF file");
+        if (span[4] != 2 || span[5] != 1) throw new BadImageFormatException("not a 64-bit little-endian ELF file");
+        ulong shoff = U64(span, 0x28);
+        int shentsize = U16(span, 0x3A), shnum = U16(span, 0x3C);
+        bool found = false;
+        for (int i = 0; i < shnum; i++)
+        {
+            int sh = Checked(shoff + (ulong)(i * shentsize), 64, span.Length);
+            if (U32(span, sh + 4) != SHT_GNU_verneed) continue;
+            int secOff = Checked(U64(span, sh + 0x18), 0, span.Length);
+            int link = (int)U32(span, sh + 0x28);
+            int strSh = Checked(shoff + (ulong)(link * shentsize), 64, span.Length);
+            int strOff = Checked(U64(span, strSh + 0x18), 0, span.Length);
+            int need = secOff;
+            while (true)
+            {
+                Checked((ulong)need, 16, span.Length);
+                int cnt = U16(span, need + 2);
+                int aux = need + (int)U32(span, need + 8);
+                for (int a = 0; a < cnt; a++)
+                {
+                    Checked((ulong)aux, 16, span.Length);
+                    int nameOff = Checked((ulong)strOff + U32(span, aux + 8), 1, span.Length);
+                    if (CStr(span, nameOff) == version)
+                    {
+                        ushort flags = U16(span, aux + 4);
+                        BitConverterLE(span, aux + 4, (ushort)(flags | VER_FLG_WEAK));
+                        found = true;
+                    }
+                    uint nextAux = U32(span, aux + 12);
+                    if (nextAux == 0) break;
+                    aux += (int)nextAux;
+                }
+                uint next = U32(span, need + 12);
+                if (next == 0) break;
+                need += (int)next;
+            }
+        }
+        return found;
+    }
+
+    static int Checked(ulong off, int size, int length)
+    {
+        if (off > (ulong)length || (ulong)length - off < (ulong)size)
+            throw new BadImageFormatException($"ELF offset {off} out of range");
+        return (int)off;
+    }
+
+    static ushort U16(ReadOnlySpan<byte> s, int o) => System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(s[o..]);
+    static uint U32(ReadOnlySpan<byte> s, int o) => System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(s[o..]);
+    static ulong U64(ReadOnlySpan<byte> s, int o) => System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(s[o..]);
+    static void BitConverterLE(Span<byte> s, int o, ushort v) => System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(s[o..], v);
+
+    static string CStr(ReadOnlySpan<byte> s, int o)
+    {
+        int end = s[o..].IndexOf((byte)0);
+        if (end < 0) throw new BadImageFormatException("unterminated string in ELF string table");
+        return System.Text.Encoding.ASCII.GetString(s.Slice(o, end));
+    }
+}
