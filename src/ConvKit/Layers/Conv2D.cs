@@ -1,0 +1,149 @@
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ConvKit.Layers;
+
+/// <summary>
+/// 2-D convolution, Keras' <c>Conv2D</c>: <c>filters</c> kernels of <c>kernelSize</c> slide with <c>strides</c> and
+/// <c>dilationRate</c> over a (H, W, C) input; 'same' padding follows Keras' arithmetic (the odd pixel bottom/right) and
+/// costs no extra op when symmetric. Weights: <c>kernel</c> (stored as libtorch's (filters, C / groups, kh, kw)) and
+/// <c>bias</c> (filters). Defaults as Keras: glorot_uniform kernel, zero bias.
+/// </summary>
+public class Conv2D : Layer
+{
+    Tensor? kernel;
+    Tensor? bias;
+    int inChannels;
+
+    /// <summary>Creates the layer; arguments are Keras' (<c>filters</c>, <c>kernel_size</c>, <c>strides</c>, ...).</summary>
+    /// <exception cref="LayerArgumentException">A value is out of range (the message names it).</exception>
+    public Conv2D(int filters, Size2 kernelSize, Size2? strides = null, Padding padding = Padding.Valid,
+        Size2? dilationRate = null, int groups = 1, ActivationFunction? activation = null, bool useBias = true,
+        Initializer? kernelInitializer = null, Initializer? biasInitializer = null, L2? kernelRegularizer = null,
+        Shape? inputShape = null, string? name = null) : base(name)
+    {
+        Filters = filters;
+        KernelSize = kernelSize;
+        Strides = strides ?? 1;
+        Padding = padding;
+        DilationRate = dilationRate ?? 1;
+        Groups = groups;
+        Activation = activation ?? Activations.Linear;
+        UseBias = useBias;
+        KernelInitializer = kernelInitializer ?? Initializers.GlorotUniform;
+        BiasInitializer = biasInitializer ?? Initializers.Zeros;
+        KernelRegularizer = kernelRegularizer;
+        InputShape = inputShape;
+        if (filters <= 0) throw ArgumentError("filters", $"must be a positive integer; received filters={filters}.");
+        if (KernelSize.Height <= 0 || KernelSize.Width <= 0) throw ArgumentError("kernel_size", $"must be positive; received kernel_size={KernelSize}.");
+        if (Strides.Height <= 0 || Strides.Width <= 0) throw ArgumentError("strides", $"must be positive; received strides={Strides}.");
+        if (DilationRate.Height <= 0 || DilationRate.Width <= 0) throw ArgumentError("dilation_rate", $"must be positive; received dilation_rate={DilationRate}.");
+        if ((Strides.Height > 1 || Strides.Width > 1) && (DilationRate.Height > 1 || DilationRate.Width > 1))
+            throw ArgumentError("strides", $"strides > 1 are not supported together with dilation_rate > 1 (as in Keras); received strides={Strides}, dilation_rate={DilationRate}.");
+        if (groups <= 0) throw ArgumentError("groups", $"must be a positive integer; received groups={groups}.");
+        if (filters % groups != 0) throw ArgumentError("groups", $"filters must be divisible by groups; received filters={filters}, groups={groups}.");
+    }
+
+    /// <summary>Number of output channels.</summary>
+    public int Filters { get; }
+
+    /// <summary>Kernel height and width.</summary>
+    public Size2 KernelSize { get; }
+
+    /// <summary>Step between windows.</summary>
+    public Size2 Strides { get; }
+
+    /// <summary>'valid' or 'same'.</summary>
+    public Padding Padding { get; }
+
+    /// <summary>Spacing between kernel taps.</summary>
+    public Size2 DilationRate { get; }
+
+    /// <summary>Channel groups (1 = dense convolution; = channels for depthwise).</summary>
+    public int Groups { get; }
+
+    /// <summary>Applied to the output.</summary>
+    public ActivationFunction Activation { get; }
+
+    /// <summary>Whether a bias is added.</summary>
+    public bool UseBias { get; }
+
+    /// <summary>Kernel initializer.</summary>
+    public Initializer KernelInitializer { get; }
+
+    /// <summary>Bias initializer.</summary>
+    public Initializer BiasInitializer { get; }
+
+    /// <summary>Optional L2 penalty on the kernel.</summary>
+    public L2? KernelRegularizer { get; }
+
+    /// <summary>The kernel, (filters, C / groups, kh, kw). Null before the layer is built.</summary>
+    public Tensor? Kernel => kernel;
+
+    /// <summary>The bias, (filters). Null before building or without bias.</summary>
+    public Tensor? Bias => bias;
+
+    /// <inheritdoc/>
+    public override Shape ComputeOutputShape(Shape inputShape)
+    {
+        if (inputShape.Rank != 3)
+            throw new ShapeException($"{Describe} expects inputs of shape (height, width, channels); received {inputShape.ToBatchString()}.");
+        int c = inputShape[2];
+        if (c == Shape.Unknown) throw new ShapeException($"{Describe}: the channel dimension of the input must be known; received {inputShape.ToBatchString()}.");
+        if (c % Groups != 0)
+            throw ArgumentError("groups", $"input channels must be divisible by groups; received input {inputShape.ToBatchString()} with {c} channels, groups={Groups}.");
+        int h = ConvArithmetic.OutputLength(inputShape[0], KernelSize.Height, Strides.Height, Padding, DilationRate.Height);
+        int w = ConvArithmetic.OutputLength(inputShape[1], KernelSize.Width, Strides.Width, Padding, DilationRate.Width);
+        if ((h < 1 && h != Shape.Unknown) || (w < 1 && w != Shape.Unknown))
+            throw new ShapeException($"{Describe}: kernel_size={KernelSize} (dilation_rate={DilationRate}) is larger than the input {inputShape.ToBatchString()} with padding='valid'; the output would be ({h}, {w}). Use padding='same' or a smaller kernel.");
+        return new Shape(h, w, Filters);
+    }
+
+    /// <inheritdoc/>
+    protected override void Build(Shape inputShape)
+    {
+        inChannels = inputShape[2];
+        long receptive = (long)KernelSize.Height * KernelSize.Width;
+        long fanIn = receptive * inChannels / Groups, fanOut = receptive * Filters;
+        kernel = AddWeight("kernel", [Filters, inChannels / Groups, KernelSize.Height, KernelSize.Width], KernelInitializer, fanIn, fanOut);
+        if (UseBias) bias = AddWeight("bias", [Filters], BiasInitializer, fanIn, fanOut);
+    }
+
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor inputs)
+    {
+        long h = inputs.shape[2], w = inputs.shape[3];
+        var (top, bottom) = ConvArithmetic.Pads((int)h, KernelSize.Height, Strides.Height, Padding, DilationRate.Height);
+        var (left, right) = ConvArithmetic.Pads((int)w, KernelSize.Width, Strides.Width, Padding, DilationRate.Width);
+        long[] stride = [Strides.Height, Strides.Width], dilation = [DilationRate.Height, DilationRate.Width];
+        Tensor y;
+        if (top == bottom && left == right)
+        {
+            y = F.conv2d(inputs, kernel!, bias, stride, [top, left], dilation, Groups);
+        }
+        else
+        {
+            using var padded = F.pad(inputs, [left, right, top, bottom]);
+            y = F.conv2d(padded, kernel!, bias, stride, [0, 0], dilation, Groups);
+        }
+        // y is ours alone and convolution does not keep its output for backward: activate in place.
+        return Activation.IsLinear ? y : Activation.ApplyInPlace(y);
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<Tensor> RegularizationLosses() =>
+        KernelRegularizer is { } r && kernel is not null && Trainable ? [r.Penalty(kernel)] : [];
+
+    /// <inheritdoc/>
+    public override long CountMacs(IReadOnlyList<Shape> inputShapes, Shape outputShape) =>
+        outputShape.Size * KernelSize.Height * KernelSize.Width * (inputShapes[0][2] / Groups);
+
+    /// <inheritdoc/>
+    public override WindowInfo? Window(IReadOnlyList<Shape> inputShapes)
+    {
+        var s = inputShapes[0];
+        return new WindowInfo(KernelSize, Strides, DilationRate, new Size2(
+            ConvArithmetic.Pads(s[0], KernelSize.Height, Strides.Height, Padding, DilationRate.Height).Before,
+            ConvArithmetic.Pads(s[1], KernelSize.Width, Strides.Width, Padding, DilationRate.Width).Before));
+    }
+}

@@ -1,0 +1,147 @@
+using static TorchSharp.torch;
+
+namespace ConvKit.Layers;
+
+/// <summary>
+/// Fills a new weight, as Keras' initializers do. Fans are those of Keras' kernel layout (receptive field × channels),
+/// which the layers compute and pass in whatever internal layout they store the weight.
+/// Converts from Keras' names: <c>"glorot_uniform"</c>, <c>"he_normal"</c>, <c>"zeros"</c>...
+/// </summary>
+public abstract class Initializer
+{
+    /// <summary>Keras' name of the initializer.</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Fills <paramref name="target"/> in place (called under no_grad).</summary>
+    public abstract void Fill(Tensor target, long fanIn, long fanOut);
+
+    /// <summary>An initializer by Keras' name.</summary>
+    /// <exception cref="ArgumentException">Unknown name.</exception>
+    public static implicit operator Initializer(string name) => Initializers.Get(name);
+
+    /// <inheritdoc/>
+    public override string ToString() => Name;
+}
+
+/// <summary>Keras' built-in initializers.</summary>
+public static class Initializers
+{
+    /// <summary>Uniform in ±sqrt(6 / (fan_in + fan_out)). Keras' default for Conv2D and Dense kernels.</summary>
+    public static Initializer GlorotUniform { get; } = new VarianceScaling("glorot_uniform", 1.0, FanMode.Average, uniform: true);
+
+    /// <summary>Truncated normal with stddev sqrt(2 / (fan_in + fan_out)).</summary>
+    public static Initializer GlorotNormal { get; } = new VarianceScaling("glorot_normal", 1.0, FanMode.Average, uniform: false);
+
+    /// <summary>Truncated normal with stddev sqrt(2 / fan_in).</summary>
+    public static Initializer HeNormal { get; } = new VarianceScaling("he_normal", 2.0, FanMode.In, uniform: false);
+
+    /// <summary>Uniform in ±sqrt(6 / fan_in).</summary>
+    public static Initializer HeUniform { get; } = new VarianceScaling("he_uniform", 2.0, FanMode.In, uniform: true);
+
+    /// <summary>Truncated normal with stddev sqrt(1 / fan_in).</summary>
+    public static Initializer LecunNormal { get; } = new VarianceScaling("lecun_normal", 1.0, FanMode.In, uniform: false);
+
+    /// <summary>Uniform in ±sqrt(3 / fan_in).</summary>
+    public static Initializer LecunUniform { get; } = new VarianceScaling("lecun_uniform", 1.0, FanMode.In, uniform: true);
+
+    /// <summary>All zeros. Keras' default for biases.</summary>
+    public static Initializer Zeros { get; } = new ConstantInit("zeros", 0);
+
+    /// <summary>All ones.</summary>
+    public static Initializer Ones { get; } = new ConstantInit("ones", 1);
+
+    /// <summary>Normal(0, 0.05), Keras' <c>random_normal</c> defaults.</summary>
+    public static Initializer RandomNormal { get; } = new NormalInit("random_normal", 0, 0.05, truncated: false);
+
+    /// <summary>Uniform(-0.05, 0.05), Keras' <c>random_uniform</c> defaults.</summary>
+    public static Initializer RandomUniform { get; } = new UniformInit("random_uniform", -0.05, 0.05);
+
+    /// <summary>Normal(0, 0.05) truncated at two standard deviations.</summary>
+    public static Initializer TruncatedNormal { get; } = new NormalInit("truncated_normal", 0, 0.05, truncated: true);
+
+    /// <summary>A constant.</summary>
+    public static Initializer Constant(double value) => new ConstantInit("constant", value);
+
+    /// <summary>Normal(mean, stddev).</summary>
+    public static Initializer Normal(double mean, double stddev) => new NormalInit("random_normal", mean, stddev, truncated: false);
+
+    /// <summary>Uniform(min, max).</summary>
+    public static Initializer Uniform(double min, double max) => new UniformInit("random_uniform", min, max);
+
+    /// <summary>Looks an initializer up by Keras' name.</summary>
+    /// <exception cref="ArgumentException">Unknown name.</exception>
+    public static Initializer Get(string name) => name.ToLowerInvariant() switch
+    {
+        "glorot_uniform" or "glorotuniform" or "xavier_uniform" => GlorotUniform,
+        "glorot_normal" or "glorotnormal" or "xavier_normal" => GlorotNormal,
+        "he_normal" or "henormal" => HeNormal,
+        "he_uniform" or "heuniform" => HeUniform,
+        "lecun_normal" => LecunNormal,
+        "lecun_uniform" => LecunUniform,
+        "zeros" or "zero" => Zeros,
+        "ones" or "one" => Ones,
+        "random_normal" or "randomnormal" => RandomNormal,
+        "random_uniform" or "randomuniform" => RandomUniform,
+        "truncated_normal" or "truncatednormal" => TruncatedNormal,
+        _ => throw new ArgumentException($"unknown initializer '{name}'; known: glorot_uniform, glorot_normal, he_normal, he_uniform, lecun_normal, lecun_uniform, zeros, ones, random_normal, random_uniform, truncated_normal", nameof(name)),
+    };
+
+    enum FanMode { In, Out, Average }
+
+    sealed class VarianceScaling(string name, double scale, FanMode mode, bool uniform) : Initializer
+    {
+        // Keras divides the stddev of its truncated normal by this constant: the stddev of a unit normal truncated at ±2.
+        const double TruncationCorrection = 0.87962566103423978;
+
+        public override string Name => name;
+
+        public override void Fill(Tensor target, long fanIn, long fanOut)
+        {
+            double n = mode switch { FanMode.In => fanIn, FanMode.Out => fanOut, _ => (fanIn + fanOut) / 2.0 };
+            double variance = scale / Math.Max(1.0, n);
+            if (uniform)
+            {
+                double limit = Math.Sqrt(3.0 * variance);
+                target.uniform_(-limit, limit);
+            }
+            else
+            {
+                double std = Math.Sqrt(variance) / TruncationCorrection;
+                nn.init.trunc_normal_(target, 0, std, -2 * std, 2 * std);
+            }
+        }
+    }
+
+    sealed class ConstantInit(string name, double value) : Initializer
+    {
+        public override string Name => name;
+
+        public override void Fill(Tensor target, long fanIn, long fanOut) => target.fill_(value);
+    }
+
+    sealed class NormalInit(string name, double mean, double std, bool truncated) : Initializer
+    {
+        public override string Name => name;
+
+        public override void Fill(Tensor target, long fanIn, long fanOut)
+        {
+            if (truncated) nn.init.trunc_normal_(target, mean, std, mean - 2 * std, mean + 2 * std);
+            else target.normal_(mean, std);
+        }
+    }
+
+    sealed class UniformInit(string name, double min, double max) : Initializer
+    {
+        public override string Name => name;
+
+        public override void Fill(Tensor target, long fanIn, long fanOut) => target.uniform_(min, max);
+    }
+}
+
+/// <summary>Keras' L2 kernel regularizer: adds <c>factor × Σ w²</c> to the loss.</summary>
+/// <param name="Factor">The penalty factor, Keras' <c>l2</c> (default 0.01).</param>
+public sealed record L2(double Factor = 0.01)
+{
+    /// <summary>The penalty for one weight.</summary>
+    public Tensor Penalty(Tensor weight) => weight.square().sum().mul(Factor);
+}

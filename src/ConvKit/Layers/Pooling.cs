@@ -1,0 +1,198 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ConvKit.Layers;
+
+/// <summary>Common part of Keras' 2-D pooling layers: window, strides (default = pool size), padding.</summary>
+public abstract class Pooling2D : Layer
+{
+    /// <summary>Validates and stores the configuration.</summary>
+    /// <exception cref="LayerArgumentException">A size or stride is not positive.</exception>
+    protected Pooling2D(Size2 poolSize, Size2? strides, Padding padding, string? name) : base(name)
+    {
+        PoolSize = poolSize;
+        Strides = strides ?? poolSize;
+        Padding = padding;
+        if (PoolSize.Height <= 0 || PoolSize.Width <= 0) throw ArgumentError("pool_size", $"must be positive; received pool_size={PoolSize}.");
+        if (Strides.Height <= 0 || Strides.Width <= 0) throw ArgumentError("strides", $"must be positive; received strides={Strides}.");
+    }
+
+    /// <summary>Window size.</summary>
+    public Size2 PoolSize { get; }
+
+    /// <summary>Step between windows (defaults to the pool size).</summary>
+    public Size2 Strides { get; }
+
+    /// <summary>'valid' or 'same'.</summary>
+    public Padding Padding { get; }
+
+    /// <inheritdoc/>
+    public override Shape ComputeOutputShape(Shape inputShape)
+    {
+        if (inputShape.Rank != 3)
+            throw new ShapeException($"{Describe} expects inputs of shape (height, width, channels); received {inputShape.ToBatchString()}.");
+        int h = ConvArithmetic.OutputLength(inputShape[0], PoolSize.Height, Strides.Height, Padding);
+        int w = ConvArithmetic.OutputLength(inputShape[1], PoolSize.Width, Strides.Width, Padding);
+        if ((h < 1 && h != Shape.Unknown) || (w < 1 && w != Shape.Unknown))
+            throw new ShapeException($"{Describe}: pool_size={PoolSize} is larger than the input {inputShape.ToBatchString()} with padding='valid'; the output would be ({h}, {w}).");
+        return new Shape(h, w, inputShape[2]);
+    }
+
+    /// <summary>Keras' padding for an input of <paramref name="h"/> × <paramref name="w"/>: (top, bottom, left, right).</summary>
+    protected (int Top, int Bottom, int Left, int Right) PadsFor(long h, long w)
+    {
+        var (t, b) = ConvArithmetic.Pads((int)h, PoolSize.Height, Strides.Height, Padding);
+        var (l, r) = ConvArithmetic.Pads((int)w, PoolSize.Width, Strides.Width, Padding);
+        return (t, b, l, r);
+    }
+
+    /// <inheritdoc/>
+    public override WindowInfo? Window(IReadOnlyList<Shape> inputShapes)
+    {
+        var s = inputShapes[0];
+        return new WindowInfo(PoolSize, Strides, 1, new Size2(
+            ConvArithmetic.Pads(s[0], PoolSize.Height, Strides.Height, Padding).Before,
+            ConvArithmetic.Pads(s[1], PoolSize.Width, Strides.Width, Padding).Before));
+    }
+
+    /// <inheritdoc/>
+    protected override bool FixedDimension(int rank, int d) => false;
+}
+
+/// <summary>Max pooling, Keras' <c>MaxPooling2D</c> (alias <c>MaxPool2D</c>). 'same' padding never wins (it is -inf).</summary>
+public class MaxPooling2D : Pooling2D
+{
+    /// <summary>Creates the layer; strides default to the pool size, as in Keras.</summary>
+    public MaxPooling2D(Size2? poolSize = null, Size2? strides = null, Padding padding = Padding.Valid, string? name = null)
+        : base(poolSize ?? 2, strides, padding, name) { }
+
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor inputs)
+    {
+        var (t, b, l, r) = PadsFor(inputs.shape[2], inputs.shape[3]);
+        long[] k = [PoolSize.Height, PoolSize.Width], s = [Strides.Height, Strides.Width];
+        if (t == b && l == r) return F.max_pool2d(inputs, k, s, [t, l]); // libtorch's implicit padding is -inf
+        using var padded = F.pad(inputs, [l, r, t, b], value: double.NegativeInfinity);
+        return F.max_pool2d(padded, k, s);
+    }
+}
+
+/// <summary>Keras' alias of <see cref="MaxPooling2D"/>.</summary>
+public class MaxPool2D : MaxPooling2D
+{
+    /// <summary>Creates the layer.</summary>
+    public MaxPool2D(Size2? poolSize = null, Size2? strides = null, Padding padding = Padding.Valid, string? name = null)
+        : base(poolSize, strides, padding, name) { }
+
+    /// <inheritdoc/>
+    protected override string DefaultNamePrefix => "max_pooling2d";
+
+    /// <inheritdoc/>
+    public override string ClassName => "MaxPooling2D";
+}
+
+/// <summary>
+/// Average pooling, Keras' <c>AveragePooling2D</c> (alias <c>AvgPool2D</c>). With 'same' padding each output divides by
+/// the number of real (non-padding) cells in its window.
+/// </summary>
+public class AveragePooling2D : Pooling2D
+{
+    Tensor? divisor;
+    (long H, long W, DeviceType Device) divisorKey;
+
+    /// <summary>Creates the layer; strides default to the pool size, as in Keras.</summary>
+    public AveragePooling2D(Size2? poolSize = null, Size2? strides = null, Padding padding = Padding.Valid, string? name = null)
+        : base(poolSize ?? 2, strides, padding, name) { }
+
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor inputs)
+    {
+        long h = inputs.shape[2], w = inputs.shape[3];
+        var (t, b, l, r) = PadsFor(h, w);
+        long[] k = [PoolSize.Height, PoolSize.Width], s = [Strides.Height, Strides.Width];
+        if (t == b && l == r) return F.avg_pool2d(inputs, k, s, [t, l], count_include_pad: false);
+        using var padded = F.pad(inputs, [l, r, t, b]);
+        using var sums = F.avg_pool2d(padded, k, s);
+        return sums.div(Divisor(h, w, inputs.device, (t, b, l, r)));
+    }
+
+    // Fraction of real cells in each window; depends only on the input size, so it is cached.
+    Tensor Divisor(long h, long w, Device device, (int T, int B, int L, int R) pads)
+    {
+        var key = (h, w, device.type);
+        if (divisor is not null && divisorKey == key) return divisor;
+        using var _ = no_grad();
+        using var ones = torch.ones(1, 1, h, w, device: device);
+        using var padded = F.pad(ones, [pads.L, pads.R, pads.T, pads.B]);
+        divisor?.Dispose();
+        divisor = F.avg_pool2d(padded, [PoolSize.Height, PoolSize.Width], [Strides.Height, Strides.Width]).DetachFromDisposeScope();
+        divisorKey = key;
+        return divisor;
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) divisor?.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>Keras' alias of <see cref="AveragePooling2D"/>.</summary>
+public class AvgPool2D : AveragePooling2D
+{
+    /// <summary>Creates the layer.</summary>
+    public AvgPool2D(Size2? poolSize = null, Size2? strides = null, Padding padding = Padding.Valid, string? name = null)
+        : base(poolSize, strides, padding, name) { }
+
+    /// <inheritdoc/>
+    protected override string DefaultNamePrefix => "average_pooling2d";
+
+    /// <inheritdoc/>
+    public override string ClassName => "AveragePooling2D";
+}
+
+/// <summary>Common part of global pooling layers: reduce height and width.</summary>
+public abstract class GlobalPooling2D : Layer
+{
+    /// <summary>Stores the configuration.</summary>
+    protected GlobalPooling2D(bool keepDims, string? name) : base(name) => KeepDims = keepDims;
+
+    /// <summary>Keep height and width as size-1 axes.</summary>
+    public bool KeepDims { get; }
+
+    /// <inheritdoc/>
+    public override Shape ComputeOutputShape(Shape inputShape)
+    {
+        if (inputShape.Rank != 3)
+            throw new ShapeException($"{Describe} expects inputs of shape (height, width, channels); received {inputShape.ToBatchString()}.");
+        return KeepDims ? new Shape(1, 1, inputShape[2]) : new Shape(inputShape[2]);
+    }
+
+    /// <inheritdoc/>
+    public override WindowInfo? Window(IReadOnlyList<Shape> inputShapes) => WindowInfo.Global;
+
+    /// <inheritdoc/>
+    protected override bool FixedDimension(int rank, int d) => false;
+}
+
+/// <summary>Mean over height and width, Keras' <c>GlobalAveragePooling2D</c>.</summary>
+public class GlobalAveragePooling2D : GlobalPooling2D
+{
+    /// <summary>Creates the layer.</summary>
+    public GlobalAveragePooling2D(bool keepDims = false, string? name = null) : base(keepDims, name) { }
+
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor inputs) => inputs.mean([2, 3], keepdim: KeepDims);
+}
+
+/// <summary>Maximum over height and width, Keras' <c>GlobalMaxPooling2D</c>.</summary>
+public class GlobalMaxPooling2D : GlobalPooling2D
+{
+    /// <summary>Creates the layer.</summary>
+    public GlobalMaxPooling2D(bool keepDims = false, string? name = null) : base(keepDims, name) { }
+
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor inputs) => inputs.amax([2, 3], keepdim: KeepDims);
+}

@@ -1,0 +1,244 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using ConvKit.Layers;
+using static TorchSharp.torch;
+
+namespace ConvKit.Models;
+
+/// <summary>
+/// A model: a functional graph (<c>new Model(inputs, outputs)</c>), a <see cref="Sequential"/> stack, or a subclass
+/// that declares its layers as fields and overrides <see cref="Call(Tensor)"/>. All three share summary, training,
+/// evaluation, prediction and saving.
+/// </summary>
+public partial class Model : Layer
+{
+    FunctionalGraph? graph;
+    List<Layer>? tracked;
+    Dictionary<Layer, List<TracedCall>>? tracedShapes;
+
+    /// <summary>A functional model from one input to one output.</summary>
+    /// <exception cref="GraphException">The output cannot be computed from the input, or names repeat.</exception>
+    public Model(SymbolicTensor inputs, SymbolicTensor outputs, string? name = null)
+        : this([inputs], [outputs], name) { }
+
+    /// <summary>A functional model with several inputs and/or outputs.</summary>
+    /// <exception cref="GraphException">An output cannot be computed from the inputs, or names repeat.</exception>
+    public Model(IReadOnlyList<SymbolicTensor> inputs, IReadOnlyList<SymbolicTensor> outputs, string? name = null)
+        : base(name)
+    {
+        SetGraph(inputs, outputs);
+    }
+
+    /// <summary>For subclassed models (and <see cref="Sequential"/>): layers are declared as fields.</summary>
+    protected Model(string? name = null) : base(name) { }
+
+    /// <inheritdoc/>
+    protected override string DefaultNamePrefix => GetType() == typeof(Model) ? "model" : base.DefaultNamePrefix;
+
+    /// <summary>Installs a functional graph (used by constructors and by <see cref="Sequential"/> as it grows).</summary>
+    private protected void SetGraph(IReadOnlyList<SymbolicTensor> inputs, IReadOnlyList<SymbolicTensor> outputs)
+    {
+        var g = new FunctionalGraph(inputs, outputs, Name);
+        // Re-register: a Sequential that grows replaces its graph.
+        foreach (var layer in g.Layers)
+            if (layer is not InputLayer && !HasChild(layer.Name)) register_module(layer.Name, layer);
+        graph = g;
+        SetBuilt(inputs.Select(i => i.Shape).ToArray());
+    }
+
+    bool HasChild(string childName) => named_children().Any(c => c.name == childName);
+
+    private protected FunctionalGraph? Graph => graph;
+
+    /// <summary>True for functional models and built Sequential models.</summary>
+    public bool IsGraphNetwork => graph is not null;
+
+    /// <summary>The graph's inputs (functional and built Sequential models).</summary>
+    /// <exception cref="GraphException">The model is subclassed or not built.</exception>
+    public IReadOnlyList<SymbolicTensor> Inputs => RequireGraph().Inputs;
+
+    /// <summary>The graph's outputs (functional and built Sequential models).</summary>
+    /// <exception cref="GraphException">The model is subclassed or not built.</exception>
+    public IReadOnlyList<SymbolicTensor> Outputs => RequireGraph().Outputs;
+
+    /// <summary>The layers, in Keras' order: graph order for functional models, declaration order for subclasses.</summary>
+    public virtual IReadOnlyList<Layer> Layers => graph is not null ? graph.Layers : Tracked();
+
+    /// <summary>A layer by name.</summary>
+    /// <exception cref="ArgumentException">No such layer.</exception>
+    public Layer GetLayer(string layerName) =>
+        Layers.FirstOrDefault(l => l.Name == layerName)
+        ?? throw new ArgumentException($"model '{Name}' has no layer named '{layerName}'; it has: {string.Join(", ", Layers.Select(l => l.Name))}", nameof(layerName));
+
+    /// <inheritdoc/>
+    public override IEnumerable<Layer> SubLayers
+    {
+        get
+        {
+            if (graph is null) Tracked();
+            return base.SubLayers;
+        }
+    }
+
+    /// <summary>The sample shape of the (first) input, once known.</summary>
+    /// <exception cref="GraphException">The model is not built yet.</exception>
+    public Shape ModelInputShape => BuiltInputShapes is { } s ? s[0] : throw NotBuilt();
+
+    /// <summary>The sample shape of the (first) output.</summary>
+    /// <exception cref="GraphException">The model is not built yet.</exception>
+    public Shape ModelOutputShape => graph is not null ? graph.Outputs[0].Shape
+        : builtOutputShape ?? throw NotBuilt();
+
+    Shape? builtOutputShape;
+
+    /// <summary>
+    /// Builds a model whose input shape is not yet known (subclassed, or a Sequential without an input shape) for samples
+    /// of <paramref name="inputShapes"/>, like Keras' <c>model.build()</c>: creates every weight and records shapes.
+    /// </summary>
+    /// <exception cref="ShapeException">A layer cannot take the shapes it receives.</exception>
+    public void Build(params Shape[] inputShapes)
+    {
+        if (inputShapes.Length == 0) throw new ArgumentException("give at least one input shape", nameof(inputShapes));
+        if (IsBuilt)
+        {
+            CheckCompatible(inputShapes);
+            return;
+        }
+        EnsureBuilt(inputShapes, trackDevice: null);
+    }
+
+    /// <inheritdoc/>
+    public override Shape ComputeOutputShape(IReadOnlyList<Shape> inputShapes)
+    {
+        if (graph is not null)
+        {
+            CheckCompatible(inputShapes);
+            if (graph.Outputs.Count != 1)
+                throw new ShapeException($"model '{Name}' has {graph.Outputs.Count} outputs and cannot be used as a layer of another model.");
+            return graph.Outputs[0].Shape;
+        }
+        Tracked();
+        Shape? output = null;
+        tracedShapes = Tracing.Run(() => output = TraceOutputShape(inputShapes));
+        builtOutputShape = output;
+        return output!.Value;
+    }
+
+    /// <inheritdoc/>
+    public override Shape ComputeOutputShape(Shape inputShape) => ComputeOutputShape([inputShape]);
+
+    /// <inheritdoc/>
+    public override int MaxInputs => graph?.Inputs.Count ?? 1;
+
+    /// <inheritdoc/>
+    public override int MinInputs => graph?.Inputs.Count ?? 1;
+
+    /// <inheritdoc/>
+    protected override bool FixedDimension(int rank, int d) => true;
+
+    /// <summary>
+    /// The forward computation on internal-layout tensors. Functional models run their graph; subclassed models
+    /// override this, calling their layers' <see cref="Layer.Apply(Tensor)"/>.
+    /// </summary>
+    /// <exception cref="GraphException">A subclassed model did not override Call.</exception>
+    public override Tensor Call(Tensor inputs)
+    {
+        if (graph is null)
+            throw new GraphException($"model '{Name}' ({GetType().Name}) has no graph: a subclassed model must override Call(Tensor).");
+        return Forward([inputs])[0];
+    }
+
+    /// <inheritdoc/>
+    public override Tensor Call(IReadOnlyList<Tensor> inputs)
+    {
+        if (graph is null) return base.Call(inputs);
+        return Forward(inputs)[0];
+    }
+
+    /// <summary>Runs the model on internal-layout tensors and returns every output (functional models).</summary>
+    /// <exception cref="ShapeException">The number or shapes of the inputs do not match the model.</exception>
+    public IReadOnlyList<Tensor> Forward(IReadOnlyList<Tensor> inputs)
+    {
+        if (graph is null)
+        {
+            if (inputs.Count != 1) throw new ShapeException($"model '{Name}' takes one input; received {inputs.Count}.");
+            return [Apply(inputs[0])];
+        }
+        if (inputs.Count != graph.Inputs.Count)
+            throw new ShapeException($"model '{Name}' takes {graph.Inputs.Count} inputs; received {inputs.Count}.");
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            var expected = graph.Inputs[i].Shape;
+            var got = Layout.ToKeras(inputs[i].shape);
+            bool ok = got.Rank == expected.Rank;
+            for (int d = 0; ok && d < got.Rank; d++) ok = expected[d] == Shape.Unknown || expected[d] == got[d];
+            if (!ok)
+                throw new ShapeException($"model '{Name}': input '{graph.Inputs[i].Layer.Name}' expects {expected.ToBatchString()}; received {got.ToBatchString()}.");
+        }
+        return graph.Run(inputs);
+    }
+
+    /// <summary>Output shapes recorded for each layer of a subclassed model while it was built.</summary>
+    internal IReadOnlyList<Shape>? TracedShapes(Layer layer) => TracedCalls(layer)?.Select(c => c.Output).ToArray();
+
+    /// <summary>Eager calls recorded for a layer of a subclassed model while it was built.</summary>
+    internal IReadOnlyList<TracedCall>? TracedCalls(Layer layer) =>
+        tracedShapes is not null && tracedShapes.TryGetValue(layer, out var l) ? l : null;
+
+    internal FunctionalGraph? GraphForSummary => graph;
+
+    List<Layer> Tracked()
+    {
+        if (tracked is not null) return tracked;
+        tracked = [];
+        // A subclass's layers are its fields (Keras tracks attribute assignment); register them in declaration order.
+        var chain = new Stack<Type>();
+        for (var t = GetType(); t is not null && t != typeof(Model); t = t.BaseType) chain.Push(t);
+        foreach (var type in chain)
+        {
+            foreach (var field in type.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly))
+            {
+                var fieldName = FieldName(field);
+                switch (field.GetValue(this))
+                {
+                    case Layer layer:
+                        Track(fieldName, layer);
+                        break;
+                    case IEnumerable<Layer> list:
+                        int i = 0;
+                        foreach (var layer in list) Track($"{fieldName}_{i++}", layer);
+                        break;
+                }
+            }
+        }
+        return tracked;
+    }
+
+    void Track(string key, Layer layer)
+    {
+        if (tracked!.Contains(layer)) return;
+        tracked.Add(layer);
+        register_module(key, layer);
+    }
+
+    static string FieldName(FieldInfo f)
+    {
+        // Auto-property backing fields are named "<Prop>k__BackingField".
+        if (f.Name.StartsWith('<') && f.Name.IndexOf('>') is > 1 and var end) return f.Name[1..end];
+        return f.Name.TrimStart('_');
+    }
+
+    FunctionalGraph RequireGraph() => graph ?? throw (IsBuilt
+        ? new GraphException($"model '{Name}' is a subclassed model: it has no symbolic inputs and outputs.")
+        : NotBuilt());
+
+    private protected GraphException NotBuilt() => new(
+        $"model '{Name}' has not been built yet. Build it first with Build(inputShape), give its first layer an input shape, or call it on data.");
+
+    /// <summary>The Keras-style summary table.</summary>
+    /// <exception cref="GraphException">The model is not built yet.</exception>
+    public string Summary(SummaryOptions? options = null) => SummaryFormatter.Format(ModelSummary.Of(this), options ?? new SummaryOptions());
+
+    /// <summary>Prints <see cref="Summary"/> to standard output.</summary>
+    public void PrintSummary(SummaryOptions? options = null) => Console.Write(Summary(options));
+}
