@@ -120,6 +120,17 @@ public class IdxTests
     }
 
     [Fact]
+    public void TruncatedGzipFile_IsFormatError()
+    {
+        using var tmp = new TempFolder();
+        var gz = DataFiles.Gzip(DataFiles.Idx([50, 28, 28], System.Security.Cryptography.RandomNumberGenerator.GetBytes(50 * 28 * 28)));
+        var path = tmp["cut.gz"];
+        File.WriteAllBytes(path, gz[..(gz.Length / 2)]);
+        var e = Assert.Throws<DatasetFormatException>(() => Idx.ReadImages(path));
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
     public void CountMismatch_NamesBothFiles()
     {
         using var tmp = new TempFolder();
