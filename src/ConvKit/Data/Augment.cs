@@ -1,0 +1,86 @@
+using static TorchSharp.torch;
+
+namespace ConvKit.Data;
+
+/// <summary>
+/// Random augmentation of float32 batches in ConvKit's internal (N, C, H, W) layout, drawn per sample from a
+/// <see cref="Generator"/> so runs are reproducible. Each function returns a new tensor owned by the caller.
+/// </summary>
+public static class Augment
+{
+    /// <summary>Mirrors each sample left-right with probability <paramref name="p"/>, like Keras' <c>RandomFlip("horizontal")</c>.</summary>
+    /// <exception cref="ArgumentException"><paramref name="x"/> is not 4-D.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="p"/> is outside [0, 1].</exception>
+    public static Tensor RandomHorizontalFlip(Tensor x, double p, Generator? generator = null)
+    {
+        Check4D(x);
+        if (!(p >= 0 && p <= 1)) throw new ArgumentOutOfRangeException(nameof(p), $"probability must be in [0, 1], got {p}");
+        long n = x.shape[0];
+        using var draw = rand([n], generator: generator, device: x.device);
+        using var chosen = draw.lt(p);
+        using var mask = chosen.view(n, 1, 1, 1);
+        using var flipped = x.flip(3);
+        return where(mask, flipped, x);
+    }
+
+    /// <summary>
+    /// Shifts each sample by a random whole number of pixels, dy in [-maxDy, maxDy] and dx in [-maxDx, maxDx],
+    /// filling with zeros: zero padding by the maximum, then a random crop per sample (two gathers, no per-sample loop).
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="x"/> is not 4-D.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A maximum is negative.</exception>
+    public static Tensor RandomTranslation(Tensor x, int maxDy, int maxDx, Generator? generator = null)
+    {
+        Check4D(x);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxDy);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxDx);
+        long n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+        using var padded = nn.functional.pad(x, [maxDx, maxDx, maxDy, maxDy]);
+        long wp = w + 2 * maxDx;
+        // Crop origin in the padded image; origin maxDy means no shift.
+        using var oy = randint(0, 2 * maxDy + 1, [n, 1], generator: generator, device: x.device);
+        using var ox = randint(0, 2 * maxDx + 1, [n, 1], generator: generator, device: x.device);
+        using var ar = arange(h, ScalarType.Int64, x.device);
+        using var ac = arange(w, ScalarType.Int64, x.device);
+        using var rows = oy.add(ar);                        // (n, h)
+        using var cols = ox.add(ac);                        // (n, w)
+        using var rowsView = rows.view(n, 1, h, 1);
+        using var rowIndex = rowsView.expand(n, c, h, wp);
+        using var band = padded.gather(2, rowIndex);        // (n, c, h, wp)
+        using var colsView = cols.view(n, 1, 1, w);
+        using var colIndex = colsView.expand(n, c, h, w);
+        return band.gather(3, colIndex);
+    }
+
+    /// <summary>
+    /// Zooms each sample about its centre by a factor drawn uniformly from [<paramref name="minScale"/>,
+    /// <paramref name="maxScale"/>]: a factor above 1 enlarges the content (zoom in), below 1 shrinks it with zero
+    /// fill, 1 is the identity. Bilinear sampling via <c>affine_grid</c> + <c>grid_sample</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="x"/> is not 4-D.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The scales are not positive or are in the wrong order.</exception>
+    public static Tensor RandomZoom(Tensor x, double minScale, double maxScale, Generator? generator = null)
+    {
+        Check4D(x);
+        if (!(minScale > 0 && maxScale >= minScale))
+            throw new ArgumentOutOfRangeException(nameof(minScale), $"expected 0 < minScale <= maxScale, got {minScale}, {maxScale}");
+        long n = x.shape[0];
+        using var u = rand([n], generator: generator, device: x.device);
+        using var scale = u.mul(maxScale - minScale).add_(minScale);
+        // The grid maps output to input coordinates, so the content scale s needs the inverse 1/s on the diagonal.
+        using var inv = scale.reciprocal();
+        using var theta = zeros([n, 2, 3], ScalarType.Float32, x.device);
+        using (var sx = theta.select(1, 0).select(1, 0)) sx.copy_(inv);
+        using (var sy = theta.select(1, 1).select(1, 1)) sy.copy_(inv);
+        using var grid = nn.functional.affine_grid(theta, x.shape, align_corners: false);
+        using var typed = x.dtype == ScalarType.Float32 ? x.alias() : x.to_type(ScalarType.Float32);
+        return nn.functional.grid_sample(typed, grid, align_corners: false);
+    }
+
+    static void Check4D(Tensor x)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        if (x.dim() != 4)
+            throw new ArgumentException($"expected a (N, C, H, W) batch, got shape [{string.Join(", ", x.shape)}]", nameof(x));
+    }
+}
