@@ -88,6 +88,21 @@ public static class Initializers
 
     enum FanMode { In, Out, Average }
 
+    // erf(2 / sqrt 2) = 2·Φ(2) - 1: the range of 2·U - 1 whose inverse error function lands within ±2 standard deviations.
+    const double Erf2OverSqrt2 = 0.95449973610364158;
+
+    /// <summary>
+    /// Normal(mean, std) truncated at ±2 std by inverse-CDF sampling. TorchSharp 0.107's <c>nn.init.trunc_normal_</c>
+    /// fills the tensor with a constant (every value equal to std), so it is not used.
+    /// </summary>
+    static void SampleTruncatedNormal(Tensor target, double mean, double std)
+    {
+        target.uniform_(-Erf2OverSqrt2, Erf2OverSqrt2);
+        target.erfinv_();
+        target.mul_(std * Math.Sqrt(2.0)).add_(mean);
+        target.clamp_(mean - 2 * std, mean + 2 * std);
+    }
+
     sealed class VarianceScaling(string name, double scale, FanMode mode, bool uniform) : Initializer
     {
         // Keras divides the stddev of its truncated normal by this constant: the stddev of a unit normal truncated at ±2.
@@ -107,7 +122,7 @@ public static class Initializers
             else
             {
                 double std = Math.Sqrt(variance) / TruncationCorrection;
-                nn.init.trunc_normal_(target, 0, std, -2 * std, 2 * std);
+                SampleTruncatedNormal(target, 0, std);
             }
         }
     }
@@ -125,7 +140,7 @@ public static class Initializers
 
         public override void Fill(Tensor target, long fanIn, long fanOut)
         {
-            if (truncated) nn.init.trunc_normal_(target, mean, std, mean - 2 * std, mean + 2 * std);
+            if (truncated) SampleTruncatedNormal(target, mean, std);
             else target.normal_(mean, std);
         }
     }
