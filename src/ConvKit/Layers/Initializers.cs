@@ -16,7 +16,7 @@ public abstract class Initializer
     public abstract void Fill(Tensor target, long fanIn, long fanOut);
 
     /// <summary>An initializer by Keras' name.</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="LayerArgumentException">Unknown name.</exception>
     public static implicit operator Initializer(string name) => Initializers.Get(name);
 
     /// <inheritdoc/>
@@ -69,7 +69,7 @@ public static class Initializers
     public static Initializer Uniform(double min, double max) => new UniformInit("random_uniform", min, max);
 
     /// <summary>Looks an initializer up by Keras' name.</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="LayerArgumentException">Unknown name.</exception>
     public static Initializer Get(string name) => name.ToLowerInvariant() switch
     {
         "glorot_uniform" or "glorotuniform" or "xavier_uniform" => GlorotUniform,
@@ -83,7 +83,7 @@ public static class Initializers
         "random_normal" or "randomnormal" => RandomNormal,
         "random_uniform" or "randomuniform" => RandomUniform,
         "truncated_normal" or "truncatednormal" => TruncatedNormal,
-        _ => throw new ArgumentException($"unknown initializer '{name}'; known: glorot_uniform, glorot_normal, he_normal, he_uniform, lecun_normal, lecun_uniform, zeros, ones, random_normal, random_uniform, truncated_normal", nameof(name)),
+        _ => throw new LayerArgumentException("Initializers", "initializer", $"unknown initializer '{name}'; known: glorot_uniform, glorot_normal, he_normal, he_uniform, lecun_normal, lecun_uniform, zeros, ones, random_normal, random_uniform, truncated_normal"),
     };
 
     enum FanMode { In, Out, Average }
