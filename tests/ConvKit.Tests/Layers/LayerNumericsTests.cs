@@ -7,7 +7,13 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace ConvKit.Tests.Layers;
 
+/// <summary>Runs alone: with other test classes in parallel, conv2d's input gradient with libtorch's implicit padding
+/// came out wrong in about half the runs (under investigation; see the branch report).</summary>
+[CollectionDefinition("Numerics", DisableParallelization = true)]
+public sealed class NumericsCollection;
+
 /// <summary>Forward values and gradients against TorchSharp reference ops; BN statistics; initializers; names.</summary>
+[Collection("Numerics")]
 public class LayerNumericsTests
 {
     static void Close(Tensor expected, Tensor actual, double tol = 1e-4, string what = "")
