@@ -37,7 +37,7 @@ public sealed class ActivationFunction
     public Tensor ApplyInPlace(Tensor x) => applyInPlace is null ? apply(x) : applyInPlace(x);
 
     /// <summary>By Keras' name.</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="LayerArgumentException">Unknown name.</exception>
     public static implicit operator ActivationFunction(string name) => Activations.Get(name);
 
     /// <inheritdoc/>
@@ -93,7 +93,7 @@ public static class Activations
     public static ActivationFunction ReLU6 { get; } = new("relu6", x => F.relu6(x), x => F.relu6(x, inplace: true));
 
     /// <summary>Looks an activation up by Keras' name; null or empty means linear.</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="LayerArgumentException">Unknown name.</exception>
     public static ActivationFunction Get(string? name) => (name ?? "linear").ToLowerInvariant() switch
     {
         "relu" => ReLU,
@@ -109,6 +109,6 @@ public static class Activations
         "softplus" => Softplus,
         "hard_sigmoid" => HardSigmoid,
         "relu6" => ReLU6,
-        _ => throw new ArgumentException($"unknown activation '{name}'; known: relu, tanh, sigmoid, softmax, linear, elu, selu, gelu, swish/silu, leaky_relu, softplus, hard_sigmoid, relu6", nameof(name)),
+        _ => throw new LayerArgumentException("Activations", "activation", $"unknown activation '{name}'; known: relu, tanh, sigmoid, softmax, linear, elu, selu, gelu, swish/silu, leaky_relu, softplus, hard_sigmoid, relu6"),
     };
 }

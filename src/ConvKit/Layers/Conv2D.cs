@@ -112,20 +112,7 @@ public class Conv2D : Layer
     /// <inheritdoc/>
     public override Tensor Call(Tensor inputs)
     {
-        long h = inputs.shape[2], w = inputs.shape[3];
-        var (top, bottom) = ConvArithmetic.Pads((int)h, KernelSize.Height, Strides.Height, Padding, DilationRate.Height);
-        var (left, right) = ConvArithmetic.Pads((int)w, KernelSize.Width, Strides.Width, Padding, DilationRate.Width);
-        long[] stride = [Strides.Height, Strides.Width], dilation = [DilationRate.Height, DilationRate.Width];
-        Tensor y;
-        if (top == bottom && left == right)
-        {
-            y = F.conv2d(inputs, kernel!, bias, stride, [top, left], dilation, Groups);
-        }
-        else
-        {
-            using var padded = F.pad(inputs, [left, right, top, bottom]);
-            y = F.conv2d(padded, kernel!, bias, stride, [0, 0], dilation, Groups);
-        }
+        var y = Ops.Conv2DChannelsFirst(inputs, kernel!, bias, KernelSize, Strides, Padding, DilationRate, Groups, Describe);
         // y is ours alone and convolution does not keep its output for backward: activate in place.
         return Activation.IsLinear ? y : Activation.ApplyInPlace(y);
     }

@@ -58,7 +58,8 @@ public static class ConvArithmetic
 {
     /// <summary>
     /// Output length along one axis. 'valid': floor((n - (k-1)·d - 1) / s) + 1; 'same': ceil(n / s).
-    /// Returns a value below 1 when a 'valid' window does not fit; -1 for an unknown input.
+    /// Returns 0 when a 'valid' window does not fit (never -1, which would read as an unknown size); -1 for an
+    /// unknown input.
     /// </summary>
     public static int OutputLength(int input, int kernel, int stride, Padding padding, int dilation = 1)
     {
@@ -66,7 +67,7 @@ public static class ConvArithmetic
         if (padding == Padding.Same) return (input + stride - 1) / stride;
         long effective = (long)(kernel - 1) * dilation + 1;
         long span = input - effective;
-        return span < 0 ? (int)Math.Min(0, span) : (int)(span / stride + 1);
+        return span < 0 ? 0 : (int)(span / stride + 1);
     }
 
     /// <summary>

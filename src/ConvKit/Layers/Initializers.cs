@@ -16,7 +16,7 @@ public abstract class Initializer
     public abstract void Fill(Tensor target, long fanIn, long fanOut);
 
     /// <summary>An initializer by Keras' name.</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="LayerArgumentException">Unknown name.</exception>
     public static implicit operator Initializer(string name) => Initializers.Get(name);
 
     /// <inheritdoc/>
@@ -69,7 +69,7 @@ public static class Initializers
     public static Initializer Uniform(double min, double max) => new UniformInit("random_uniform", min, max);
 
     /// <summary>Looks an initializer up by Keras' name.</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="LayerArgumentException">Unknown name.</exception>
     public static Initializer Get(string name) => name.ToLowerInvariant() switch
     {
         "glorot_uniform" or "glorotuniform" or "xavier_uniform" => GlorotUniform,
@@ -83,10 +83,25 @@ public static class Initializers
         "random_normal" or "randomnormal" => RandomNormal,
         "random_uniform" or "randomuniform" => RandomUniform,
         "truncated_normal" or "truncatednormal" => TruncatedNormal,
-        _ => throw new ArgumentException($"unknown initializer '{name}'; known: glorot_uniform, glorot_normal, he_normal, he_uniform, lecun_normal, lecun_uniform, zeros, ones, random_normal, random_uniform, truncated_normal", nameof(name)),
+        _ => throw new LayerArgumentException("Initializers", "initializer", $"unknown initializer '{name}'; known: glorot_uniform, glorot_normal, he_normal, he_uniform, lecun_normal, lecun_uniform, zeros, ones, random_normal, random_uniform, truncated_normal"),
     };
 
     enum FanMode { In, Out, Average }
+
+    // erf(2 / sqrt 2) = 2·Φ(2) - 1: the range of 2·U - 1 whose inverse error function lands within ±2 standard deviations.
+    const double Erf2OverSqrt2 = 0.95449973610364158;
+
+    /// <summary>
+    /// Normal(mean, std) truncated at ±2 std by inverse-CDF sampling. TorchSharp 0.107's <c>nn.init.trunc_normal_</c>
+    /// fills the tensor with a constant (every value equal to std), so it is not used.
+    /// </summary>
+    static void SampleTruncatedNormal(Tensor target, double mean, double std)
+    {
+        target.uniform_(-Erf2OverSqrt2, Erf2OverSqrt2);
+        target.erfinv_();
+        target.mul_(std * Math.Sqrt(2.0)).add_(mean);
+        target.clamp_(mean - 2 * std, mean + 2 * std);
+    }
 
     sealed class VarianceScaling(string name, double scale, FanMode mode, bool uniform) : Initializer
     {
@@ -107,7 +122,7 @@ public static class Initializers
             else
             {
                 double std = Math.Sqrt(variance) / TruncationCorrection;
-                nn.init.trunc_normal_(target, 0, std, -2 * std, 2 * std);
+                SampleTruncatedNormal(target, 0, std);
             }
         }
     }
@@ -125,7 +140,7 @@ public static class Initializers
 
         public override void Fill(Tensor target, long fanIn, long fanOut)
         {
-            if (truncated) nn.init.trunc_normal_(target, mean, std, mean - 2 * std, mean + 2 * std);
+            if (truncated) SampleTruncatedNormal(target, mean, std);
             else target.normal_(mean, std);
         }
     }

@@ -39,14 +39,6 @@ public abstract class Pooling2D : Layer
         return new Shape(h, w, inputShape[2]);
     }
 
-    /// <summary>Keras' padding for an input of <paramref name="h"/> × <paramref name="w"/>: (top, bottom, left, right).</summary>
-    protected (int Top, int Bottom, int Left, int Right) PadsFor(long h, long w)
-    {
-        var (t, b) = ConvArithmetic.Pads((int)h, PoolSize.Height, Strides.Height, Padding);
-        var (l, r) = ConvArithmetic.Pads((int)w, PoolSize.Width, Strides.Width, Padding);
-        return (t, b, l, r);
-    }
-
     /// <inheritdoc/>
     public override WindowInfo? Window(IReadOnlyList<Shape> inputShapes)
     {
@@ -68,14 +60,7 @@ public class MaxPooling2D : Pooling2D
         : base(poolSize ?? 2, strides, padding, name) { }
 
     /// <inheritdoc/>
-    public override Tensor Call(Tensor inputs)
-    {
-        var (t, b, l, r) = PadsFor(inputs.shape[2], inputs.shape[3]);
-        long[] k = [PoolSize.Height, PoolSize.Width], s = [Strides.Height, Strides.Width];
-        if (t == b && l == r) return F.max_pool2d(inputs, k, s, [t, l]); // libtorch's implicit padding is -inf
-        using var padded = F.pad(inputs, [l, r, t, b], value: double.NegativeInfinity);
-        return F.max_pool2d(padded, k, s);
-    }
+    public override Tensor Call(Tensor inputs) => Ops.MaxPoolChannelsFirst(inputs, PoolSize, Strides, Padding, Describe);
 }
 
 /// <summary>Keras' alias of <see cref="MaxPooling2D"/>.</summary>
@@ -98,43 +83,19 @@ public class MaxPool2D : MaxPooling2D
 /// </summary>
 public class AveragePooling2D : Pooling2D
 {
-    Tensor? divisor;
-    (long H, long W, DeviceType Device) divisorKey;
+    readonly PoolDivisorCache divisor = new();
 
     /// <summary>Creates the layer; strides default to the pool size, as in Keras.</summary>
     public AveragePooling2D(Size2? poolSize = null, Size2? strides = null, Padding padding = Padding.Valid, string? name = null)
         : base(poolSize ?? 2, strides, padding, name) { }
 
     /// <inheritdoc/>
-    public override Tensor Call(Tensor inputs)
-    {
-        long h = inputs.shape[2], w = inputs.shape[3];
-        var (t, b, l, r) = PadsFor(h, w);
-        long[] k = [PoolSize.Height, PoolSize.Width], s = [Strides.Height, Strides.Width];
-        if (t == b && l == r) return F.avg_pool2d(inputs, k, s, [t, l], count_include_pad: false);
-        using var padded = F.pad(inputs, [l, r, t, b]);
-        using var sums = F.avg_pool2d(padded, k, s);
-        return sums.div(Divisor(h, w, inputs.device, (t, b, l, r)));
-    }
-
-    // Fraction of real cells in each window; depends only on the input size, so it is cached.
-    Tensor Divisor(long h, long w, Device device, (int T, int B, int L, int R) pads)
-    {
-        var key = (h, w, device.type);
-        if (divisor is not null && divisorKey == key) return divisor;
-        using var _ = no_grad();
-        using var ones = torch.ones(1, 1, h, w, device: device);
-        using var padded = F.pad(ones, [pads.L, pads.R, pads.T, pads.B]);
-        divisor?.Dispose();
-        divisor = F.avg_pool2d(padded, [PoolSize.Height, PoolSize.Width], [Strides.Height, Strides.Width]).DetachFromDisposeScope();
-        divisorKey = key;
-        return divisor;
-    }
+    public override Tensor Call(Tensor inputs) => Ops.AvgPoolChannelsFirst(inputs, PoolSize, Strides, Padding, divisor, Describe);
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
     {
-        if (disposing) divisor?.Dispose();
+        if (disposing) divisor.Dispose();
         base.Dispose(disposing);
     }
 }

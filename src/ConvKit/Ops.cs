@@ -1,0 +1,266 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using ConvKit.Layers;
+using Padding = ConvKit.Layers.Padding;
+using DeviceType = TorchSharp.DeviceType;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ConvKit;
+
+/// <summary>The axis order of an image batch given to <see cref="Ops"/>.</summary>
+public enum DataFormat
+{
+    /// <summary>(batch, channels, height, width): ConvKit's internal layout, what a layer's <c>Call</c> receives.</summary>
+    ChannelsFirst,
+
+    /// <summary>(batch, height, width, channels): TensorFlow's NHWC, with filters in TF's (kh, kw, in, out) order.</summary>
+    ChannelsLast,
+}
+
+/// <summary>
+/// Low-level functional operations, the counterparts of <c>tf.nn.conv2d</c>, <c>tf.nn.max_pool</c> and
+/// <c>tf.nn.avg_pool</c>, for layers written by hand (Build with <c>AddWeight</c>, Call with <c>Ops.Conv2D</c>).
+/// 'SAME' and 'VALID' follow Keras/TF arithmetic (<see cref="ConvArithmetic"/>): the odd padding pixel goes
+/// bottom/right. The layers <see cref="Layers.Conv2D"/>, <see cref="MaxPooling2D"/> and <see cref="AveragePooling2D"/>
+/// compute through these functions, so there is one implementation of the padding rules.
+/// </summary>
+/// <remarks>
+/// Strides, window sizes and dilations are accepted as TF accepts them: one int, [h, w], or four values with 1 on the
+/// batch and channel axes ([1, s, s, 1] for ChannelsLast, [1, 1, s, s] for ChannelsFirst).
+/// </remarks>
+public static class Ops
+{
+    /// <summary>2-D convolution, <c>tf.nn.conv2d</c>.</summary>
+    /// <param name="input">NCHW (ChannelsFirst) or NHWC (ChannelsLast) batch.</param>
+    /// <param name="filters">(out, in / groups, kh, kw) for ChannelsFirst; TF's (kh, kw, in / groups, out) for ChannelsLast.</param>
+    /// <param name="strides">One int, [h, w] or four values (see the class remarks).</param>
+    /// <param name="padding">"VALID" or "SAME" (any case).</param>
+    /// <param name="dataFormat">Layout of <paramref name="input"/>, <paramref name="filters"/> and the result.</param>
+    /// <param name="dilations">Tap spacing, given like <paramref name="strides"/>; null = 1.</param>
+    /// <param name="groups">Channel groups (input channels = filter input channels × groups).</param>
+    /// <param name="bias">Optional (out) bias.</param>
+    /// <returns>The convolution in <paramref name="dataFormat"/>.</returns>
+    /// <exception cref="LayerArgumentException">Bad strides, dilations, groups or padding string.</exception>
+    /// <exception cref="ShapeException">Ranks or channels do not match, or a 'VALID' window does not fit.</exception>
+    public static Tensor Conv2D(Tensor input, Tensor filters, int[] strides, string padding,
+        DataFormat dataFormat = DataFormat.ChannelsFirst, int[]? dilations = null, int groups = 1, Tensor? bias = null) =>
+        Conv2D(input, filters, strides, ParsePadding(padding, "Ops.Conv2D"), dataFormat, dilations, groups, bias);
+
+    /// <summary>2-D convolution with a <see cref="Padding"/> mode; see the string overload.</summary>
+    /// <exception cref="LayerArgumentException">Bad strides, dilations or groups.</exception>
+    /// <exception cref="ShapeException">Ranks or channels do not match, or a 'valid' window does not fit.</exception>
+    public static Tensor Conv2D(Tensor input, Tensor filters, int[] strides, Padding padding,
+        DataFormat dataFormat = DataFormat.ChannelsFirst, int[]? dilations = null, int groups = 1, Tensor? bias = null)
+    {
+        const string op = "Ops.Conv2D";
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(filters);
+        var s = Window(strides, dataFormat, op, "strides");
+        var d = dilations is null ? new Size2(1, 1) : Window(dilations, dataFormat, op, "dilations");
+        if (groups <= 0) throw new LayerArgumentException(op, "groups", $"must be positive; received groups={groups}.");
+        if (input.dim() != 4) throw new ShapeException($"{op}: input must be a 4-D {Describe(dataFormat)} batch; received shape {Fmt(input.shape)}.");
+        if (filters.dim() != 4) throw new ShapeException($"{op}: filters must be 4-D {(dataFormat == DataFormat.ChannelsLast ? "(kh, kw, in, out)" : "(out, in, kh, kw)")}; received shape {Fmt(filters.shape)}.");
+        bool last = dataFormat == DataFormat.ChannelsLast;
+        using var x = last ? input.permute(0, 3, 1, 2) : input.alias();
+        using var w = last ? filters.permute(3, 2, 0, 1) : filters.alias();
+        long inC = x.shape[1], outC = w.shape[0];
+        if (w.shape[1] * groups != inC)
+            throw new ShapeException($"{op}: the input has {inC} channels but the filters {Fmt(filters.shape)} take {w.shape[1]} per group × groups={groups} = {w.shape[1] * groups}.");
+        if (outC % groups != 0)
+            throw new LayerArgumentException(op, "groups", $"the {outC} output channels are not divisible by groups={groups}.");
+        if (bias is not null && (bias.dim() != 1 || bias.shape[0] != outC))
+            throw new ShapeException($"{op}: bias must have shape ({outC},); received {Fmt(bias.shape)}.");
+        var y = Conv2DChannelsFirst(x, w, bias, new Size2((int)w.shape[2], (int)w.shape[3]), s, padding, d, groups, op);
+        if (!last) return y;
+        using (y) return y.permute(0, 2, 3, 1).contiguous();
+    }
+
+    /// <summary>Max pooling, <c>tf.nn.max_pool</c>. 'SAME' padding is -inf, so it never wins.</summary>
+    /// <param name="input">NCHW or NHWC batch.</param>
+    /// <param name="ksize">Window: one int, [h, w] or four values.</param>
+    /// <param name="strides">Step: one int, [h, w] or four values.</param>
+    /// <param name="padding">"VALID" or "SAME".</param>
+    /// <param name="dataFormat">Layout of input and result.</param>
+    /// <exception cref="LayerArgumentException">Bad window, strides or padding string.</exception>
+    /// <exception cref="ShapeException">Wrong rank, or a 'VALID' window larger than the input.</exception>
+    public static Tensor MaxPool2D(Tensor input, int[] ksize, int[] strides, string padding, DataFormat dataFormat = DataFormat.ChannelsFirst) =>
+        Pool(input, ksize, strides, ParsePadding(padding, "Ops.MaxPool2D"), dataFormat, "Ops.MaxPool2D", max: true);
+
+    /// <summary>Max pooling with a <see cref="Padding"/> mode; see the string overload.</summary>
+    /// <exception cref="LayerArgumentException">Bad window or strides.</exception>
+    /// <exception cref="ShapeException">Wrong rank, or a 'valid' window larger than the input.</exception>
+    public static Tensor MaxPool2D(Tensor input, int[] ksize, int[] strides, Padding padding, DataFormat dataFormat = DataFormat.ChannelsFirst) =>
+        Pool(input, ksize, strides, padding, dataFormat, "Ops.MaxPool2D", max: true);
+
+    /// <summary>
+    /// Average pooling, <c>tf.nn.avg_pool</c>. With 'SAME' padding each output is the mean of the real (non-padding)
+    /// cells of its window.
+    /// </summary>
+    /// <exception cref="LayerArgumentException">Bad window, strides or padding string.</exception>
+    /// <exception cref="ShapeException">Wrong rank, or a 'VALID' window larger than the input.</exception>
+    public static Tensor AvgPool2D(Tensor input, int[] ksize, int[] strides, string padding, DataFormat dataFormat = DataFormat.ChannelsFirst) =>
+        Pool(input, ksize, strides, ParsePadding(padding, "Ops.AvgPool2D"), dataFormat, "Ops.AvgPool2D", max: false);
+
+    /// <summary>Average pooling with a <see cref="Padding"/> mode; see the string overload.</summary>
+    /// <exception cref="LayerArgumentException">Bad window or strides.</exception>
+    /// <exception cref="ShapeException">Wrong rank, or a 'valid' window larger than the input.</exception>
+    public static Tensor AvgPool2D(Tensor input, int[] ksize, int[] strides, Padding padding, DataFormat dataFormat = DataFormat.ChannelsFirst) =>
+        Pool(input, ksize, strides, padding, dataFormat, "Ops.AvgPool2D", max: false);
+
+    /// <summary>Parses TF's padding strings "VALID" and "SAME" (any case).</summary>
+    /// <exception cref="LayerArgumentException">Any other string.</exception>
+    public static Padding ParsePadding(string padding, string op = "padding")
+    {
+        return padding?.ToUpperInvariant() switch
+        {
+            "VALID" => Padding.Valid,
+            "SAME" => Padding.Same,
+            _ => throw new LayerArgumentException(op, "padding", $"must be \"VALID\" or \"SAME\"; received padding={(padding is null ? "null" : $"\"{padding}\"")}."),
+        };
+    }
+
+    static Tensor Pool(Tensor input, int[] ksize, int[] strides, Padding padding, DataFormat dataFormat, string op, bool max)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var k = Window(ksize, dataFormat, op, "ksize");
+        var s = Window(strides, dataFormat, op, "strides");
+        if (input.dim() != 4) throw new ShapeException($"{op}: input must be a 4-D {Describe(dataFormat)} batch; received shape {Fmt(input.shape)}.");
+        bool last = dataFormat == DataFormat.ChannelsLast;
+        using var x = last ? input.permute(0, 3, 1, 2) : input.alias();
+        var y = max ? MaxPoolChannelsFirst(x, k, s, padding, op) : AvgPoolChannelsFirst(x, k, s, padding, null, op);
+        if (!last) return y;
+        using (y) return y.permute(0, 2, 3, 1).contiguous();
+    }
+
+    // ------------------------------------------------------------------ shared cores (NCHW, validated arguments)
+
+    /// <summary>The convolution every ConvKit path runs: NCHW input, (out, in/groups, kh, kw) weight.</summary>
+    internal static Tensor Conv2DChannelsFirst(Tensor x, Tensor w, Tensor? bias, Size2 kernel, Size2 strides, Padding padding, Size2 dilation, int groups, string who)
+    {
+        var (top, bottom, left, right) = Pads(x, kernel, strides, padding, dilation, who);
+        long[] stride = [strides.Height, strides.Width], dil = [dilation.Height, dilation.Width];
+        return Guard(who, x, () =>
+        {
+            if (top == bottom && left == right) return F.conv2d(x, w, bias, stride, [top, left], dil, groups);
+            using var padded = F.pad(x, [left, right, top, bottom]);
+            return F.conv2d(padded, w, bias, stride, [0, 0], dil, groups);
+        });
+    }
+
+    /// <summary>Max pooling on NCHW; asymmetric 'same' padding is -inf.</summary>
+    internal static Tensor MaxPoolChannelsFirst(Tensor x, Size2 pool, Size2 strides, Padding padding, string who)
+    {
+        var (t, b, l, r) = Pads(x, pool, strides, padding, 1, who);
+        long[] k = [pool.Height, pool.Width], s = [strides.Height, strides.Width];
+        return Guard(who, x, () =>
+        {
+            // libtorch's implicit padding is -inf but limited to half the window; Keras' symmetric pads always are.
+            if (t == b && l == r) return F.max_pool2d(x, k, s, [t, l]);
+            using var padded = F.pad(x, [l, r, t, b], value: double.NegativeInfinity);
+            return F.max_pool2d(padded, k, s);
+        });
+    }
+
+    /// <summary>
+    /// Average pooling on NCHW, dividing by the number of real cells. <paramref name="cache"/> keeps the divisor of the
+    /// last input size (it depends on nothing else).
+    /// </summary>
+    internal static Tensor AvgPoolChannelsFirst(Tensor x, Size2 pool, Size2 strides, Padding padding, PoolDivisorCache? cache, string who)
+    {
+        var (t, b, l, r) = Pads(x, pool, strides, padding, 1, who);
+        long[] k = [pool.Height, pool.Width], s = [strides.Height, strides.Width];
+        return Guard(who, x, () =>
+        {
+            if (t == b && l == r) return F.avg_pool2d(x, k, s, [t, l], count_include_pad: false);
+            using var padded = F.pad(x, [l, r, t, b]);
+            using var sums = F.avg_pool2d(padded, k, s);
+            if (cache is not null) return sums.div(cache.Get(x.shape[2], x.shape[3], x.device, (t, b, l, r), k, s));
+            using var divisor = PoolDivisorCache.Compute(x.shape[2], x.shape[3], x.device, (t, b, l, r), k, s);
+            return sums.div(divisor);
+        });
+    }
+
+    static (int Top, int Bottom, int Left, int Right) Pads(Tensor x, Size2 kernel, Size2 strides, Padding padding, Size2 dilation, string who)
+    {
+        int h = checked((int)x.shape[2]), w = checked((int)x.shape[3]);
+        int oh = ConvArithmetic.OutputLength(h, kernel.Height, strides.Height, padding, dilation.Height);
+        int ow = ConvArithmetic.OutputLength(w, kernel.Width, strides.Width, padding, dilation.Width);
+        if (oh < 1 || ow < 1)
+            throw new ShapeException($"{who}: a window of {kernel} (dilation {dilation}) does not fit the input of height {h} and width {w} with padding='valid'; the output would be ({oh}, {ow}).");
+        var (top, bottom) = ConvArithmetic.Pads(h, kernel.Height, strides.Height, padding, dilation.Height);
+        var (left, right) = ConvArithmetic.Pads(w, kernel.Width, strides.Width, padding, dilation.Width);
+        return (top, bottom, left, right);
+    }
+
+    // Shape checks above cover the known failure modes; anything libtorch still rejects becomes a ConvKit error.
+    static Tensor Guard(string who, Tensor x, Func<Tensor> f)
+    {
+        try
+        {
+            return f();
+        }
+        catch (ExternalException e)
+        {
+            throw new ShapeException($"{who} failed on input of shape {Fmt(x.shape)}: {e.Message}");
+        }
+    }
+
+    static Size2 Window(int[] values, DataFormat format, string op, string argument)
+    {
+        ArgumentNullException.ThrowIfNull(values, argument);
+        string Received() => $"received {argument}=[{string.Join(", ", values)}].";
+        Size2 result = values.Length switch
+        {
+            1 => new Size2(values[0], values[0]),
+            2 => new Size2(values[0], values[1]),
+            4 when format == DataFormat.ChannelsLast && values[0] == 1 && values[3] == 1 => new Size2(values[1], values[2]),
+            4 when format == DataFormat.ChannelsFirst && values[0] == 1 && values[1] == 1 => new Size2(values[2], values[3]),
+            4 => throw new LayerArgumentException(op, argument, $"with four values the batch and channel entries must be 1 ({(format == DataFormat.ChannelsLast ? "[1, h, w, 1] for ChannelsLast" : "[1, 1, h, w] for ChannelsFirst")}); {Received()}"),
+            _ => throw new LayerArgumentException(op, argument, $"must have 1, 2 or 4 values; {Received()}"),
+        };
+        if (result.Height <= 0 || result.Width <= 0)
+            throw new LayerArgumentException(op, argument, $"must be positive; {Received()}");
+        return result;
+    }
+
+    static string Describe(DataFormat f) => f == DataFormat.ChannelsLast ? "(batch, height, width, channels)" : "(batch, channels, height, width)";
+
+    static string Fmt(ReadOnlySpan<long> shape) =>
+        "(" + string.Join(", ", shape.ToArray().Select(d => d.ToString(CultureInfo.InvariantCulture))) + ")";
+}
+
+/// <summary>
+/// The per-window count of real cells for 'same' average pooling, cached for the last input size and device; owned
+/// and disposed by a layer.
+/// </summary>
+internal sealed class PoolDivisorCache : IDisposable
+{
+    Tensor? divisor;
+    (long H, long W, DeviceType Device) key;
+
+    public Tensor Get(long h, long w, Device device, (int T, int B, int L, int R) pads, long[] k, long[] s)
+    {
+        var wanted = (h, w, device.type);
+        if (divisor is not null && key == wanted) return divisor;
+        divisor?.Dispose();
+        divisor = Compute(h, w, device, pads, k, s).DetachFromDisposeScope();
+        key = wanted;
+        return divisor;
+    }
+
+    /// <summary>Average of a zero-padded map of ones: the fraction of real cells in each window.</summary>
+    public static Tensor Compute(long h, long w, Device device, (int T, int B, int L, int R) pads, long[] k, long[] s)
+    {
+        using var _ = no_grad();
+        using var all = ones(1, 1, h, w, device: device);
+        using var padded = F.pad(all, [pads.L, pads.R, pads.T, pads.B]);
+        return F.avg_pool2d(padded, k, s);
+    }
+
+    public void Dispose()
+    {
+        divisor?.Dispose();
+        divisor = null;
+    }
+}

@@ -1,0 +1,276 @@
+using ConvKit.Layers;
+using ConvKit.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+using Padding = ConvKit.Layers.Padding;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ConvKit.Tests.Layers;
+
+/// <summary>Runs alone: with other test classes in parallel, conv2d's input gradient with libtorch's implicit padding
+/// came out wrong in about half the runs (under investigation; see the branch report).</summary>
+[CollectionDefinition("Numerics", DisableParallelization = true)]
+public sealed class NumericsCollection;
+
+/// <summary>Forward values and gradients against TorchSharp reference ops; BN statistics; initializers; names.</summary>
+[Collection("Numerics")]
+public class LayerNumericsTests
+{
+    static void Close(Tensor expected, Tensor actual, double tol = 1e-4, string what = "")
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        double diff = (expected - actual).abs().max().item<float>();
+        Assert.True(diff <= tol, $"{what}: max difference {diff}");
+    }
+
+    /// <summary>Runs layer and reference on the same input, then compares outputs and the gradients of a random projection.</summary>
+    static void CheckAgainstReference(Layer layer, Tensor input, Func<Tensor, Tensor> reference, params (Tensor Weight, string Name)[] weights)
+    {
+        foreach (var (w, _) in weights) w.grad?.zero_();
+        using var x1 = input.detach().clone().requires_grad_();
+        using var x2 = input.detach().clone().requires_grad_();
+        using var y1 = layer.Apply(x1);
+        var copies = weights.Select(w => w.Weight.detach().clone().requires_grad_()).ToArray();
+        Tensor y2 = reference(x2);
+        Close(y2, y1, what: $"{layer.Describe} forward");
+        using var probe = randn_like(y1);
+        (y1 * probe).sum().backward();
+        // The reference sees the copies through the closure below, so rebuild it on them for the gradient.
+        y2.Dispose();
+        y2 = ReferenceWith(reference, weights, copies, x2);
+        (y2 * probe).sum().backward();
+        Close(x2.grad!, x1.grad!, what: $"{layer.Describe} d/dinput");
+        for (int i = 0; i < weights.Length; i++)
+            Close(copies[i].grad!, weights[i].Weight.grad!, what: $"{layer.Describe} d/d{weights[i].Name}");
+        y2.Dispose();
+    }
+
+    // Swaps each layer weight for its copy while the reference runs, so the reference's gradients land on the copies.
+    static Tensor ReferenceWith(Func<Tensor, Tensor> reference, (Tensor Weight, string Name)[] weights, Tensor[] copies, Tensor x)
+    {
+        current = new Dictionary<object, Tensor>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < weights.Length; i++) current[weights[i].Weight] = copies[i];
+        try { return reference(x); }
+        finally { current = null; }
+    }
+
+    static Dictionary<object, Tensor>? current;
+
+    static Tensor W(Tensor t) => current is not null && current.TryGetValue(t, out var c) ? c : t;
+
+    [Theory]
+    [InlineData(1, 1, 1, "same")]
+    [InlineData(2, 1, 1, "same")]
+    [InlineData(1, 2, 1, "same")]
+    [InlineData(1, 1, 2, "same")]   // asymmetric padding
+    [InlineData(2, 1, 2, "valid")]
+    [InlineData(4, 1, 1, "valid")]  // depthwise
+    public void Conv2DMatchesFConv2d(int groups, int dilation, int stride, string padding)
+    {
+        using var _ = Backend.NameScope();
+        manual_seed(groups * 10 + dilation + stride);
+        var p = padding == "same" ? Padding.Same : Padding.Valid;
+        var conv = new Conv2D(4, 3, strides: stride, padding: p, dilationRate: dilation, groups: groups, biasInitializer: Initializers.RandomNormal);
+        using var x = randn(2, 4, 8, 8);
+        conv.Apply(x).Dispose();
+        int eff = 2 * dilation + 1;
+        var (before, after) = p == Padding.Same ? SamePad(8, eff, stride) : (0, 0);
+        CheckAgainstReference(conv, x,
+            input => F.conv2d(F.pad(input, [before, after, before, after]), W(conv.Kernel!), W(conv.Bias!), [stride, stride], [0, 0], [dilation, dilation], groups),
+            (conv.Kernel!, "kernel"), (conv.Bias!, "bias"));
+    }
+
+    static (long, long) SamePad(int n, int effective, int s)
+    {
+        int o = (n + s - 1) / s;
+        int total = Math.Max(0, (o - 1) * s + effective - n);
+        return (total / 2, total - total / 2);
+    }
+
+    [Fact]
+    public void DenseMatchesMatmul()
+    {
+        using var _ = Backend.NameScope();
+        var dense = new Dense(3, activation: "tanh", biasInitializer: Initializers.RandomNormal);
+        using var x = randn(4, 5);
+        dense.Apply(x).Dispose();
+        CheckAgainstReference(dense, x, input => input.matmul(W(dense.Kernel!).t()).add(W(dense.Bias!)).tanh(),
+            (dense.Kernel!, "kernel"), (dense.Bias!, "bias"));
+    }
+
+    [Fact]
+    public void BatchNormalizationMatchesFormulaInTrainingAndInference()
+    {
+        using var _ = Backend.NameScope();
+        var bn = new BatchNormalization(gammaInitializer: Initializers.Uniform(0.5, 1.5), betaInitializer: Initializers.RandomNormal);
+        using var x = randn(4, 3, 5, 5).mul(2).add(1);
+        bn.Apply(x.narrow(0, 0, 1)).Dispose(); // builds; the moving statistics are reset below
+        var gamma = bn.OwnWeights.Single(w => w.Name == "gamma").Value;
+        var beta = bn.OwnWeights.Single(w => w.Name == "beta").Value;
+        var movingMean = bn.OwnWeights.Single(w => w.Name == "moving_mean").Value;
+        var movingVar = bn.OwnWeights.Single(w => w.Name == "moving_variance").Value;
+        using (no_grad()) { movingMean.fill_(0); movingVar.fill_(1); }
+
+        bn.train();
+        Tensor Train(Tensor input)
+        {
+            var mean = input.mean([0, 2, 3], keepdim: true);
+            var variance = input.var([0, 2, 3], unbiased: false, keepdim: true);
+            return (input - mean) / (variance + 1e-3).sqrt() * W(gamma).view(1, -1, 1, 1) + W(beta).view(1, -1, 1, 1);
+        }
+        CheckAgainstReference(bn, x, Train, (gamma, "gamma"), (beta, "beta"));
+        // Keras: moving = 0.99 * moving + 0.01 * batch (libtorch's running variance is the unbiased one, as TF's).
+        using var batchMean = x.mean([0, 2, 3]);
+        using var batchVar = x.var([0, 2, 3], unbiased: true);
+        Close(batchMean * 0.01, movingMean, 1e-5, "moving_mean");
+        Close(batchVar * 0.01 + 0.99, movingVar, 1e-5, "moving_variance");
+
+        bn.eval();
+        using (no_grad()) { movingMean.copy_(tensor(new float[] { 0.5f, -1f, 2f })); movingVar.copy_(tensor(new float[] { 4f, 0.25f, 1f })); }
+        CheckAgainstReference(bn, x,
+            input => (input - movingMean.view(1, -1, 1, 1)) / (movingVar.view(1, -1, 1, 1) + 1e-3).sqrt() * W(gamma).view(1, -1, 1, 1) + W(beta).view(1, -1, 1, 1),
+            (gamma, "gamma"), (beta, "beta"));
+        Close(tensor(new float[] { 0.5f, -1f, 2f }), movingMean, 0, "inference leaves moving stats alone");
+
+        Assert.Equal(6, bn.TrainableWeights.Sum(w => w.Count));
+        Assert.Equal(6, bn.NonTrainableWeights.Sum(w => w.Count));
+        Assert.Equal(12, bn.CountParams());
+    }
+
+    [Fact]
+    public void LocalResponseNormalizationMatchesTheTensorFlowFormula()
+    {
+        using var _ = Backend.NameScope();
+        // AlexNet's setting: n = 5, k = 2, alpha = 1e-4, beta = 0.75; and a large alpha so the sum matters.
+        foreach (var (r, k, alpha, beta) in new[] { (2, 2.0, 1e-4, 0.75), (1, 1.0, 0.5, 0.5), (3, 0.5, 2.0, 1.0) })
+        {
+            var lrn = new LocalResponseNormalization(depthRadius: r, bias: k, alpha: alpha, beta: beta);
+            using var x = randn(2, 7, 3, 3).mul(3);
+            Tensor Direct(Tensor input)
+            {
+                // sqr_sum[c] = sum over c' in [c - r, c + r] of x[c']^2, channels outside clipped.
+                int channels = (int)input.shape[1];
+                var sq = input.square();
+                var parts = new List<Tensor>();
+                for (int c = 0; c < channels; c++)
+                {
+                    int lo = Math.Max(0, c - r), hi = Math.Min(channels - 1, c + r);
+                    parts.Add(sq.narrow(1, lo, hi - lo + 1).sum(1, keepdim: true));
+                }
+                var sqrSum = cat(parts.ToArray(), 1);
+                return input / (sqrSum * alpha + k).pow(beta);
+            }
+            CheckAgainstReference(lrn, x, Direct);
+        }
+    }
+
+    [Fact]
+    public void RescalingAndActivationLayers()
+    {
+        using var _ = Backend.NameScope();
+        using var x = randn(3, 4);
+        CheckAgainstReference(new Rescaling(1 / 255.0, offset: -0.5), x, input => input / 255 - 0.5);
+        CheckAgainstReference(new LeakyReLU(), x, input => where(input.ge(0), input, input * 0.3));
+        CheckAgainstReference(new ELU(0.7), x, input => where(input.gt(0), input, (input.exp() - 1) * 0.7));
+        CheckAgainstReference(new Softmax(), x, input => input.exp() / input.exp().sum(1, keepdim: true));
+        using var image = randn(2, 3, 4, 4);
+        using var s = new Softmax().Apply(image);
+        using (var sums = s.sum(1)) Close(ones(2, 4, 4), sums, 1e-5, "softmax over channels");
+    }
+
+    /// <summary>
+    /// The layers' float32 gradients against central finite differences of the same computation in float64. The layers
+    /// themselves stay float32 (Module.to(float64) swaps the parameter handles the layers hold), so the float64 side
+    /// runs Ops.Conv2D and F.linear on float64 copies of the layers' weights.
+    /// </summary>
+    [Fact]
+    public void GradientsMatchFloat64FiniteDifferences()
+    {
+        using var _ = Backend.NameScope();
+        manual_seed(3);
+        var conv = new Conv2D(2, 3, strides: 2, padding: Padding.Same, activation: "tanh", biasInitializer: Initializers.RandomNormal);
+        var dense = new Dense(3, activation: "sigmoid", biasInitializer: Initializers.RandomNormal);
+        var model = new Sequential([new Input(shape: (6, 6, 2)), conv, new Flatten(), dense]);
+        using var x = randn(1, 2, 6, 6).requires_grad_();
+        using (var y = model.Apply(x)) using (var l = y.square().sum()) l.backward();
+
+        var x64 = x.detach().to(float64);
+        var k64 = conv.Kernel!.detach().to(float64);
+        var b64 = conv.Bias!.detach().to(float64);
+        var dk64 = dense.Kernel!.detach().to(float64);
+        var db64 = dense.Bias!.detach().to(float64);
+        double Loss()
+        {
+            using var scope = NewDisposeScope();
+            var h1 = Ops.Conv2D(x64, k64, [2], "SAME", bias: b64).tanh().flatten(1);
+            return F.linear(h1, dk64, db64).sigmoid().square().sum().item<double>();
+        }
+        var checks = new (Tensor Value64, Tensor Grad, string Name)[]
+        {
+            (x64, x.grad!, "input"), (k64, conv.Kernel!.grad!, "conv kernel"), (b64, conv.Bias!.grad!, "conv bias"),
+            (dk64, dense.Kernel!.grad!, "dense kernel"), (db64, dense.Bias!.grad!, "dense bias"),
+        };
+        const double h = 1e-6;
+        int compared = 0;
+        foreach (var (value, grad, name) in checks)
+        {
+            using var flat = value.view(-1);
+            using var g = grad.reshape(-1);
+            for (long i = 0; i < flat.numel(); i += 2)
+            {
+                double orig = flat[i].item<double>();
+                flat[i] = orig + h;
+                double up = Loss();
+                flat[i] = orig - h;
+                double down = Loss();
+                flat[i] = orig;
+                double numeric = (up - down) / (2 * h), analytic = g[i].item<float>();
+                Assert.True(Math.Abs(numeric - analytic) <= 1e-4 + 1e-3 * Math.Abs(numeric), $"{name}[{i}]: numeric {numeric}, analytic {analytic}");
+                compared++;
+            }
+        }
+        Assert.True(compared > 50);
+    }
+
+    static double Std(Tensor w)
+    {
+        using var centered = w - w.mean();
+        return Math.Sqrt(centered.square().mean().item<float>());
+    }
+
+    [Fact]
+    public void InitializerStatisticsFollowKeras()
+    {
+        manual_seed(7);
+        using var w = empty(256, 128, 3, 3);
+        long fanIn = 128 * 9, fanOut = 256 * 9;
+        Initializers.GlorotUniform.Fill(w, fanIn, fanOut);
+        double limit = Math.Sqrt(6.0 / (fanIn + fanOut));
+        Assert.True(w.abs().max().item<float>() <= limit);
+        Assert.True(w.abs().max().item<float>() > 0.99 * limit);
+        Assert.InRange(Std(w), limit / Math.Sqrt(3) * 0.98, limit / Math.Sqrt(3) * 1.02);
+        Initializers.HeNormal.Fill(w, fanIn, fanOut);
+        double std = Math.Sqrt(2.0 / fanIn);
+        Assert.InRange(Std(w), std * 0.98, std * 1.02); // truncated normal rescaled to the target std
+        Assert.True(w.abs().max().item<float>() <= 2 * std / 0.87962566103423978 + 1e-6);
+        Assert.InRange(w.mean().item<float>(), -0.01 * std, 0.01 * std);
+        Initializers.TruncatedNormal.Fill(w, fanIn, fanOut);
+        Assert.InRange(Std(w), 0.05 * 0.87962566103423978 * 0.98, 0.05 * 0.87962566103423978 * 1.02); // N(0, 0.05) cut at ±2σ
+        Assert.True(w.abs().max().item<float>() <= 0.1 + 1e-6);
+    }
+
+    [Fact]
+    public void AutomaticNamesFollowKeras()
+    {
+        using var _ = Backend.NameScope();
+        Assert.Equal("conv2d", new Conv2D(1, 1).Name);
+        Assert.Equal("conv2d_1", new Conv2D(1, 1).Name);
+        Assert.Equal("max_pooling2d", new MaxPooling2D().Name);
+        Assert.Equal("max_pooling2d_1", new MaxPool2D().Name);
+        Assert.Equal("re_lu", new ReLU().Name);
+        Assert.Equal("leaky_re_lu", new LeakyReLU().Name);
+        Assert.Equal("local_response_normalization", new LocalResponseNormalization().Name);
+        Assert.Equal("input_1", new Input(shape: 3).Layer.Name);
+        Assert.Equal("input_2", new Input(shape: 3).Layer.Name);
+    }
+}
