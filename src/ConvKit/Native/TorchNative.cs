@@ -44,6 +44,8 @@ public static class TorchNative
         {
             if (initialized) return;
             initialized = true;
+            if (RuntimeInformation.ProcessArchitecture == Architecture.X64 && !OperatingSystem.IsWindows())
+                CapOneDnnIsa();
             if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
             {
                 Status = "not Linux x64: nothing to do";
@@ -70,6 +72,22 @@ public static class TorchNative
             }
             Status = $"libstdc++ lacks {MissingVersion}: serving a weak-versioned copy of {ShimFile}";
         }
+    }
+
+    /// <summary>The oneDNN instruction-set cap ConvKit applied, or null when it left oneDNN's choice alone.</summary>
+    public static string? OneDnnIsaCap { get; private set; }
+
+    /// <summary>
+    /// libtorch 2.10's oneDNN <c>jit:avx512_core</c> convolution backward-data kernel races with more than one thread on
+    /// some shapes (measured: input gradients wrong in 10-97% of runs for 4-15 channels on 8x8 maps, with plain or
+    /// channels-last strides), silently corrupting training. Capping oneDNN below AVX-512 selects kernels that are
+    /// exact. oneDNN reads the variable when it first runs, so it is set natively before libtorch loads; a value the
+    /// user set (DNNL_MAX_CPU_ISA or ONEDNN_MAX_CPU_ISA) wins.
+    /// </summary>
+    static void CapOneDnnIsa()
+    {
+        if (getenv("DNNL_MAX_CPU_ISA") != IntPtr.Zero || getenv("ONEDNN_MAX_CPU_ISA") != IntPtr.Zero) return;
+        if (setenv("DNNL_MAX_CPU_ISA", "AVX2", 0) == 0) OneDnnIsaCap = "AVX2";
     }
 
     static IntPtr Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
@@ -158,6 +176,8 @@ public static class TorchNative
     [DllImport("libc", EntryPoint = "dlopen")] static extern IntPtr dlopen(string file, int mode);
     [DllImport("libc", EntryPoint = "dlvsym")] static extern IntPtr dlvsym(IntPtr handle, string symbol, string version);
     [DllImport("libc", EntryPoint = "dlclose")] static extern int dlclose(IntPtr handle);
+    [DllImport("libc", EntryPoint = "getenv")] static extern IntPtr getenv(string name);
+    [DllImport("libc", EntryPoint = "setenv")] static extern int setenv(string name, string value, int overwrite);
     [DllImport("libc", EntryPoint = "memfd_create", SetLastError = true)] static extern int memfd_create(string name, uint flags);
 }
 
