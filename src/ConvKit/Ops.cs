@@ -142,6 +142,14 @@ public static class Ops
         long[] stride = [strides.Height, strides.Width], dil = [dilation.Height, dilation.Width];
         return Guard(who, x, () =>
         {
+            if (kernel is { Height: 1, Width: 1 } && (strides.Height > 1 || strides.Width > 1) && top + bottom + left + right == 0)
+            {
+                // A strided 1x1 convolution reads every s-th pixel only: subsample first. Same result, less work, and it
+                // avoids a libtorch 2.10 CPU crash (SIGFPE, a division by zero in oneDNN's brgemm backward heuristics)
+                // for strided 1x1 convolutions with 512->1024 or 1024->2048 channels, as in ResNet-50's shortcuts.
+                using var sub = x[TensorIndex.Colon, TensorIndex.Colon, TensorIndex.Slice(step: strides.Height), TensorIndex.Slice(step: strides.Width)];
+                return F.conv2d(sub, w, bias, [1, 1], [0, 0], [1, 1], groups);
+            }
             if (top == bottom && left == right) return F.conv2d(x, w, bias, stride, [top, left], dil, groups);
             using var padded = F.pad(x, [left, right, top, bottom]);
             return F.conv2d(padded, w, bias, stride, [0, 0], dil, groups);

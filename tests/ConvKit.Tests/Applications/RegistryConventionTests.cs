@@ -1,0 +1,123 @@
+using ConvKit.Applications;
+using ConvKit.Layers;
+using ConvKit.Models;
+using static TorchSharp.torch;
+
+namespace ConvKit.Tests.Applications;
+
+/// <summary>Convention tests over the whole registry: every entry builds, runs forward and backward, and has its metadata's size.</summary>
+public class RegistryConventionTests
+{
+    public static TheoryData<string> Names()
+    {
+        var data = new TheoryData<string>();
+        foreach (var e in ModelRegistry.All) data.Add(e.Name);
+        return data;
+    }
+
+    // The published or seed-computed counts, written independently of the registry's metadata.
+    static readonly Dictionary<string, long> Facts = new()
+    {
+        ["lenet5"] = 61_706, ["lenet5_classic"] = 545_546, ["alexnet"] = 62_383_848, ["alexnet_plain"] = 62_378_344,
+        ["vgg16"] = 138_357_544, ["vgg19"] = 143_667_240, ["vgg16_cifar"] = 33_638_218, ["googlenet"] = 6_994_392,
+        ["googlenet_cifar"] = 7_033_402, ["inception_v3"] = 23_851_784, ["resnet50"] = 25_636_712, ["resnet101"] = 44_707_176,
+        ["resnet152"] = 60_419_944, ["resnet_cifar"] = 11_188_362, ["resnet20"] = 274_042, ["cifar100_cnn"] = 325_956,
+    };
+
+    static readonly Dictionary<string, long> NonTrainableFacts = new()
+    {
+        ["alexnet"] = 2_752, ["inception_v3"] = 34_432, ["resnet50"] = 53_120,
+    };
+
+    /// <summary>The smallest cheap options for a forward/backward pass: the minimum input, with the top.</summary>
+    static ModelOptions Small(ModelInfo info) => new()
+    {
+        InputShape = new Shape(info.MinInputSize, info.MinInputSize, info.DefaultInputShape[2]),
+        Classes = 7,
+    };
+
+    [Theory]
+    [Trait("Category", "Slow")] // builds every model at its full default size (VGG-19: 143M weights)
+    [MemberData(nameof(Names))]
+    public void ParameterCountAtDefaultsMatchesMetadataAndFacts(string name)
+    {
+        var info = ModelRegistry.Get(name);
+        using var model = ModelRegistry.Create(name);
+        Assert.Equal(info.ParamCount, model.CountParams());
+        if (Facts.TryGetValue(name, out var fact)) Assert.Equal(fact, model.CountParams());
+        if (NonTrainableFacts.TryGetValue(name, out var frozen)) Assert.Equal(frozen, model.NonTrainableWeights.Sum(w => w.Count));
+        Assert.Equal(info.DefaultInputShape, model.ModelInputShape);
+        Assert.Equal(new Shape(info.DefaultClasses), model.ModelOutputShape);
+    }
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void ForwardAndBackwardAtTheSmallestInputAreFinite(string name)
+    {
+        var info = ModelRegistry.Get(name);
+        var options = Small(info);
+        using var model = ModelRegistry.Create(name, options);
+        Assert.Equal(new Shape(7), model.ModelOutputShape);
+        using var scope = NewDisposeScope();
+        model.train();
+        manual_seed(1);
+        var x = randn(Layout.ToInternal(options.InputShape!.Value, 2));
+        var y = model.Apply(x);
+        Assert.Equal(new long[] { 2, 7 }, y.shape);
+        Assert.True(isfinite(y).all().item<bool>(), "forward produced NaN/Inf");
+        using (no_grad()) Assert.Equal(1.0, y.sum(1)[0].item<float>(), 3); // softmax by default
+        var loss = y.log().neg().mean();
+        loss.backward();
+        var grads = model.TrainableWeights.Select(w => w.Value.grad).ToArray();
+        Assert.All(grads, g => Assert.NotNull(g));
+        Assert.All(grads, g => Assert.True(isfinite(g!).all().item<bool>(), "gradient has NaN/Inf"));
+        Assert.Contains(grads, g => g!.abs().sum().item<float>() > 0);
+    }
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void NoTopWithPoolingAndCustomShapeAndClasses(string name)
+    {
+        var info = ModelRegistry.Get(name);
+        int size = info.MinInputSize + 3, channels = info.DefaultInputShape[2] == 1 ? 2 : 4;
+        Shape shape = (size, size + 1, channels);
+        foreach (var pooling in new[] { PoolingMode.Avg, PoolingMode.Max })
+        {
+            using var model = ModelRegistry.Create(name, new ModelOptions { IncludeTop = false, Pooling = pooling, InputShape = shape });
+            Assert.Equal(1, model.ModelOutputShape.Rank);
+            Assert.Contains(model.Layers, l => pooling == PoolingMode.Avg ? l is GlobalAveragePooling2D : l is GlobalMaxPooling2D);
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            model.eval();
+            var y = model.Apply(randn(Layout.ToInternal(shape, 2)));
+            Assert.Equal(new long[] { 2, model.ModelOutputShape[0] }, y.shape);
+            Assert.True(isfinite(y).all().item<bool>());
+        }
+        using (var features = ModelRegistry.Create(name, new ModelOptions { IncludeTop = false, InputShape = shape }))
+            Assert.Equal(3, features.ModelOutputShape.Rank);
+        using var logits = ModelRegistry.Create(name, new ModelOptions { InputShape = shape, Classes = 3, ClassifierActivation = null });
+        Assert.Equal(new Shape(3), logits.ModelOutputShape);
+        Assert.Equal(shape, logits.ModelInputShape);
+    }
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void InvalidOptionsFailWithClearMessages(string name)
+    {
+        var info = ModelRegistry.Get(name);
+        var e = Assert.Throws<LayerArgumentException>(() => ModelRegistry.Create(name, new ModelOptions { Pooling = PoolingMode.Avg }));
+        Assert.Contains("pooling", e.Message);
+        Assert.Contains(name, e.Message);
+
+        int tooSmall = info.MinInputSize - 1;
+        e = Assert.Throws<LayerArgumentException>(() => ModelRegistry.Create(name, new ModelOptions { InputShape = (tooSmall, info.MinInputSize, 3) }));
+        Assert.Contains($"at least {info.MinInputSize}x{info.MinInputSize}", e.Message);
+
+        e = Assert.Throws<LayerArgumentException>(() => ModelRegistry.Create(name, new ModelOptions { Classes = 0 }));
+        Assert.Equal("classes", e.Argument);
+        e = Assert.Throws<LayerArgumentException>(() => ModelRegistry.Create(name, new ModelOptions { ClassifierActivation = "softmaxx" }));
+        Assert.Equal("classifier_activation", e.Argument);
+        e = Assert.Throws<LayerArgumentException>(() => ModelRegistry.Create(name, new ModelOptions { InputShape = new Shape(32, 32) }));
+        Assert.Equal("input_shape", e.Argument);
+    }
+}
