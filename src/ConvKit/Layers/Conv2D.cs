@@ -110,6 +110,13 @@ public class Conv2D : Layer
     }
 
     /// <inheritdoc/>
+    protected override void OnWeightsRebound()
+    {
+        kernel = GetWeight("kernel");
+        bias = GetWeight("bias");
+    }
+
+    /// <inheritdoc/>
     public override Tensor Call(Tensor inputs)
     {
         var y = Ops.Conv2DChannelsFirst(inputs, kernel!, bias, KernelSize, Strides, Padding, DilationRate, Groups, Describe);

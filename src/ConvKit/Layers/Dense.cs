@@ -72,6 +72,13 @@ public class Dense : Layer
     }
 
     /// <inheritdoc/>
+    protected override void OnWeightsRebound()
+    {
+        kernel = GetWeight("kernel");
+        bias = GetWeight("bias");
+    }
+
+    /// <inheritdoc/>
     public override Tensor Call(Tensor inputs)
     {
         var y = F.linear(inputs, kernel!, bias);

@@ -323,19 +323,55 @@ public abstract class Layer : nn.Module
     /// </summary>
     protected virtual bool FixedDimension(int rank, int d) => d == rank - 1;
 
-    /// <summary>Records the device on moves so that lazily built weights land beside the others.</summary>
+    /// <summary>Moves the weights; records the device so that lazily built weights land beside the others.</summary>
     protected override nn.Module _to(Device device, ScalarType dtype, bool non_blocking)
     {
         WeightDevice = device;
-        return base._to(device, dtype, non_blocking);
+        var result = base._to(device, dtype, non_blocking);
+        RebindWeights();
+        return result;
     }
 
-    /// <summary>Records the device on moves so that lazily built weights land beside the others.</summary>
+    /// <summary>Moves the weights; records the device so that lazily built weights land beside the others.</summary>
     protected override nn.Module _to(DeviceType deviceType, int deviceIndex, bool non_blocking)
     {
         WeightDevice = new Device(deviceType, deviceIndex);
-        return base._to(deviceType, deviceIndex, non_blocking);
+        var result = base._to(deviceType, deviceIndex, non_blocking);
+        RebindWeights();
+        return result;
     }
+
+    /// <summary>Converts the weights' element type.</summary>
+    protected override nn.Module _to(ScalarType dtype, bool non_blocking)
+    {
+        var result = base._to(dtype, non_blocking);
+        RebindWeights();
+        return result;
+    }
+
+    // TorchSharp replaces parameter and buffer handles when it moves or converts them: refresh what the layer holds.
+    void RebindWeights()
+    {
+        if (weights.Count == 0) return;
+        var parameters = named_parameters(recurse: false).ToDictionary(p => p.name, p => (Tensor)p.parameter);
+        var buffers = named_buffers(recurse: false).ToDictionary(b => b.name, b => b.buffer);
+        for (int i = 0; i < weights.Count; i++)
+        {
+            var w = weights[i];
+            var current = (w.IsTrainableWeight ? parameters : buffers).GetValueOrDefault(w.Name);
+            if (current is not null && !ReferenceEquals(current, w.Value)) weights[i] = w with { Value = current };
+        }
+        OnWeightsRebound();
+    }
+
+    /// <summary>
+    /// Called after a move or conversion replaced weight tensors; layers that keep references to their weights
+    /// refresh them here (with <see cref="GetWeight"/>).
+    /// </summary>
+    protected virtual void OnWeightsRebound() { }
+
+    /// <summary>The current tensor of one of this layer's weights, by Keras name; null when the layer has none.</summary>
+    protected Tensor? GetWeight(string weightName) => weights.FirstOrDefault(w => w.Name == weightName)?.Value;
 
     /// <summary>An error naming this layer and an argument.</summary>
     protected LayerArgumentException ArgumentError(string argument, string message) => new(Describe, argument, message);

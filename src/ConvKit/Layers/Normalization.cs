@@ -102,6 +102,15 @@ public class BatchNormalization : Layer
     protected override bool FixedDimension(int rank, int d) => d == (Axis < 0 ? rank + Axis : Axis - 1);
 
     /// <inheritdoc/>
+    protected override void OnWeightsRebound()
+    {
+        gamma = GetWeight("gamma");
+        beta = GetWeight("beta");
+        movingMean = GetWeight("moving_mean");
+        movingVariance = GetWeight("moving_variance");
+    }
+
+    /// <inheritdoc/>
     public override Tensor Call(Tensor inputs)
     {
         int axis = Layout.ToInternalAxis(Axis, (int)inputs.dim());

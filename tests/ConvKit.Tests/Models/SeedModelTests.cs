@@ -1,4 +1,6 @@
 using ConvKit.Layers;
+using TorchSharp;
+using Padding = ConvKit.Layers.Padding;
 using ConvKit.Models;
 using static TorchSharp.torch;
 
@@ -122,5 +124,24 @@ _________________________________________________________________
         Assert.Contains(" max_pooling2d (MaxPooling2  multiple                  0", summary); // used twice, two shapes
         using var y = model.Apply(zeros(2, 1, 28, 28));
         Assert.Equal(new long[] { 2, 10 }, y.shape);
+    }
+}
+
+public class ModelMoveTests
+{
+    [Fact]
+    public void ConvertingAModelRebindsEveryLayersWeights()
+    {
+        using var _ = Backend.NameScope();
+        var input = new Input((8, 8, 3));
+        var x = new Conv2D(4, 3, padding: Padding.Same, activation: "relu").Apply(input);
+        x = new BatchNormalization().Apply(x);
+        x = new Dense(2).Apply(new Flatten().Apply(x));
+        var model = new Model(input, x);
+        model.to(float64);
+        Assert.All(model.Weights, w => Assert.Equal(float64, w.Value.dtype));
+        using var y = model.Call(randn(2, 3, 8, 8, dtype: float64));
+        Assert.Equal(float64, y.dtype);
+        Assert.Equal(new long[] { 2, 2 }, y.shape);
     }
 }
