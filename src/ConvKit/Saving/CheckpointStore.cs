@@ -44,8 +44,13 @@ public sealed class CheckpointStore
     /// <param name="metadata">Optional metadata (e.g. epoch).</param>
     /// <exception cref="ArgumentException">A tensor cannot be stored (see <see cref="SafeTensors"/>).</exception>
     /// <exception cref="IOException">Writing or renaming failed; the existing checkpoints are intact.</exception>
+    /// <remarks>A store assumes a single writer: it deletes temp files a killed earlier writer left for this
+    /// checkpoint.</remarks>
     public void Save(IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        var dir = System.IO.Path.GetDirectoryName(LatestPath)!;
+        foreach (var stale in Directory.EnumerateFiles(dir, AtomicFile.TempPrefix + System.IO.Path.GetFileName(LatestPath) + ".*"))
+            AtomicFile.TryDelete(stale);
         var temp = AtomicFile.WriteTemp(LatestPath, s => SafeTensors.WriteCore(s, tensors, metadata, embedSha256: true));
         try
         {
@@ -57,7 +62,7 @@ public sealed class CheckpointStore
             AtomicFile.TryDelete(temp);
             throw;
         }
-        AtomicFile.SyncDirectory(System.IO.Path.GetDirectoryName(LatestPath)!);
+        AtomicFile.SyncDirectory(dir);
     }
 
     /// <summary>Loads the latest checkpoint, or the previous one if the latest is missing or fails validation.</summary>
