@@ -135,7 +135,7 @@ public sealed class ProgbarLogger : Callback
 
     void Write()
     {
-        if (interactive)
+        if (interactive && Verbose == 1)
         {
             output.Write('\r');
             int pad = lastLength - line.Length;
@@ -143,7 +143,7 @@ public sealed class ProgbarLogger : Callback
             if (pad > 0) line.Append(' ', pad);
         }
         output.Write(line);
-        if (interactive) output.Flush();
+        if (interactive && Verbose == 1) output.Flush();
     }
 
     void Counter(int current)

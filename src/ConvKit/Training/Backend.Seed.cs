@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace ConvKit;
+namespace ConvKit.Layers;
 
 /// <summary>Session-wide state: automatic names and the random seed.</summary>
 public static partial class Backend
