@@ -54,7 +54,7 @@ public class FitTests
         var h = model.Fit(x, y, batchSize: 7, validationSplit: 0.25, verbose: 0);
         // Learning rate 0: the weights do not move, so val_ metrics equal Evaluate on samples 30..39.
         var expected = model.Evaluate(x.narrow(0, 30, 10), y.narrow(0, 30, 10), verbose: 0);
-        Assert.Equal(expected["loss"], h["val_loss"][0], 5);
+        Assert.Equal(expected["loss"], h["val_loss"][0], 4); // batches of 7 vs 32 round differently
         Assert.Equal(expected["accuracy"], h["val_accuracy"][0], 6);
         var train = model.Evaluate(x.narrow(0, 0, 30), y.narrow(0, 0, 30), verbose: 0);
         Assert.Equal(train["loss"], h["loss"][0], 4);
@@ -90,30 +90,6 @@ public class FitTests
         using var p = model.Predict(x);
         double data = new SparseCategoricalCrossentropy().Compute(y, p).item<float>();
         Assert.Equal(data + penalty, h["loss"][0], 4);
-    }
-
-    [Fact]
-    public void SameSeedRepeatsBitForBit()
-    {
-        static float[][] Run(long seed)
-        {
-            Backend.SetSeed(seed);
-            using var _ = Backend.NameScope();
-            var (x, y) = TestData.Separable(64, seed: 9);
-            var model = new Sequential([
-                new Dense(16, activation: "relu", inputShape: 4),
-                new Dropout(0.3),
-                new Dense(3, activation: "softmax"),
-            ]);
-            model.Compile(optimizer: "adam", loss: "sparse_categorical_crossentropy");
-            model.Fit(x, y, batchSize: 8, epochs: 2, verbose: 0);
-            return model.GetWeights().Select(w => w.data<float>().ToArray()).ToArray();
-        }
-        var a = Run(42);
-        var b = Run(42);
-        Assert.Equal(a.Length, b.Length);
-        for (int i = 0; i < a.Length; i++) Assert.Equal(a[i], b[i]);
-        Assert.NotEqual(a[0], Run(43)[0]);
     }
 
     [Fact]
@@ -207,5 +183,37 @@ public class FitTests
         readonly Dense output = new(3, activation: "softmax");
 
         public override Tensor Call(Tensor inputs) => output.Apply(hidden.Apply(inputs));
+    }
+}
+
+/// <summary>Runs alone: other tests drawing from torch's global generator in parallel would break reproducibility.</summary>
+[CollectionDefinition(nameof(GlobalRandomCollection), DisableParallelization = true)]
+public sealed class GlobalRandomCollection;
+
+[Collection(nameof(GlobalRandomCollection))]
+public class ReproducibilityTests
+{
+    [Fact]
+    public void SameSeedRepeatsBitForBit()
+    {
+        static float[][] Run(long seed)
+        {
+            Backend.SetSeed(seed);
+            using var _ = Backend.NameScope();
+            var (x, y) = TestData.Separable(64, seed: 9);
+            var model = new Sequential([
+                new Dense(16, activation: "relu", inputShape: 4),
+                new Dropout(0.3),
+                new Dense(3, activation: "softmax"),
+            ]);
+            model.Compile(optimizer: "adam", loss: "sparse_categorical_crossentropy");
+            model.Fit(x, y, batchSize: 8, epochs: 2, verbose: 0);
+            return model.GetWeights().Select(w => w.data<float>().ToArray()).ToArray();
+        }
+        var a = Run(42);
+        var b = Run(42);
+        Assert.Equal(a.Length, b.Length);
+        for (int i = 0; i < a.Length; i++) Assert.Equal(a[i], b[i]);
+        Assert.NotEqual(a[0], Run(43)[0]);
     }
 }
