@@ -393,7 +393,7 @@ public readonly record struct WindowInfo(Size2 Kernel, Size2 Stride, Size2 Dilat
 }
 
 /// <summary>Session-wide state, as Keras' backend keeps it: automatic layer names.</summary>
-public static class Backend
+public static partial class Backend
 {
     static readonly Dictionary<string, int> Global = new();
     static readonly AsyncLocal<Dictionary<string, int>?> Scoped = new();

@@ -1,0 +1,28 @@
+namespace ConvKit.Callbacks;
+
+/// <summary>Whether a monitored quantity should go down or up; Auto decides from its name as Keras does.</summary>
+public enum MonitorMode
+{
+    /// <summary>Maximize names containing "acc" or "auc" (or starting with "fmeasure"), minimize everything else.</summary>
+    Auto,
+
+    /// <summary>Lower is better.</summary>
+    Min,
+
+    /// <summary>Higher is better.</summary>
+    Max,
+}
+
+static class Monitor
+{
+    public static bool IsMax(string monitor, MonitorMode mode) => mode switch
+    {
+        MonitorMode.Max => true,
+        MonitorMode.Min => false,
+        _ => monitor.Contains("acc", StringComparison.Ordinal) || monitor.Contains("auc", StringComparison.Ordinal)
+            || monitor.StartsWith("fmeasure", StringComparison.Ordinal),
+    };
+
+    public static void WarnMissing(string callback, string monitor, Logs logs) =>
+        Console.Error.WriteLine($"{callback}: metric '{monitor}' is not available; available metrics are: {string.Join(", ", logs.Keys)}");
+}

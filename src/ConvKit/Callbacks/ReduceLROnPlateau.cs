@@ -1,0 +1,105 @@
+namespace ConvKit.Callbacks;
+
+/// <summary>
+/// Multiplies the learning rate by <see cref="Factor"/> when a metric has not improved (by more than
+/// <see cref="MinDelta"/>) for <see cref="Patience"/> epochs, then waits <see cref="Cooldown"/> epochs; never below
+/// <see cref="MinLr"/>. Keras' <c>ReduceLROnPlateau</c>; reports <c>lr</c> in the epoch logs.
+/// </summary>
+public sealed class ReduceLROnPlateau : Callback
+{
+    readonly bool maximize;
+    double best;
+    int wait;
+    int cooldownCounter;
+
+    /// <summary>Creates the callback with Keras' arguments and defaults.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">factor not in (0, 1), or a count is negative.</exception>
+    public ReduceLROnPlateau(string monitor = "val_loss", double factor = 0.1, int patience = 10, int verbose = 0,
+        MonitorMode mode = MonitorMode.Auto, double minDelta = 1e-4, int cooldown = 0, double minLr = 0)
+    {
+        if (!(factor < 1.0) || !(factor > 0))
+            throw new ArgumentOutOfRangeException(nameof(factor), $"ReduceLROnPlateau does not support a factor >= 1.0 or <= 0; received factor={factor}.");
+        if (patience < 0) throw new ArgumentOutOfRangeException(nameof(patience), $"patience must be >= 0; received {patience}.");
+        if (cooldown < 0) throw new ArgumentOutOfRangeException(nameof(cooldown), $"cooldown must be >= 0; received {cooldown}.");
+        Monitor = monitor;
+        Factor = factor;
+        Patience = patience;
+        Verbose = verbose;
+        MinDelta = minDelta;
+        Cooldown = cooldown;
+        MinLr = minLr;
+        // Keras' auto mode here looks only for "acc".
+        maximize = mode == MonitorMode.Max || mode == MonitorMode.Auto && monitor.Contains("acc", StringComparison.Ordinal);
+        Reset();
+    }
+
+    /// <summary>The metric watched.</summary>
+    public string Monitor { get; }
+
+    /// <summary>New rate = rate × factor.</summary>
+    public double Factor { get; }
+
+    /// <summary>Epochs without improvement before reducing.</summary>
+    public int Patience { get; }
+
+    /// <summary>1 prints each reduction.</summary>
+    public int Verbose { get; }
+
+    /// <summary>Threshold for a new optimum.</summary>
+    public double MinDelta { get; }
+
+    /// <summary>Epochs to wait after a reduction before counting again.</summary>
+    public int Cooldown { get; }
+
+    /// <summary>Lower bound of the rate.</summary>
+    public double MinLr { get; }
+
+    void Reset()
+    {
+        best = maximize ? double.NegativeInfinity : double.PositiveInfinity;
+        wait = 0;
+        cooldownCounter = 0;
+    }
+
+    /// <inheritdoc/>
+    public override void OnTrainBegin(Logs logs) => Reset();
+
+    /// <inheritdoc/>
+    public override void OnEpochEnd(int epoch, Logs logs)
+    {
+        var opt = RequireModel().Optimizer!;
+        logs["lr"] = opt.LearningRate;
+        if (logs.Get(Monitor) is not { } current)
+        {
+            Callbacks.Monitor.WarnMissing(nameof(ReduceLROnPlateau), Monitor, logs);
+            return;
+        }
+        if (cooldownCounter > 0)
+        {
+            cooldownCounter--;
+            wait = 0;
+        }
+        if (maximize ? current > best + MinDelta : current < best - MinDelta)
+        {
+            best = current;
+            wait = 0;
+        }
+        else if (cooldownCounter <= 0)
+        {
+            wait++;
+            if (wait >= Patience)
+            {
+                double old = opt.LearningRate;
+                // Keras compares in float32, so a rate already at min_lr up to rounding is not reduced again.
+                if ((float)old > (float)MinLr)
+                {
+                    double lr = Math.Max(old * Factor, MinLr);
+                    opt.LearningRate = lr;
+                    if (Verbose > 0) Console.WriteLine($"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {lr}.");
+                    cooldownCounter = Cooldown;
+                    wait = 0;
+                }
+            }
+        }
+    }
+}

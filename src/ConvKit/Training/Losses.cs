@@ -1,0 +1,217 @@
+using ConvKit.Layers;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ConvKit.Training;
+
+/// <summary>
+/// A loss, as Keras defines it: a per-element value (the class axis reduced), averaged over the batch with Keras'
+/// <c>sum_over_batch_size</c> reduction: <c>Σ loss·sample_weight / number of elements</c>. Tensors are in ConvKit's
+/// internal layout (the class axis of images is axis 1). Converts from Keras' names:
+/// <c>loss: "sparse_categorical_crossentropy"</c>.
+/// </summary>
+public abstract class Loss
+{
+    /// <summary>Creates a loss with Keras' name.</summary>
+    protected Loss(string name) => Name = name;
+
+    /// <summary>Keras' name of the loss.</summary>
+    public string Name { get; }
+
+    /// <summary>Clamping bound for probabilities, Keras' <c>epsilon()</c>.</summary>
+    public const double Epsilon = 1e-7;
+
+    /// <summary>The per-element loss of predictions <paramref name="yPred"/> (probabilities unless the loss says otherwise).</summary>
+    public abstract Tensor Call(Tensor yTrue, Tensor yPred);
+
+    /// <summary>
+    /// Whether the loss can be computed from the pre-activation values of a model whose output applies
+    /// <paramref name="activation"/>: softmax for categorical cross-entropies, sigmoid for binary cross-entropy.
+    /// Fit then computes it as a fused, numerically stable log-softmax (log-sigmoid) instead of taking the log of a
+    /// rounded probability.
+    /// </summary>
+    public virtual bool CanFuse(ActivationFunction activation) => false;
+
+    /// <summary>The per-element loss from the logits of an output activation that <see cref="CanFuse"/> accepted.</summary>
+    /// <exception cref="InvalidOperationException">The loss has no fused form.</exception>
+    public virtual Tensor CallFromLogits(Tensor yTrue, Tensor logits) =>
+        throw new InvalidOperationException($"loss '{Name}' has no fused form for logits.");
+
+    /// <summary>The reduced loss: Σ per-element loss × sample weight / number of elements.</summary>
+    public Tensor Compute(Tensor yTrue, Tensor yPred, Tensor? sampleWeight = null) => Reduce(Call(yTrue, yPred), sampleWeight);
+
+    /// <summary>Keras' <c>sum_over_batch_size</c> reduction, weights broadcast over the non-batch axes.</summary>
+    internal static Tensor Reduce(Tensor perElement, Tensor? sampleWeight)
+    {
+        if (sampleWeight is null) return perElement.mean();
+        var w = sampleWeight;
+        if (perElement.dim() > 1) w = w.reshape([w.shape[0], .. Enumerable.Repeat(1L, (int)perElement.dim() - 1)]);
+        return perElement.mul(w).sum().div(perElement.numel());
+    }
+
+    /// <summary>The class axis of a prediction in internal layout: 1 for images (NCHW), otherwise the last.</summary>
+    protected static long ClassAxis(Tensor t) => t.dim() == 4 ? 1 : -1;
+
+    /// <summary>A loss by Keras' name.</summary>
+    /// <exception cref="ArgumentException">Unknown name.</exception>
+    public static implicit operator Loss(string name) => Losses.Get(name);
+
+    /// <inheritdoc/>
+    public override string ToString() => Name;
+}
+
+/// <summary>Cross-entropy of integer class labels against class probabilities (or logits with <c>fromLogits</c>).</summary>
+public sealed class SparseCategoricalCrossentropy(bool fromLogits = false) : Loss("sparse_categorical_crossentropy")
+{
+    /// <summary>Whether predictions are logits rather than probabilities.</summary>
+    public bool FromLogits { get; } = fromLogits;
+
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor yTrue, Tensor yPred)
+    {
+        var labels = Labels(yTrue, yPred);
+        if (FromLogits) return CallFromLogits(labels, yPred);
+        // Keras: renormalise, clip to [eps, 1 - eps], then the negative log of the true class.
+        var axis = ClassAxis(yPred);
+        var p = yPred.div(yPred.sum(axis, keepdim: true)).clamp(Epsilon, 1 - Epsilon).log();
+        return F.nll_loss(axis == 1 ? p : MoveClassAxis(p), labels, reduction: nn.Reduction.None);
+    }
+
+    /// <inheritdoc/>
+    public override bool CanFuse(ActivationFunction activation) => !FromLogits && activation == Activations.Softmax;
+
+    /// <inheritdoc/>
+    public override Tensor CallFromLogits(Tensor yTrue, Tensor logits)
+    {
+        var labels = Labels(yTrue, logits);
+        return F.cross_entropy(ClassAxis(logits) == 1 || logits.dim() == 2 ? logits : MoveClassAxis(logits), labels, reduction: nn.Reduction.None);
+    }
+
+    // Keras accepts labels shaped (N) or (N, 1) for predictions (N, C).
+    static Tensor Labels(Tensor yTrue, Tensor yPred)
+    {
+        var y = yTrue.dim() == yPred.dim() && yTrue.shape[^1] == 1 && yPred.dim() != 4 ? yTrue.squeeze(-1) : yTrue;
+        return y.dtype == int64 ? y : y.to_type(int64);
+    }
+
+    // nll_loss wants classes on axis 1; sequences (N, T, C) keep them last.
+    static Tensor MoveClassAxis(Tensor t) => t.dim() <= 2 ? t : t.movedim([-1L], [1L]);
+}
+
+/// <summary>Cross-entropy of one-hot (or soft) targets against class probabilities, with optional label smoothing.</summary>
+public sealed class CategoricalCrossentropy : Loss
+{
+    /// <summary>Creates the loss.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">labelSmoothing outside [0, 1].</exception>
+    public CategoricalCrossentropy(bool fromLogits = false, double labelSmoothing = 0) : base("categorical_crossentropy")
+    {
+        if (labelSmoothing is < 0 or > 1)
+            throw new ArgumentOutOfRangeException(nameof(labelSmoothing), $"label_smoothing must be in [0, 1]; received {labelSmoothing}.");
+        FromLogits = fromLogits;
+        LabelSmoothing = labelSmoothing;
+    }
+
+    /// <summary>Whether predictions are logits rather than probabilities.</summary>
+    public bool FromLogits { get; }
+
+    /// <summary>Targets become <c>y·(1 − s) + s / classes</c>.</summary>
+    public double LabelSmoothing { get; }
+
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor yTrue, Tensor yPred)
+    {
+        if (FromLogits) return CallFromLogits(yTrue, yPred);
+        var axis = ClassAxis(yPred);
+        var p = yPred.div(yPred.sum(axis, keepdim: true)).clamp(Epsilon, 1 - Epsilon).log();
+        return Smooth(yTrue, yPred, axis).mul(p).sum(axis).neg();
+    }
+
+    /// <inheritdoc/>
+    public override bool CanFuse(ActivationFunction activation) => !FromLogits && activation == Activations.Softmax;
+
+    /// <inheritdoc/>
+    public override Tensor CallFromLogits(Tensor yTrue, Tensor logits)
+    {
+        var axis = ClassAxis(logits);
+        return Smooth(yTrue, logits, axis).mul(logits.log_softmax(axis)).sum(axis).neg();
+    }
+
+    Tensor Smooth(Tensor yTrue, Tensor yPred, long axis)
+    {
+        var y = yTrue.dtype == yPred.dtype ? yTrue : yTrue.to_type(yPred.dtype);
+        if (LabelSmoothing == 0) return y;
+        long classes = yPred.shape[axis < 0 ? yPred.dim() + axis : axis];
+        return y.mul(1 - LabelSmoothing).add(LabelSmoothing / classes);
+    }
+}
+
+/// <summary>Binary cross-entropy, averaged over the last axis, with optional label smoothing (towards 0.5).</summary>
+public sealed class BinaryCrossentropy : Loss
+{
+    /// <summary>Creates the loss.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">labelSmoothing outside [0, 1].</exception>
+    public BinaryCrossentropy(bool fromLogits = false, double labelSmoothing = 0) : base("binary_crossentropy")
+    {
+        if (labelSmoothing is < 0 or > 1)
+            throw new ArgumentOutOfRangeException(nameof(labelSmoothing), $"label_smoothing must be in [0, 1]; received {labelSmoothing}.");
+        FromLogits = fromLogits;
+        LabelSmoothing = labelSmoothing;
+    }
+
+    /// <summary>Whether predictions are logits rather than probabilities.</summary>
+    public bool FromLogits { get; }
+
+    /// <summary>Targets become <c>y·(1 − s) + s / 2</c>.</summary>
+    public double LabelSmoothing { get; }
+
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor yTrue, Tensor yPred)
+    {
+        if (FromLogits) return CallFromLogits(yTrue, yPred);
+        var y = Smooth(yTrue, yPred);
+        var p = yPred.clamp(Epsilon, 1 - Epsilon);
+        // -(y log p + (1 - y) log(1 - p))
+        var ll = y.mul(p.log()).add(y.neg().add(1).mul(p.neg().add(1).log()));
+        return ll.neg().mean([ClassAxis(yPred)]);
+    }
+
+    /// <inheritdoc/>
+    public override bool CanFuse(ActivationFunction activation) => !FromLogits && activation == Activations.Sigmoid;
+
+    /// <inheritdoc/>
+    public override Tensor CallFromLogits(Tensor yTrue, Tensor logits) =>
+        F.binary_cross_entropy_with_logits(logits, Smooth(yTrue, logits), reduction: nn.Reduction.None).mean([ClassAxis(logits)]);
+
+    Tensor Smooth(Tensor yTrue, Tensor yPred)
+    {
+        var y = yTrue.dtype == yPred.dtype ? yTrue : yTrue.to_type(yPred.dtype);
+        if (y.dim() == yPred.dim() - 1) y = y.unsqueeze(-1);
+        return LabelSmoothing == 0 ? y : y.mul(1 - LabelSmoothing).add(0.5 * LabelSmoothing);
+    }
+}
+
+/// <summary>Mean of squared differences over the last axis.</summary>
+public sealed class MeanSquaredError() : Loss("mean_squared_error")
+{
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor yTrue, Tensor yPred)
+    {
+        var y = yTrue.dtype == yPred.dtype ? yTrue : yTrue.to_type(yPred.dtype);
+        return yPred.sub(y).square().mean([ClassAxis(yPred)]);
+    }
+}
+
+/// <summary>Keras' losses by name.</summary>
+public static class Losses
+{
+    /// <summary>A loss by Keras' name (or alias: <c>mse</c>, <c>bce</c>...).</summary>
+    /// <exception cref="ArgumentException">Unknown name.</exception>
+    public static Loss Get(string name) => name?.ToLowerInvariant() switch
+    {
+        "sparse_categorical_crossentropy" => new SparseCategoricalCrossentropy(),
+        "categorical_crossentropy" => new CategoricalCrossentropy(),
+        "binary_crossentropy" or "bce" => new BinaryCrossentropy(),
+        "mean_squared_error" or "mse" => new MeanSquaredError(),
+        _ => throw new ArgumentException($"unknown loss '{name}'; known: sparse_categorical_crossentropy, categorical_crossentropy, binary_crossentropy, mean_squared_error (mse)", nameof(name)),
+    };
+}

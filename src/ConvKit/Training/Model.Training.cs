@@ -1,0 +1,501 @@
+using ConvKit.Callbacks;
+using ConvKit.Layers;
+using ConvKit.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ConvKit.Models;
+
+// Keras' training API, shared by functional, Sequential and subclassed models.
+public partial class Model
+{
+    Optimizer? optimizer;
+    Loss? loss;
+    Metric[] compiledMetrics = [];
+    FusedHead? fusedHead;
+    (FunctionalGraph? Graph, Loss? Loss) fusedHeadKey;
+
+    /// <summary>The optimizer given to <see cref="Compile"/>.</summary>
+    public Optimizer? Optimizer => optimizer;
+
+    /// <summary>The loss given to <see cref="Compile"/>.</summary>
+    public Loss? Loss => loss;
+
+    /// <summary>The metrics given to <see cref="Compile"/> (unresolved: "accuracy" is chosen per Fit).</summary>
+    public IReadOnlyList<Metric> CompiledMetrics => compiledMetrics;
+
+    /// <summary>Whether <see cref="Compile"/> has been called.</summary>
+    public bool IsCompiled => optimizer is not null && loss is not null;
+
+    /// <summary>
+    /// Set to true (typically by a callback) to stop <see cref="Fit"/> after the current batch; the epoch then ends
+    /// normally (validation, epoch-end callbacks) and no further epoch starts. Fit resets it when it starts.
+    /// </summary>
+    public bool StopTraining { get; set; }
+
+    /// <summary>The History of the last <see cref="Fit"/>.</summary>
+    public History? History { get; private set; }
+
+    /// <summary>
+    /// Configures the model for training, Keras' <c>compile</c>:
+    /// <c>model.Compile(optimizer: "adam", loss: "sparse_categorical_crossentropy", metrics: ["accuracy"])</c>.
+    /// </summary>
+    /// <param name="optimizer">An <see cref="Training.Optimizer"/> or a name (sgd, adam, adamw, rmsprop); default rmsprop as Keras.</param>
+    /// <param name="loss">A <see cref="Training.Loss"/> or a name.</param>
+    /// <param name="metrics">Metrics or names; "accuracy" is resolved from the loss and targets as Keras does.</param>
+    /// <exception cref="ArgumentNullException">No loss.</exception>
+    public void Compile(Optimizer? optimizer = null, Loss? loss = null, IEnumerable<Metric>? metrics = null)
+    {
+        this.loss = loss ?? throw new ArgumentNullException(nameof(loss), $"model '{Name}': Compile needs a loss, e.g. loss: \"sparse_categorical_crossentropy\".");
+        this.optimizer = optimizer ?? new RMSprop();
+        compiledMetrics = metrics?.ToArray() ?? [];
+        var dup = compiledMetrics.GroupBy(m => m.Name).FirstOrDefault(g => g.Count() > 1 || g.Key is "loss");
+        if (dup is not null) throw new ArgumentException($"model '{Name}': metric name '{dup.Key}' is used twice (or clashes with 'loss').", nameof(metrics));
+        fusedHead = null;
+        fusedHeadKey = default;
+    }
+
+    // ------------------------------------------------------------------ Fit
+
+    /// <summary>
+    /// Trains the model, Keras' <c>fit</c>. <paramref name="x"/> is a float tensor in Keras' layout (N, H, W, C) for
+    /// images, converted to the internal layout once per call; <paramref name="y"/> holds int64 class indices or
+    /// one-hot floats. A <see cref="Callbacks.History"/> and, for verbose 1 or 2, a <see cref="ProgbarLogger"/> are
+    /// added to the callbacks.
+    /// </summary>
+    /// <param name="x">Inputs, batch first, Keras layout.</param>
+    /// <param name="y">Targets, batch first.</param>
+    /// <param name="batchSize">Samples per gradient update.</param>
+    /// <param name="epochs">Index of the last epoch (1-based, as Keras: training runs from <paramref name="initialEpoch"/> to it).</param>
+    /// <param name="verbose">0 silent, 1 progress bar, 2 one line per epoch.</param>
+    /// <param name="callbacks">Callbacks called during training.</param>
+    /// <param name="validationSplit">Fraction of the data, taken from the end before shuffling, held out for validation.</param>
+    /// <param name="validationData">Validation inputs and targets (take precedence over the split).</param>
+    /// <param name="shuffle">Reshuffle the training samples every epoch.</param>
+    /// <param name="classWeight">Weight of each class in the loss (class index to weight).</param>
+    /// <param name="initialEpoch">Epoch at which to start (to resume a run).</param>
+    /// <param name="seed">Seed of the shuffling; by default drawn from torch's global generator (see <see cref="Backend.SetSeed"/>).</param>
+    /// <returns>The per-epoch logs.</returns>
+    /// <exception cref="ConvKitException">The model is not compiled, or the data do not fit it.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A numeric argument is out of range.</exception>
+    public History Fit(Tensor x, Tensor y, int batchSize = 32, int epochs = 1, int verbose = 1,
+        IEnumerable<Callback>? callbacks = null, double validationSplit = 0, (Tensor X, Tensor Y)? validationData = null,
+        bool shuffle = true, IReadOnlyDictionary<int, double>? classWeight = null, int initialEpoch = 0, long? seed = null)
+    {
+        RequireCompiled("Fit");
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch_size must be positive; received {batchSize}.");
+        if (epochs < 0) throw new ArgumentOutOfRangeException(nameof(epochs), $"epochs must be >= 0; received {epochs}.");
+        if (initialEpoch < 0) throw new ArgumentOutOfRangeException(nameof(initialEpoch), $"initial_epoch must be >= 0; received {initialEpoch}.");
+        if (validationSplit is < 0 or >= 1 || double.IsNaN(validationSplit))
+            throw new ArgumentOutOfRangeException(nameof(validationSplit), $"validation_split must be in [0, 1); received {validationSplit}.");
+        if (verbose is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(verbose), $"verbose must be 0, 1 or 2; received {verbose}.");
+        CheckData(x, y, "Fit");
+        EnsureBuiltFor(x);
+        var device = ModelDevice();
+
+        // Built outside any dispose scope: TorchSharp optimizers keep their state across Fit calls.
+        var trainable = TrainableParameters();
+        if (trainable.Count == 0) throw new ConvKitException($"model '{Name}' has no trainable weights to fit.");
+        optimizer!.Build(trainable);
+
+        using var fitScope = NewDisposeScope();
+        long n = x.shape[0];
+        Tensor xs = PrepareInputs(x, device), ys = PrepareTargets(y, device);
+        Tensor? xVal = null, yVal = null;
+        if (validationData is { } vd)
+        {
+            CheckData(vd.X, vd.Y, "Fit (validation_data)");
+            xVal = PrepareInputs(vd.X, device);
+            yVal = PrepareTargets(vd.Y, device);
+        }
+        else if (validationSplit > 0)
+        {
+            // Keras: the last fraction of the samples, before any shuffling.
+            long split = (long)(n * (1 - validationSplit));
+            if (split == 0 || split == n)
+                throw new ArgumentOutOfRangeException(nameof(validationSplit), $"validation_split={validationSplit} of {n} samples leaves an empty training or validation set.");
+            xVal = xs.narrow(0, split, n - split);
+            yVal = ys.narrow(0, split, n - split);
+            xs = xs.narrow(0, 0, split);
+            ys = ys.narrow(0, 0, split);
+            n = split;
+        }
+        Tensor? sampleWeights = classWeight is null ? null : ClassSampleWeights(classWeight, ys, device);
+
+        var head = FusedHeadFor(loss!);
+        var metrics = ResolveMetrics(ys);
+        bool metricsNeedActivation = head is not null && metrics.Any(m => !m.InvariantToSoftmax);
+        var lossTracker = new Mean("loss");
+        bool hasRegularization = HasRegularization();
+
+        int steps = (int)((n + batchSize - 1) / batchSize);
+        var cbs = new CallbackList(callbacks, this, new TrainingParams(epochs, steps, verbose, n, batchSize), addHistory: true, addProgbar: verbose > 0);
+        using var generator = new Generator((ulong)(seed ?? Backend.NextSeed()), device);
+
+        StopTraining = false;
+        var emptyLogs = new Logs();
+        var batchLogs = new Logs();
+        Action<Dictionary<string, double>> fillBatchLogs = d => ReadMetrics(d, lossTracker, metrics, "");
+        var epochLogs = new Logs();
+        bool wasTraining = training;
+        cbs.TrainBegin(emptyLogs);
+        try
+        {
+            for (int epoch = initialEpoch; epoch < epochs; epoch++)
+            {
+                train();
+                lossTracker.ResetState();
+                foreach (var m in metrics) m.ResetState();
+                cbs.EpochBegin(epoch, new Logs());
+                using var perm = shuffle ? randperm(n, dtype: int64, device: device, generator: generator) : null;
+                for (int b = 0; b < steps; b++)
+                {
+                    cbs.TrainBatchBegin(b, emptyLogs);
+                    using (var scope = NewDisposeScope())
+                    {
+                        long start = (long)b * batchSize, len = Math.Min(batchSize, n - start);
+                        Tensor xb, yb;
+                        Tensor? wb = null;
+                        if (perm is not null)
+                        {
+                            var idx = perm.narrow(0, start, len);
+                            xb = xs.index_select(0, idx);
+                            yb = ys.index_select(0, idx);
+                            if (sampleWeights is not null) wb = sampleWeights.index_select(0, idx);
+                        }
+                        else
+                        {
+                            xb = xs.narrow(0, start, len);
+                            yb = ys.narrow(0, start, len);
+                            wb = sampleWeights?.narrow(0, start, len);
+                        }
+                        TrainStep(xb, yb, wb, len, head, metrics, metricsNeedActivation, lossTracker, hasRegularization);
+                    }
+                    batchLogs.SetLazy(fillBatchLogs);
+                    cbs.TrainBatchEnd(b, batchLogs);
+                    if (StopTraining) break;
+                }
+                epochLogs = new Logs();
+                ReadMetrics(epochLogs, lossTracker, metrics, "");
+                if (xVal is not null)
+                {
+                    var val = RunTest(xVal, yVal!, null, batchSize, cbs, head, metrics, lossTracker);
+                    foreach (var (k, v) in val) epochLogs["val_" + k] = v;
+                }
+                cbs.EpochEnd(epoch, epochLogs);
+                if (StopTraining) break;
+            }
+        }
+        finally
+        {
+            if (!wasTraining) eval();
+        }
+        cbs.TrainEnd(epochLogs);
+        History = cbs.History;
+        return cbs.History!;
+    }
+
+    void TrainStep(Tensor xb, Tensor yb, Tensor? wb, long len, FusedHead? head, Metric[] metrics, bool metricsNeedActivation,
+        Mean lossTracker, bool hasRegularization)
+    {
+        optimizer!.ZeroGrad();
+        var (lossValue, pred) = ComputeLoss(xb, yb, wb, head, metricsNeedActivation);
+        if (hasRegularization)
+            foreach (var r in RegularizationLosses()) lossValue = lossValue.add(r);
+        lossValue.backward();
+        optimizer.Step();
+        lossTracker.Update(lossValue, len);
+        foreach (var m in metrics) m.UpdateState(yb, pred, wb);
+    }
+
+    /// <summary>The loss of a batch and the predictions the metrics see (logits when every metric allows it).</summary>
+    (Tensor Loss, Tensor Pred) ComputeLoss(Tensor xb, Tensor yb, Tensor? wb, FusedHead? head, bool metricsNeedActivation)
+    {
+        if (head is null)
+        {
+            var pred = Forward([xb])[0];
+            return (Training.Loss.Reduce(loss!.Call(yb, pred), wb), pred);
+        }
+        var logits = head.Logits(xb);
+        var value = Training.Loss.Reduce(loss!.CallFromLogits(yb, logits), wb);
+        return (value, metricsNeedActivation ? head.Activation.Apply(logits.detach()) : logits);
+    }
+
+    // ------------------------------------------------------------------ Evaluate / Predict
+
+    /// <summary>
+    /// Returns the loss and metrics on data, Keras' <c>evaluate</c> (<c>{"loss": ..., "accuracy": ...}</c>), in
+    /// inference mode (dropout off, batch normalization on moving statistics).
+    /// </summary>
+    /// <exception cref="ConvKitException">The model is not compiled, or the data do not fit it.</exception>
+    public IReadOnlyDictionary<string, double> Evaluate(Tensor x, Tensor y, int batchSize = 32, int verbose = 1,
+        IEnumerable<Callback>? callbacks = null, Tensor? sampleWeight = null)
+    {
+        RequireCompiled("Evaluate");
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch_size must be positive; received {batchSize}.");
+        CheckData(x, y, "Evaluate");
+        EnsureBuiltFor(x);
+        var device = ModelDevice();
+        using var scope = NewDisposeScope();
+        var xs = PrepareInputs(x, device);
+        var ys = PrepareTargets(y, device);
+        var sw = sampleWeight?.to(device).to_type(float32);
+        var metrics = ResolveMetrics(ys);
+        int steps = (int)((x.shape[0] + batchSize - 1) / batchSize);
+        var cbs = new CallbackList(callbacks, this, new TrainingParams(1, steps, verbose, x.shape[0], batchSize), addHistory: false, addProgbar: verbose > 0);
+        return RunTest(xs, ys, sw, batchSize, cbs, FusedHeadFor(loss!), metrics, new Mean("loss"));
+    }
+
+    Dictionary<string, double> RunTest(Tensor xs, Tensor ys, Tensor? sw, int batchSize, CallbackList cbs, FusedHead? head,
+        Metric[] metrics, Mean lossTracker)
+    {
+        bool wasTraining = training;
+        eval();
+        var batchLogs = new Logs();
+        Action<Dictionary<string, double>> fill = d => ReadMetrics(d, lossTracker, metrics, "");
+        bool needActivation = head is not null && metrics.Any(m => !m.InvariantToSoftmax);
+        lossTracker.ResetState();
+        foreach (var m in metrics) m.ResetState();
+        long n = xs.shape[0];
+        int steps = (int)((n + batchSize - 1) / batchSize);
+        var emptyLogs = new Logs();
+        cbs.TestBegin(emptyLogs);
+        try
+        {
+            using var _ = no_grad();
+            for (int b = 0; b < steps; b++)
+            {
+                cbs.TestBatchBegin(b, emptyLogs);
+                using (var scope = NewDisposeScope())
+                {
+                    long start = (long)b * batchSize, len = Math.Min(batchSize, n - start);
+                    var xb = xs.narrow(0, start, len);
+                    var yb = ys.narrow(0, start, len);
+                    var wb = sw?.narrow(0, start, len);
+                    var (value, pred) = ComputeLoss(xb, yb, wb, head, needActivation);
+                    foreach (var r in RegularizationLosses()) value = value.add(r);
+                    lossTracker.Update(value, len);
+                    foreach (var m in metrics) m.UpdateState(yb, pred, wb);
+                }
+                batchLogs.SetLazy(fill);
+                cbs.TestBatchEnd(b, batchLogs);
+            }
+        }
+        finally
+        {
+            if (wasTraining) train();
+        }
+        var result = new Dictionary<string, double>();
+        ReadMetrics(result, lossTracker, metrics, "");
+        cbs.TestEnd(new Logs(result));
+        return result;
+    }
+
+    /// <summary>
+    /// Computes the outputs batch by batch in inference mode (dropout off, batch normalization on moving statistics,
+    /// no gradients), Keras' <c>predict</c>. Inputs and 4-D outputs are in Keras' layout (N, H, W, C).
+    /// </summary>
+    /// <exception cref="ConvKitException">The data do not fit the model.</exception>
+    public Tensor Predict(Tensor x, int batchSize = 32, int verbose = 0, IEnumerable<Callback>? callbacks = null)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch_size must be positive; received {batchSize}.");
+        if (x.dim() < 2) throw new ShapeException($"model '{Name}': Predict expects a batch (N, ...); received a tensor of shape [{string.Join(", ", x.shape)}].");
+        EnsureBuiltFor(x);
+        var device = ModelDevice();
+        long n = x.shape[0];
+        int steps = (int)((n + batchSize - 1) / batchSize);
+        var cbs = new CallbackList(callbacks, this, new TrainingParams(1, steps, verbose, n, batchSize), addHistory: false, addProgbar: verbose > 0);
+        bool wasTraining = training;
+        eval();
+        var emptyLogs = new Logs();
+        cbs.PredictBegin(emptyLogs);
+        try
+        {
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            var xs = PrepareInputs(x, device);
+            var outputs = new Tensor[steps];
+            for (int b = 0; b < steps; b++)
+            {
+                cbs.PredictBatchBegin(b, emptyLogs);
+                long start = (long)b * batchSize, len = Math.Min(batchSize, n - start);
+                using (var batchScope = NewDisposeScope())
+                    outputs[b] = Forward([xs.narrow(0, start, len)])[0].MoveToOuterDisposeScope();
+                cbs.PredictBatchEnd(b, emptyLogs);
+            }
+            var all = steps == 1 ? outputs[0] : cat(outputs, 0);
+            var result = Layout.ToKeras(all).MoveToOuterDisposeScope();
+            cbs.PredictEnd(emptyLogs);
+            return result;
+        }
+        finally
+        {
+            if (wasTraining) train();
+        }
+    }
+
+    // ------------------------------------------------------------------ weights
+
+    /// <summary>Copies of every weight (trainable and not), in <see cref="Layer.Weights"/> order, Keras' <c>get_weights</c>.</summary>
+    public Tensor[] GetWeights()
+    {
+        using var _ = no_grad();
+        return Weights.Select(w => w.Value.detach().clone().DetachFromDisposeScope()).ToArray();
+    }
+
+    /// <summary>Overwrites every weight with values from <see cref="GetWeights"/>, Keras' <c>set_weights</c>.</summary>
+    /// <exception cref="ShapeException">The count or a shape differs.</exception>
+    public void SetWeights(IReadOnlyList<Tensor> values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        var weights = Weights.ToArray();
+        if (weights.Length != values.Count)
+            throw new ShapeException($"model '{Name}' has {weights.Length} weights; received {values.Count}.");
+        for (int i = 0; i < weights.Length; i++)
+            if (!weights[i].Value.shape.SequenceEqual(values[i].shape))
+                throw new ShapeException($"model '{Name}': weight '{weights[i].Owner.Name}/{weights[i].Name}' has shape [{string.Join(", ", weights[i].Value.shape)}]; received [{string.Join(", ", values[i].shape)}].");
+        using var _ = no_grad();
+        for (int i = 0; i < weights.Length; i++) weights[i].Value.copy_(values[i]);
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    void RequireCompiled(string what)
+    {
+        if (!IsCompiled) throw new ConvKitException($"model '{Name}' must be compiled before {what}: call Compile(optimizer, loss, metrics).");
+    }
+
+    void CheckData(Tensor x, Tensor y, string what)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(y);
+        if (x.dim() < 2) throw new ShapeException($"model '{Name}': {what} expects x as a batch (N, ...); received shape [{string.Join(", ", x.shape)}].");
+        if (y.dim() < 1) throw new ShapeException($"model '{Name}': {what} expects y as a batch (N, ...); received a scalar.");
+        if (x.shape[0] != y.shape[0])
+            throw new ShapeException($"model '{Name}': {what} received {x.shape[0]} input samples but {y.shape[0]} targets.");
+        if (x.shape[0] == 0) throw new ShapeException($"model '{Name}': {what} received no samples.");
+        if (!x.is_floating_point()) throw new ConvKitException($"model '{Name}': {what} expects float inputs; received {x.dtype}. Convert with x.to_type(float32) (and scale).");
+    }
+
+    /// <summary>Builds an unbuilt model for the data, or checks the data's sample shape against the model's input.</summary>
+    void EnsureBuiltFor(Tensor x)
+    {
+        var sample = new Shape(x.shape.Skip(1).Select(d => (int)d).ToArray());
+        if (!IsBuilt)
+        {
+            Build(sample);
+            return;
+        }
+        var expected = BuiltInputShapes![0];
+        bool ok = expected.Rank == sample.Rank;
+        for (int d = 0; ok && d < sample.Rank; d++) ok = expected[d] == Shape.Unknown || expected[d] == sample[d];
+        if (!ok) throw new ShapeException($"model '{Name}' expects input {expected.ToBatchString()}; received data of shape {sample.ToBatchString()}.");
+    }
+
+    Device ModelDevice() => parameters().FirstOrDefault()?.device ?? CPU;
+
+    static Tensor PrepareInputs(Tensor x, Device device)
+    {
+        var t = x.device == device ? x : x.to(device);
+        if (t.dtype != float32) t = t.to_type(float32);
+        return Layout.FromKeras(t);
+    }
+
+    static Tensor PrepareTargets(Tensor y, Device device)
+    {
+        var t = y.device == device ? y : y.to(device);
+        if (t.dtype is ScalarType.Int32 or ScalarType.Int16 or ScalarType.Byte or ScalarType.Int8) t = t.to_type(int64);
+        else if (t.dtype is ScalarType.Float64 or ScalarType.Float16 or ScalarType.BFloat16) t = t.to_type(float32);
+        return Layout.FromKeras(t);
+    }
+
+    /// <summary>Keras' class_weight: each sample weighs the weight of its class (the argmax of a one-hot target).</summary>
+    Tensor ClassSampleWeights(IReadOnlyDictionary<int, double> classWeight, Tensor ys, Device device)
+    {
+        var labels = ys.is_floating_point() ? ys.argmax(-1) : ys.dim() > 1 && ys.shape[^1] == 1 ? ys.squeeze(-1) : ys;
+        if (labels.dim() != 1)
+            throw new ConvKitException($"model '{Name}': class_weight needs one class per sample; targets have shape [{string.Join(", ", ys.shape)}].");
+        int classes = Math.Max(classWeight.Keys.DefaultIfEmpty(0).Max() + 1, (int)labels.max().item<long>() + 1);
+        var table = new float[classes];
+        for (int c = 0; c < classes; c++)
+        {
+            // Keras requires a weight for every class present; missing ones weigh 1 here instead of failing mid-run.
+            table[c] = classWeight.TryGetValue(c, out var w) ? (float)w : 1f;
+        }
+        if (classWeight.Keys.Any(k => k < 0)) throw new ArgumentException($"model '{Name}': class_weight keys must be class indices >= 0.", nameof(classWeight));
+        return tensor(table, device: device).index_select(0, labels);
+    }
+
+    List<Parameter> TrainableParameters()
+    {
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        var list = new List<Parameter>();
+        foreach (var w in TrainableWeights)
+            if (w.Value is Parameter p && seen.Add(p)) list.Add(p);
+        return list;
+    }
+
+    bool HasRegularization()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        return RegularizationLosses().Any();
+    }
+
+    Metric[] ResolveMetrics(Tensor ys)
+    {
+        var outShape = Layout.ToInternal(ModelOutputShape, 1);
+        return compiledMetrics.Select(m => m is AutoAccuracy a ? Metrics.ResolveAccuracy(a.Name, loss!, ys, outShape) : m).ToArray();
+    }
+
+    static void ReadMetrics(Dictionary<string, double> into, Mean lossTracker, Metric[] metrics, string prefix)
+    {
+        into[prefix + "loss"] = lossTracker.Result();
+        foreach (var m in metrics) into[prefix + m.Name] = m.Result();
+    }
+
+    static void ReadMetrics(Logs into, Mean lossTracker, Metric[] metrics, string prefix)
+    {
+        into[prefix + "loss"] = lossTracker.Result();
+        foreach (var m in metrics) into[prefix + m.Name] = m.Result();
+    }
+
+    /// <summary>
+    /// When the graph's output layer is a plain Dense or Activation applying an activation the loss can fuse (softmax
+    /// for categorical cross-entropy), the loss is computed from the pre-activation logits: a sub-graph runs up to the
+    /// output layer's input, and the head's linear part is applied here. Subclassed models have no graph to inspect;
+    /// their losses clamp probabilities as Keras does.
+    /// </summary>
+    FusedHead? FusedHeadFor(Loss lossFn)
+    {
+        if (ReferenceEquals(fusedHeadKey.Graph, Graph) && ReferenceEquals(fusedHeadKey.Loss, lossFn)) return fusedHead;
+        fusedHeadKey = (Graph, lossFn);
+        fusedHead = null;
+        if (Graph is not { } g || g.Outputs.Count != 1) return null;
+        var node = g.Outputs[0].Node;
+        if (node.IsInput || node.Inputs.Count != 1) return null;
+        ActivationFunction? activation = node.Layer switch
+        {
+            Dense d when d.GetType() == typeof(Dense) => d.Activation,
+            Activation a when a.GetType() == typeof(Activation) => a.Function,
+            _ => null,
+        };
+        if (activation is null || !lossFn.CanFuse(activation)) return null;
+        fusedHead = new FusedHead(new FunctionalGraph(g.Inputs, [node.Inputs[0]], Name), node.Layer, activation);
+        return fusedHead;
+    }
+
+    sealed class FusedHead(FunctionalGraph trunk, Layer layer, ActivationFunction activation)
+    {
+        public ActivationFunction Activation { get; } = activation;
+
+        public Tensor Logits(Tensor x)
+        {
+            var hidden = trunk.Run([x])[0];
+            return layer is Dense d ? F.linear(hidden, d.Kernel!, d.Bias) : hidden;
+        }
+    }
+}

@@ -1,0 +1,239 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ConvKit.Training;
+
+/// <summary>
+/// An optimizer with Keras' arguments and defaults, wrapping TorchSharp's <c>torch.optim</c>. The TorchSharp optimizer is
+/// created at the first <c>Fit</c>, when the weights exist, over the model's trainable weights only. Weight decay is
+/// decoupled as in Keras 3 (<c>w -= lr · weight_decay · w</c> before the update); <see cref="Clipnorm"/> clips each
+/// weight's gradient by its own norm, <see cref="GlobalClipnorm"/> all of them together, <see cref="Clipvalue"/>
+/// element-wise. Converts from Keras' names: <c>optimizer: "adam"</c>.
+/// </summary>
+public abstract class Optimizer
+{
+    double learningRate;
+    optim.Optimizer? torchOptimizer;
+    Parameter[] parameters = [];
+    Tensor[] grads = [];
+
+    /// <summary>Creates the optimizer.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A rate, decay or clipping bound is negative or zero where it must be positive.</exception>
+    protected Optimizer(string name, double learningRate, double weightDecay, double? clipnorm, double? clipvalue, double? globalClipnorm)
+    {
+        if (!(learningRate >= 0)) throw new ArgumentOutOfRangeException(nameof(learningRate), $"learning_rate must be >= 0; received {learningRate}.");
+        if (!(weightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(weightDecay), $"weight_decay must be >= 0; received {weightDecay}.");
+        if (clipnorm is <= 0) throw new ArgumentOutOfRangeException(nameof(clipnorm), $"clipnorm must be positive; received {clipnorm}.");
+        if (clipvalue is <= 0) throw new ArgumentOutOfRangeException(nameof(clipvalue), $"clipvalue must be positive; received {clipvalue}.");
+        if (globalClipnorm is <= 0) throw new ArgumentOutOfRangeException(nameof(globalClipnorm), $"global_clipnorm must be positive; received {globalClipnorm}.");
+        if (clipnorm is not null && globalClipnorm is not null)
+            throw new ArgumentException("only one of clipnorm and global_clipnorm can be set.", nameof(globalClipnorm));
+        Name = name;
+        this.learningRate = learningRate;
+        WeightDecay = weightDecay;
+        Clipnorm = clipnorm;
+        Clipvalue = clipvalue;
+        GlobalClipnorm = globalClipnorm;
+    }
+
+    /// <summary>Keras' name.</summary>
+    public string Name { get; }
+
+    /// <summary>
+    /// The learning rate the optimizer uses. Setting it (schedulers do) changes every parameter group of the
+    /// underlying TorchSharp optimizer immediately.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Negative or NaN.</exception>
+    public double LearningRate
+    {
+        get => learningRate;
+        set
+        {
+            if (!(value >= 0)) throw new ArgumentOutOfRangeException(nameof(value), $"learning_rate must be >= 0; received {value}.");
+            learningRate = value;
+            if (torchOptimizer is not null)
+                foreach (var g in torchOptimizer.ParamGroups) g.LearningRate = value;
+        }
+    }
+
+    /// <summary>Decoupled weight decay factor (0 = none).</summary>
+    public double WeightDecay { get; }
+
+    /// <summary>Each weight's gradient is rescaled so that its L2 norm is at most this.</summary>
+    public double? Clipnorm { get; }
+
+    /// <summary>Gradients are clipped element-wise to [-clipvalue, clipvalue].</summary>
+    public double? Clipvalue { get; }
+
+    /// <summary>All gradients together are rescaled so that their global L2 norm is at most this.</summary>
+    public double? GlobalClipnorm { get; }
+
+    /// <summary>The TorchSharp optimizer, once the first Fit created it.</summary>
+    public optim.Optimizer? TorchOptimizer => torchOptimizer;
+
+    /// <summary>Whether the weight decay is done by the TorchSharp optimizer itself (AdamW) rather than by this class.</summary>
+    private protected virtual bool DecaysInTorch => false;
+
+    /// <summary>Creates the TorchSharp optimizer over <paramref name="parameters"/> at <paramref name="lr"/>.</summary>
+    private protected abstract optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr);
+
+    /// <summary>Creates (or re-creates, when the set of trainable weights changed) the TorchSharp optimizer.</summary>
+    internal void Build(IReadOnlyList<Parameter> trainable)
+    {
+        if (torchOptimizer is not null && trainable.Count == parameters.Length && trainable.Select((p, i) => ReferenceEquals(p, parameters[i])).All(b => b))
+            return;
+        torchOptimizer?.Dispose();
+        parameters = trainable.ToArray();
+        grads = new Tensor[parameters.Length];
+        torchOptimizer = Create(parameters, learningRate);
+    }
+
+    /// <summary>Clears the gradients before a backward pass.</summary>
+    internal void ZeroGrad() => torchOptimizer!.zero_grad();
+
+    /// <summary>Clips, decays and applies the gradients of the last backward pass.</summary>
+    internal void Step()
+    {
+        if (Clipnorm is not null || Clipvalue is not null || GlobalClipnorm is not null) Clip();
+        if (WeightDecay > 0 && !DecaysInTorch)
+        {
+            using var _ = no_grad();
+            double keep = 1 - learningRate * WeightDecay;
+            foreach (var p in parameters) p.mul_(keep);
+        }
+        torchOptimizer!.step();
+    }
+
+    void Clip()
+    {
+        using var _ = no_grad();
+        int n = 0;
+        foreach (var p in parameters)
+            if (p.grad is { } g) grads[n++] = g;
+        var gs = grads.AsSpan(0, n);
+        if (Clipvalue is { } v)
+            foreach (var g in gs) g.clamp_(-v, v);
+        if (Clipnorm is { } c)
+        {
+            // Keras' clip_by_norm: g · c / max(‖g‖, c), without a host round trip.
+            foreach (var g in gs)
+            {
+                using var norm = g.norm();
+                using var denom = norm.clamp_min(c);
+                g.mul_(c).div_(denom);
+            }
+        }
+        if (GlobalClipnorm is { } gc && n > 0)
+        {
+            using var scope = NewDisposeScope();
+            var total = stack(gs.ToArray().Select(g => g.norm()).ToArray()).norm();
+            var scale = total.clamp_min(gc).reciprocal().mul(gc);
+            foreach (var g in gs) g.mul_(scale);
+        }
+        Array.Clear(grads);
+    }
+
+    /// <summary>An optimizer by Keras' name, with Keras' defaults.</summary>
+    /// <exception cref="ArgumentException">Unknown name.</exception>
+    public static implicit operator Optimizer(string name) => Optimizers.Get(name);
+
+    /// <inheritdoc/>
+    public override string ToString() => Name;
+}
+
+/// <summary>Stochastic gradient descent with optional (Nesterov) momentum. Keras' defaults: lr 0.01, momentum 0.</summary>
+public sealed class SGD(double learningRate = 0.01, double momentum = 0, bool nesterov = false, double weightDecay = 0,
+    double? clipnorm = null, double? clipvalue = null, double? globalClipnorm = null)
+    : Optimizer("SGD", learningRate, weightDecay, clipnorm, clipvalue, globalClipnorm)
+{
+    /// <summary>Momentum factor.</summary>
+    public double Momentum { get; } = momentum is >= 0 ? momentum : throw new ArgumentOutOfRangeException(nameof(momentum), $"momentum must be >= 0; received {momentum}.");
+
+    /// <summary>Nesterov momentum.</summary>
+    public bool Nesterov { get; } = nesterov;
+
+    private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
+        optim.SGD(parameters, lr, momentum: Momentum, nesterov: Nesterov);
+}
+
+/// <summary>Adam. Keras' defaults: lr 0.001, beta1 0.9, beta2 0.999, epsilon 1e-7.</summary>
+/// <remarks>libtorch divides by <c>sqrt(v̂) + ε</c> where Keras divides by <c>sqrt(v) + ε</c> with the bias
+/// correction folded into the rate; the two differ only in how ε scales in the first steps.</remarks>
+public sealed class Adam(double learningRate = 0.001, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-7,
+    bool amsgrad = false, double weightDecay = 0, double? clipnorm = null, double? clipvalue = null, double? globalClipnorm = null)
+    : Optimizer("Adam", learningRate, weightDecay, clipnorm, clipvalue, globalClipnorm)
+{
+    /// <summary>Decay of the first moment.</summary>
+    public double Beta1 { get; } = beta1;
+
+    /// <summary>Decay of the second moment.</summary>
+    public double Beta2 { get; } = beta2;
+
+    /// <summary>Numerical stability constant.</summary>
+    public double Epsilon { get; } = epsilon;
+
+    /// <summary>Use the AMSGrad variant.</summary>
+    public bool Amsgrad { get; } = amsgrad;
+
+    private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
+        optim.Adam(parameters, lr, Beta1, Beta2, Epsilon, amsgrad: Amsgrad);
+}
+
+/// <summary>Adam with decoupled weight decay. Keras' defaults: lr 0.001, weight decay 0.004, epsilon 1e-7.</summary>
+public sealed class AdamW(double learningRate = 0.001, double weightDecay = 0.004, double beta1 = 0.9, double beta2 = 0.999,
+    double epsilon = 1e-7, bool amsgrad = false, double? clipnorm = null, double? clipvalue = null, double? globalClipnorm = null)
+    : Optimizer("AdamW", learningRate, weightDecay, clipnorm, clipvalue, globalClipnorm)
+{
+    /// <summary>Decay of the first moment.</summary>
+    public double Beta1 { get; } = beta1;
+
+    /// <summary>Decay of the second moment.</summary>
+    public double Beta2 { get; } = beta2;
+
+    /// <summary>Numerical stability constant.</summary>
+    public double Epsilon { get; } = epsilon;
+
+    /// <summary>Use the AMSGrad variant.</summary>
+    public bool Amsgrad { get; } = amsgrad;
+
+    private protected override bool DecaysInTorch => true;
+
+    private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
+        optim.AdamW(parameters, lr, Beta1, Beta2, Epsilon, weight_decay: WeightDecay, amsgrad: Amsgrad);
+}
+
+/// <summary>RMSprop. Keras' defaults: lr 0.001, rho 0.9, momentum 0, epsilon 1e-7, not centered.</summary>
+public sealed class RMSprop(double learningRate = 0.001, double rho = 0.9, double momentum = 0, double epsilon = 1e-7,
+    bool centered = false, double weightDecay = 0, double? clipnorm = null, double? clipvalue = null, double? globalClipnorm = null)
+    : Optimizer("RMSprop", learningRate, weightDecay, clipnorm, clipvalue, globalClipnorm)
+{
+    /// <summary>Discount of the squared-gradient average.</summary>
+    public double Rho { get; } = rho;
+
+    /// <summary>Momentum factor.</summary>
+    public double Momentum { get; } = momentum;
+
+    /// <summary>Numerical stability constant.</summary>
+    public double Epsilon { get; } = epsilon;
+
+    /// <summary>Normalise by the variance estimate instead of the raw second moment.</summary>
+    public bool Centered { get; } = centered;
+
+    private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
+        optim.RMSProp(parameters, lr, alpha: Rho, eps: Epsilon, momentum: Momentum, centered: Centered);
+}
+
+/// <summary>Optimizers by Keras' name.</summary>
+public static class Optimizers
+{
+    /// <summary>An optimizer by Keras' name with Keras' defaults: sgd, adam, adamw, rmsprop.</summary>
+    /// <exception cref="ArgumentException">Unknown name.</exception>
+    public static Optimizer Get(string name) => name?.ToLowerInvariant() switch
+    {
+        "sgd" => new SGD(),
+        "adam" => new Adam(),
+        "adamw" => new AdamW(),
+        "rmsprop" => new RMSprop(),
+        _ => throw new ArgumentException($"unknown optimizer '{name}'; known: sgd, adam, adamw, rmsprop", nameof(name)),
+    };
+}
