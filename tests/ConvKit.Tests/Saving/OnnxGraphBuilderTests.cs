@@ -62,7 +62,7 @@ public class OnnxGraphBuilderTests
         Assert.Equal(-1, session.InputMetadata["x"].Dimensions[0]); // symbolic batch
         foreach (int batch in new[] { 1, 3 })
         {
-            var x = randn(new long[] { batch, 3, 8, 8 }, generator: new TorchSharp.torch.Generator(7 + batch));
+            var x = randn(new long[] { batch, 3, 8, 8 }, generator: new TorchSharp.torch.Generator((ulong)(7 + batch)));
             var expected = torchNet(x).data<float>().ToArray();
             var input = new DenseTensor<float>(x.data<float>().ToArray(), [batch, 3, 8, 8]);
             using var results = session.Run([NamedOnnxValue.CreateFromTensor("x", input)]);
