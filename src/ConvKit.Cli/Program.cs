@@ -23,6 +23,8 @@ public static class Program
         var root = new RootCommand("ConvKit: Keras-style convolutional networks for .NET.");
         root.Subcommands.Add(ModelsCommand.Create(console));
         root.Subcommands.Add(SummaryCommand.Create(console));
+        root.Subcommands.Add(TrainCommand.Create(console));
+        root.Subcommands.Add(EvaluateCommand.Create(console));
         return root;
     }
 }

@@ -32,6 +32,9 @@ public partial class Model : Layer
     /// <summary>For subclassed models (and <see cref="Sequential"/>): layers are declared as fields.</summary>
     protected Model(string? name = null) : base(name) { }
 
+    /// <summary>Keras 2's class name: <c>Functional</c> for functional models, else the class name.</summary>
+    public override string ClassName => GetType() == typeof(Model) ? "Functional" : GetType().Name;
+
     /// <inheritdoc/>
     protected override string DefaultNamePrefix => GetType() == typeof(Model) ? "model" : base.DefaultNamePrefix;
 

@@ -1,0 +1,124 @@
+using ConvKit.Data;
+using static TorchSharp.torch;
+
+namespace ConvKit.Layers;
+
+/// <summary>
+/// Base of Keras' random augmentation layers: active only in training (identity in inference), on image batches, each
+/// with its own generator so that a seed (or <see cref="Backend.SetSeed"/>) makes the augmentation repeat.
+/// </summary>
+public abstract class RandomAugmentation : Layer
+{
+    /// <summary>Creates the layer; a null seed draws one from torch's global generator.</summary>
+    protected RandomAugmentation(long? seed, string? name) : base(name)
+    {
+        Seed = seed ?? randint(0, int.MaxValue, [1]).item<long>();
+        Generator = new Generator((ulong)Seed);
+    }
+
+    /// <summary>The seed of this layer's generator.</summary>
+    public long Seed { get; }
+
+    /// <summary>This layer's random generator.</summary>
+    protected Generator Generator { get; }
+
+    /// <inheritdoc/>
+    public override Shape ComputeOutputShape(Shape inputShape)
+    {
+        if (inputShape.Rank != 3)
+            throw new ShapeException($"{Describe} expects images of shape (height, width, channels); received {inputShape.ToBatchString()}.");
+        return inputShape;
+    }
+
+    /// <inheritdoc/>
+    protected override bool FixedDimension(int rank, int d) => false;
+
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor inputs) => training ? Augment(inputs) : inputs;
+
+    /// <summary>The random transformation, applied in training only.</summary>
+    protected abstract Tensor Augment(Tensor images);
+}
+
+/// <summary>Keras' <c>RandomFlip</c>: mirrors each image with probability 1/2 in training.</summary>
+public class RandomFlip : RandomAugmentation
+{
+    /// <summary>Creates the layer; <paramref name="mode"/> is "horizontal", "vertical" or "horizontal_and_vertical".</summary>
+    /// <exception cref="LayerArgumentException">Unknown mode.</exception>
+    public RandomFlip(string mode = "horizontal_and_vertical", long? seed = null, string? name = null) : base(seed, name)
+    {
+        if (mode is not ("horizontal" or "vertical" or "horizontal_and_vertical"))
+            throw ArgumentError("mode", $"must be 'horizontal', 'vertical' or 'horizontal_and_vertical'; received mode='{mode}'.");
+        Mode = mode;
+    }
+
+    /// <summary>Which flips are drawn.</summary>
+    public string Mode { get; }
+
+    /// <inheritdoc/>
+    protected override Tensor Augment(Tensor images)
+    {
+        var x = images;
+        if (Mode != "vertical") x = ConvKit.Data.Augment.RandomHorizontalFlip(x, 0.5, Generator);
+        if (Mode != "horizontal")
+        {
+            // A vertical flip is a horizontal flip of the transposed image.
+            using var transposed = x.transpose(2, 3);
+            var flipped = ConvKit.Data.Augment.RandomHorizontalFlip(transposed, 0.5, Generator);
+            if (!ReferenceEquals(x, images)) x.Dispose();
+            x = flipped.transpose(2, 3);
+            flipped.Dispose();
+        }
+        return x;
+    }
+}
+
+/// <summary>
+/// Keras' <c>RandomTranslation</c> with <c>fill_mode='constant'</c>: shifts each image by up to
+/// <c>heightFactor × height</c> rows and <c>widthFactor × width</c> columns (zeros fill in), in training — the
+/// pad-and-random-crop of the VGG and ResNet recipes.
+/// </summary>
+public class RandomTranslation : RandomAugmentation
+{
+    /// <summary>Creates the layer; factors are fractions of the image size in [0, 1).</summary>
+    /// <exception cref="LayerArgumentException">A factor outside [0, 1).</exception>
+    public RandomTranslation(double heightFactor, double widthFactor, long? seed = null, string? name = null) : base(seed, name)
+    {
+        if (heightFactor is < 0 or >= 1) throw ArgumentError("height_factor", $"must be in [0, 1); received height_factor={heightFactor}.");
+        if (widthFactor is < 0 or >= 1) throw ArgumentError("width_factor", $"must be in [0, 1); received width_factor={widthFactor}.");
+        HeightFactor = heightFactor;
+        WidthFactor = widthFactor;
+    }
+
+    /// <summary>Largest vertical shift as a fraction of the height.</summary>
+    public double HeightFactor { get; }
+
+    /// <summary>Largest horizontal shift as a fraction of the width.</summary>
+    public double WidthFactor { get; }
+
+    /// <inheritdoc/>
+    protected override Tensor Augment(Tensor images) => ConvKit.Data.Augment.RandomTranslation(images,
+        (int)Math.Round(HeightFactor * images.shape[2]), (int)Math.Round(WidthFactor * images.shape[3]), Generator);
+}
+
+/// <summary>
+/// Keras' <c>RandomZoom</c> with <c>fill_mode='constant'</c>: zooms each image by a factor drawn from
+/// [-<c>factor</c>, +<c>factor</c>] in training; as in Keras, a positive value zooms out (the content shrinks by 1 / (1 + value)).
+/// </summary>
+public class RandomZoom : RandomAugmentation
+{
+    /// <summary>Creates the layer; <paramref name="factor"/> in [0, 1).</summary>
+    /// <exception cref="LayerArgumentException">A factor outside [0, 1).</exception>
+    public RandomZoom(double factor, long? seed = null, string? name = null) : base(seed, name)
+    {
+        if (factor is < 0 or >= 1) throw ArgumentError("height_factor", $"must be in [0, 1); received height_factor={factor}.");
+        Factor = factor;
+    }
+
+    /// <summary>Largest relative zoom.</summary>
+    public double Factor { get; }
+
+    /// <inheritdoc/>
+    protected override Tensor Augment(Tensor images) =>
+        ConvKit.Data.Augment.RandomZoom(images, 1 / (1 + Factor), 1 / (1 - Factor), Generator);
+}
