@@ -70,7 +70,7 @@ public sealed class OnnxLayerContext
     public string NewName(string hint) => exporter.Unique($"{Output}/{hint}");
 
     /// <summary>Adds a tensor as an initializer once (asking again for the same tensor returns the same name).</summary>
-    /// <param name="value">A float32 or int64 tensor; copied.</param>
+    /// <param name="value">A floating-point tensor (written as float32) or an int64 tensor; copied.</param>
     /// <param name="weightName">Name suffix, e.g. <c>kernel</c>.</param>
     /// <returns>The initializer's value name.</returns>
     public string Weight(Tensor value, string weightName) => exporter.Weight(Layer, value, weightName, "");
@@ -315,7 +315,14 @@ internal sealed class OnnxExporter
         var key = ((object)value, tag);
         if (weights.TryGetValue(key, out var existing)) return existing;
         var name = Unique(Sanitize(layer.Name) + "/" + weightName);
-        Graph.AddInitializer(name, value);
+        // The graph computes in float32 (its inputs are float): a model converted to another float type is exported
+        // with float32 weights.
+        if (value.is_floating_point() && value.dtype != ScalarType.Float32)
+        {
+            using var f = value.detach().to(ScalarType.Float32);
+            Graph.AddInitializer(name, f);
+        }
+        else Graph.AddInitializer(name, value);
         weights[key] = name;
         return name;
     }
@@ -325,7 +332,8 @@ internal sealed class OnnxExporter
     {
         var key = ((object)source, tag);
         if (weights.TryGetValue(key, out var existing)) return existing;
-        using var d = derive();
+        using var raw = derive();
+        using var d = raw.to(ScalarType.Float32);
         var name = Unique(Sanitize(layer.Name) + "/" + tag);
         Graph.AddInitializer(name, d);
         weights[key] = name;

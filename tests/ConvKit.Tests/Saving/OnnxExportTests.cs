@@ -4,6 +4,8 @@ using ConvKit.Models;
 using ConvKit.Saving;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using TorchSharp;
+using Padding = ConvKit.Layers.Padding;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 using Tensor = TorchSharp.torch.Tensor;
@@ -234,6 +236,15 @@ public class OnnxExportTests(ITestOutputHelper log)
             CheckAgainstOnnxRuntime(model, seed: 2, opset: opset);
         var e = Assert.Throws<ConvKitException>(() => model.ToOnnx(opset: 11));
         Assert.Contains("opset 11", e.Message);
+    }
+
+    [Fact]
+    public void AFloat64ModelIsExportedWithFloat32Weights()
+    {
+        using var model = Functional((6, 6, 2), x => new Dense(3).Apply(new Flatten().Apply(new Conv2D(2, 3).Apply(x))));
+        var float32 = model.ToOnnx();
+        model.to(float64);
+        Assert.Equal(float32, model.ToOnnx());
     }
 
     [Fact]
