@@ -112,6 +112,11 @@ public sealed class OnnxGraphBuilder
     /// <summary>IR version written to <c>ir_version</c>.</summary>
     public long IrVersion { get; }
 
+    /// <summary>Whether a value of this name is already defined (an input, initializer or node output).</summary>
+    /// <param name="name">Value name.</param>
+    /// <returns>True when defined.</returns>
+    public bool IsDefined(string name) => defined.Contains(name);
+
     /// <summary>Declares a graph input.</summary>
     /// <param name="name">Value name.</param>
     /// <param name="dims">Dimensions; strings are symbolic (e.g. <c>"N"</c> for the batch).</param>

@@ -1,0 +1,70 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using ConvKit.Applications;
+using ConvKit.Saving;
+
+namespace ConvKit.Cli.Commands;
+
+/// <summary>
+/// <c>convkit export &lt;name&gt; --onnx out.onnx</c>: writes a zoo model (optionally with trained weights saved by
+/// ModelCheckpoint) as an ONNX file for inference.
+/// </summary>
+public static class ExportCommand
+{
+    /// <summary>Creates the command.</summary>
+    public static Command Create(CliConsole console)
+    {
+        var name = new Argument<string>("name") { Description = "Registry name of the model (see 'convkit models')." };
+        var onnx = new Option<string>("--onnx") { Description = "Destination .onnx file.", Required = true };
+        var weights = new Option<string?>("--weights") { Description = "Weights to load first: a file written by ModelCheckpoint (TorchSharp format) for the same model and options." };
+        var opset = new Option<int>("--opset") { Description = $"ONNX opset, {OnnxExport.MinOpset} to {OnnxExport.MaxOpset}.", DefaultValueFactory = _ => 13 };
+        var channelsFirst = new Option<bool>("--channels-first") { Description = "Image inputs and outputs NCHW instead of Keras' NHWC." };
+        var inputShape = new Option<string?>("--input-shape") { Description = "Input shape as height,width,channels, e.g. 32,32,3." };
+        var classes = new Option<int?>("--classes") { Description = "Number of classes of the classifier." };
+        var noTop = new Option<bool>("--no-top") { Description = "Leave out the classifier (include_top=false)." };
+        var pooling = new Option<string?>("--pooling") { Description = "Global pooling without the top: avg or max." };
+        pooling.AcceptOnlyFromAmong("avg", "max");
+        var command = new Command("export", "Export a zoo model to ONNX (inference: dropout off, batch norm on moving statistics).");
+        command.Arguments.Add(name);
+        foreach (var o in new Option[] { onnx, weights, opset, channelsFirst, inputShape, classes, noTop, pooling }) command.Options.Add(o);
+        command.SetAction(parse => console.Guard(() =>
+        {
+            var options = new ModelOptions
+            {
+                IncludeTop = !parse.GetValue(noTop),
+                InputShape = parse.GetValue(inputShape) is { } s ? SummaryCommand.ParseShape(s) : null,
+                Classes = parse.GetValue(classes),
+                Pooling = parse.GetValue(pooling) switch { "avg" => PoolingMode.Avg, "max" => PoolingMode.Max, _ => PoolingMode.None },
+            };
+            using var model = ModelRegistry.Create(parse.GetValue(name)!, options);
+            if (parse.GetValue(weights) is { } w)
+            {
+                if (!File.Exists(w)) throw new ConvKitException($"weights file '{w}' does not exist.");
+                try
+                {
+                    model.load(w);
+                }
+                catch (Exception e) when (e is ExternalException or ArgumentException or IOException or InvalidOperationException)
+                {
+                    throw new ConvKitException($"cannot load weights '{w}' into model '{model.Name}' (they must come from the same model and options): {e.Message}", e);
+                }
+            }
+            var path = parse.GetValue(onnx)!;
+            var exportOptions = new OnnxExportOptions { Opset = parse.GetValue(opset), ChannelsLast = !parse.GetValue(channelsFirst) };
+            try
+            {
+                OnnxExport.Save(model, path, exportOptions);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new ConvKitException($"cannot write '{path}': {e.Message}", e);
+            }
+            string Dims(Shape s) => s.Rank == 3 && !exportOptions.ChannelsLast ? $"(N, {s[2]}, {s[0]}, {s[1]})" : "(N, " + string.Join(", ", s) + ")";
+            var input = model.Inputs[0];
+            console.Output.WriteLine(FormattableString.Invariant(
+                $"wrote {path} ({new FileInfo(path).Length:N0} bytes, opset {exportOptions.Opset}): input '{input.Layer.Name}' {Dims(input.Shape)}, outputs {string.Join(", ", model.Outputs.Select(o => $"'{o.Layer.Name}' {Dims(o.Shape)}"))}"));
+            return 0;
+        }));
+        return command;
+    }
+}
