@@ -56,7 +56,7 @@ public sealed partial class ModelCheckpoint : Callback
     readonly List<string> saved = [];
 
     /// <summary>How checkpoints are written; replaceable by the saving layer.</summary>
-    internal ICheckpointWriter Writer { get; set; } = TorchSharpCheckpointWriter.Instance;
+    internal ICheckpointWriter Writer { get; set; } = SafeTensorsCheckpointWriter.Instance;
 
     /// <inheritdoc/>
     /// <exception cref="ConvKitException">The path template names a missing log entry, or the file cannot be written.</exception>
@@ -143,22 +143,14 @@ internal interface ICheckpointWriter
 }
 
 /// <summary>TorchSharp's own state-dict format (<c>Module.save</c>), written to a temporary file and renamed.</summary>
-internal sealed class TorchSharpCheckpointWriter : ICheckpointWriter
+// The native format: one atomic safetensors file (weights only, or architecture + weights).
+internal sealed class SafeTensorsCheckpointWriter : ICheckpointWriter
 {
-    public static TorchSharpCheckpointWriter Instance { get; } = new();
+    public static SafeTensorsCheckpointWriter Instance { get; } = new();
 
     public void Write(Model model, string path, bool weightsOnly)
     {
-        // Same directory, so the rename is atomic on one file system.
-        var tmp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            model.save(tmp);
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+        if (weightsOnly) model.SaveWeights(path);
+        else model.Save(path);
     }
 }
