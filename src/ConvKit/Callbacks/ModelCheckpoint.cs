@@ -8,7 +8,10 @@ namespace ConvKit.Callbacks;
 /// Saves the model at the end of every epoch, or only when the monitored metric improves (<see cref="SaveBestOnly"/>),
 /// Keras' <c>ModelCheckpoint</c>. The path may hold Python-style placeholders filled from the epoch (1-based) and the
 /// logs: <c>"ckpt-{epoch:02d}-{val_loss:.4f}.bin"</c>. A save goes to a temporary file renamed over the target, so a
-/// failed save never destroys the last good checkpoint.
+/// failed save never destroys the last good checkpoint. Files use ConvKit's native safetensors format: weights only
+/// (<see cref="Models.Model.SaveWeights"/>, reload with <see cref="Models.Model.LoadWeights"/>) or the whole model
+/// (<see cref="Models.Model.Save"/>, reload with <see cref="Models.Model.Load"/>). To resume training use
+/// <see cref="BackupAndRestore"/>, which also saves the optimizer and RNG states.
 /// </summary>
 public sealed partial class ModelCheckpoint : Callback
 {
@@ -41,7 +44,7 @@ public sealed partial class ModelCheckpoint : Callback
     /// <summary>Save only when the monitored metric improves on the best so far.</summary>
     public bool SaveBestOnly { get; }
 
-    /// <summary>Save the weights only (the whole-model format is not available yet, so both save the weights).</summary>
+    /// <summary>Save the weights only; otherwise the architecture and weights (<see cref="Models.Model.Save"/>).</summary>
     public bool SaveWeightsOnly { get; }
 
     /// <summary>Direction of improvement.</summary>
