@@ -102,10 +102,9 @@ public static class TrainingCheckpoint
                     }
                     else if (t is not null)
                     {
-                        object v = f.FieldType == typeof(long) ? t.item<long>()
-                            : f.FieldType == typeof(int) ? (int)t.item<long>()
-                            : t.item<double>();
-                        f.SetValue(states[i], v);
+                        if (f.FieldType == typeof(long)) f.SetValue(states[i], t.item<long>());
+                        else if (f.FieldType == typeof(int)) f.SetValue(states[i], (int)t.item<long>());
+                        else f.SetValue(states[i], t.item<double>());
                     }
                 }
             }
