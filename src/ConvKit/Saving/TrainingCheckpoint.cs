@@ -20,7 +20,8 @@ public static class TrainingCheckpoint
     const string OptimizerPrefix = ReservedPrefix + "optimizer/";
     const string TorchRng = ReservedPrefix + "rng/torch";
     const string ShuffleRng = ReservedPrefix + "rng/shuffle";
-    internal const string EpochKey = "convkit.epoch";
+    /// <summary>Metadata key of the number of epochs completed.</summary>
+    public const string EpochKey = "convkit.epoch";
     const string StepKey = "convkit.step";
     const string LearningRateKey = "convkit.learning_rate";
     const string OptimizerKey = "convkit.optimizer";
