@@ -1,8 +1,18 @@
 // Child process for CheckpointStoreKillTests: saves checkpoints in a loop until it is SIGKILLed.
 // Each checkpoint holds a step counter and a weight vector filled with that step, so a torn or mixed file is
 // detectable; it resumes from the newest valid checkpoint so the parent can check steps never go backwards.
+using ConvKit.Callbacks;
+using ConvKit.Layers;
+using ConvKit.Models;
 using ConvKit.Saving;
+using ConvKit.Training;
 using static TorchSharp.torch;
+
+if (args[0] == "fit")
+{
+    FitUntilKilled(args[1]);
+    return;
+}
 
 var store = new CheckpointStore(args[0]);
 long step = 0;
@@ -20,4 +30,30 @@ for (; ; step++)
         new Dictionary<string, string> { ["step"] = step.ToString(System.Globalization.CultureInfo.InvariantCulture) });
     Console.Out.WriteLine($"saved {step}");
     Console.Out.Flush();
+}
+
+// "fit <dir>": trains a small CNN for many short epochs with BackupAndRestore and ModelCheckpoint in <dir>, resuming from
+// the backup if there is one; prints "epoch N saved" after each epoch's checkpoints are on disk.
+static void FitUntilKilled(string dir)
+{
+    using var g = new Generator(3);
+    var x = randn([64, 8, 8, 1], generator: g);
+    var y = randint(0, 3, [64], generator: g);
+    Backend.SetSeed(1);
+    var model = new Sequential([
+        new Conv2D(4, 3, inputShape: (8, 8, 1), activation: "relu"),
+        new Flatten(),
+        new Dropout(0.2),
+        new Dense(3, activation: "softmax"),
+    ]);
+    model.Compile(new Adam(0.01), "sparse_categorical_crossentropy");
+    var backup = new BackupAndRestore(Path.Combine(dir, "backup"), deleteCheckpoint: false);
+    var report = new LambdaCallback
+    {
+        OnTrainBeginAction = _ => Console.Out.WriteLine($"resumed {backup.ResumedFromEpoch ?? 0}"),
+        OnEpochEndAction = (e, _) => { Console.Out.WriteLine($"epoch {e + 1} saved"); Console.Out.Flush(); },
+    };
+    Console.Out.Flush();
+    model.Fit(x, y, batchSize: 16, epochs: 1_000_000, verbose: 0, seed: 9,
+        callbacks: [backup, new ModelCheckpoint(Path.Combine(dir, "model.safetensors"), monitor: "loss"), report]);
 }

@@ -8,7 +8,10 @@ namespace ConvKit.Callbacks;
 /// Saves the model at the end of every epoch, or only when the monitored metric improves (<see cref="SaveBestOnly"/>),
 /// Keras' <c>ModelCheckpoint</c>. The path may hold Python-style placeholders filled from the epoch (1-based) and the
 /// logs: <c>"ckpt-{epoch:02d}-{val_loss:.4f}.bin"</c>. A save goes to a temporary file renamed over the target, so a
-/// failed save never destroys the last good checkpoint.
+/// failed save never destroys the last good checkpoint. Files use ConvKit's native safetensors format: weights only
+/// (<see cref="Models.Model.SaveWeights"/>, reload with <see cref="Models.Model.LoadWeights"/>) or the whole model
+/// (<see cref="Models.Model.Save"/>, reload with <see cref="Models.Model.Load"/>). To resume training use
+/// <see cref="BackupAndRestore"/>, which also saves the optimizer and RNG states.
 /// </summary>
 public sealed partial class ModelCheckpoint : Callback
 {
@@ -41,7 +44,7 @@ public sealed partial class ModelCheckpoint : Callback
     /// <summary>Save only when the monitored metric improves on the best so far.</summary>
     public bool SaveBestOnly { get; }
 
-    /// <summary>Save the weights only (the whole-model format is not available yet, so both save the weights).</summary>
+    /// <summary>Save the weights only; otherwise the architecture and weights (<see cref="Models.Model.Save"/>).</summary>
     public bool SaveWeightsOnly { get; }
 
     /// <summary>Direction of improvement.</summary>
@@ -56,7 +59,7 @@ public sealed partial class ModelCheckpoint : Callback
     readonly List<string> saved = [];
 
     /// <summary>How checkpoints are written; replaceable by the saving layer.</summary>
-    internal ICheckpointWriter Writer { get; set; } = TorchSharpCheckpointWriter.Instance;
+    internal ICheckpointWriter Writer { get; set; } = SafeTensorsCheckpointWriter.Instance;
 
     /// <inheritdoc/>
     /// <exception cref="ConvKitException">The path template names a missing log entry, or the file cannot be written.</exception>
@@ -143,22 +146,14 @@ internal interface ICheckpointWriter
 }
 
 /// <summary>TorchSharp's own state-dict format (<c>Module.save</c>), written to a temporary file and renamed.</summary>
-internal sealed class TorchSharpCheckpointWriter : ICheckpointWriter
+// The native format: one atomic safetensors file (weights only, or architecture + weights).
+internal sealed class SafeTensorsCheckpointWriter : ICheckpointWriter
 {
-    public static TorchSharpCheckpointWriter Instance { get; } = new();
+    public static SafeTensorsCheckpointWriter Instance { get; } = new();
 
     public void Write(Model model, string path, bool weightsOnly)
     {
-        // Same directory, so the rename is atomic on one file system.
-        var tmp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            model.save(tmp);
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+        if (weightsOnly) model.SaveWeights(path);
+        else model.Save(path);
     }
 }

@@ -38,6 +38,14 @@ public partial class Model
     /// <summary>The History of the last <see cref="Fit"/>.</summary>
     public History? History { get; private set; }
 
+    // Training state that BackupAndRestore saves and restores: the shuffle generator of the running Fit, the optimizer
+    // steps taken, and the epoch a restoring callback asks Fit to resume from (read right after OnTrainBegin, as Keras).
+    internal Generator? FitGenerator { get; private set; }
+
+    internal long StepsDone { get; set; }
+
+    internal int? ResumeInitialEpoch { get; set; }
+
     /// <summary>
     /// Configures the model for training, Keras' <c>compile</c>:
     /// <c>model.Compile(optimizer: "adam", loss: "sparse_categorical_crossentropy", metrics: ["accuracy"])</c>.
@@ -140,9 +148,12 @@ public partial class Model
         Action<Dictionary<string, double>> fillBatchLogs = d => ReadMetrics(d, lossTracker, metrics, "");
         var epochLogs = new Logs();
         bool wasTraining = training;
-        cbs.TrainBegin(emptyLogs);
+        FitGenerator = generator;
+        ResumeInitialEpoch = null;
         try
         {
+            cbs.TrainBegin(emptyLogs);
+            if (ResumeInitialEpoch is { } resumed) initialEpoch = resumed;
             for (int epoch = initialEpoch; epoch < epochs; epoch++)
             {
                 train();
@@ -173,6 +184,7 @@ public partial class Model
                         }
                         TrainStep(xb, yb, wb, len, head, metrics, metricsNeedActivation, lossTracker, hasRegularization);
                     }
+                    StepsDone++;
                     batchLogs.SetLazy(fillBatchLogs);
                     cbs.TrainBatchEnd(b, batchLogs);
                     if (StopTraining) break;
@@ -191,6 +203,8 @@ public partial class Model
         finally
         {
             if (!wasTraining) eval();
+            FitGenerator = null;
+            ResumeInitialEpoch = null;
         }
         cbs.TrainEnd(epochLogs);
         History = cbs.History;

@@ -72,9 +72,9 @@ public class CallbackTests
             Assert.Equal(expected, Directory.GetFiles(dir).Select(Path.GetFileName).Order());
             Assert.Equal(0.3, ckpt.Best);
 
-            // The file loads back into the same architecture with TorchSharp and holds the weights of epoch 4.
+            // The safetensors file loads back into the same architecture by layer name and holds the weights of epoch 4.
             var again = TestData.Mlp();
-            again.load(Path.Combine(dir, "w-04-0.30.bin"));
+            again.LoadWeights(Path.Combine(dir, "w-04-0.30.bin"));
             Assert.Equal(snapshots[3], again.GetWeights()[0].data<float>().ToArray());
             Assert.NotEqual(snapshots[4], snapshots[3]);
         }

@@ -48,7 +48,7 @@ public class CheckpointStoreKillTests(ITestOutputHelper output) : IDisposable
         output.WriteLine($"reached step {lastStep}, {fallbacks} fallbacks to the previous file, {sw.Elapsed.TotalSeconds:F1} s");
     }
 
-    static ProcessStartInfo HelperStartInfo(string checkpoint)
+    internal static ProcessStartInfo HelperStartInfo(params string[] args)
     {
         // tests/ConvKit.Tests/bin/<Config>/<tfm>/ -> tests/ConvKit.Tests.KillHelper/bin/<Config>/<tfm>/
         var baseDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
@@ -60,7 +60,7 @@ public class CheckpointStoreKillTests(ITestOutputHelper output) : IDisposable
         var host = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet" ? pp : "dotnet";
         var psi = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(dll);
-        psi.ArgumentList.Add(checkpoint);
+        foreach (var a in args) psi.ArgumentList.Add(a);
         return psi;
     }
 }

@@ -1,0 +1,87 @@
+using ConvKit.Saving;
+
+namespace ConvKit.Callbacks;
+
+/// <summary>
+/// Keras' <c>BackupAndRestore(backup_dir)</c>: at the end of every epoch it writes a training checkpoint (weights,
+/// optimizer state, learning rate, epoch, step and RNG states; see <see cref="TrainingCheckpoint"/>) to
+/// <c>backup_dir/checkpoint.safetensors</c>, atomically and keeping the previous one as <c>checkpoint.prev.safetensors</c>.
+/// When Fit starts and a backup exists, it restores it and Fit continues from the next epoch, so an interrupted run
+/// (exception, kill, power loss) ends with the same weights as one that was never interrupted.
+/// Give Fit the same data, batch size, epochs, seed and callbacks when resuming.
+/// </summary>
+public sealed class BackupAndRestore : Callback
+{
+    readonly CheckpointStore store;
+
+    /// <summary>Creates the callback.</summary>
+    /// <param name="backupDir">Folder for the backups (created if missing); use one per training run.</param>
+    /// <param name="deleteCheckpoint">Delete the backup when Fit finishes normally (Keras' default).</param>
+    public BackupAndRestore(string backupDir, bool deleteCheckpoint = true)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(backupDir);
+        BackupDir = backupDir;
+        DeleteCheckpoint = deleteCheckpoint;
+        store = new CheckpointStore(Path.Combine(backupDir, "checkpoint.safetensors"));
+    }
+
+    /// <summary>The backup folder.</summary>
+    public string BackupDir { get; }
+
+    /// <summary>Whether the backup is deleted when training finishes normally.</summary>
+    public bool DeleteCheckpoint { get; }
+
+    /// <summary>Path of the newest backup.</summary>
+    public string CheckpointPath => store.LatestPath;
+
+    /// <summary>The epoch training resumed from on the last Fit (null when it started fresh).</summary>
+    public int? ResumedFromEpoch { get; private set; }
+
+    /// <inheritdoc/>
+    /// <exception cref="CheckpointException">A backup exists but neither it nor the previous one is valid, or it does not fit the model.</exception>
+    public override void OnTrainBegin(Logs logs)
+    {
+        var model = RequireModel();
+        ResumedFromEpoch = null;
+        if (!File.Exists(store.LatestPath) && !File.Exists(store.PreviousPath)) return;
+        var loaded = store.LoadLatestValid();
+        try
+        {
+            int epoch = TrainingCheckpoint.Restore(model, loaded.Tensors, loaded.Metadata, loaded.Path);
+            model.ResumeInitialEpoch = epoch;
+            ResumedFromEpoch = epoch;
+        }
+        finally
+        {
+            foreach (var t in loaded.Tensors.Values) t.Dispose();
+        }
+    }
+
+    /// <inheritdoc/>
+    public override void OnEpochEnd(int epoch, Logs logs)
+    {
+        var model = RequireModel();
+        Directory.CreateDirectory(BackupDir);
+        var (tensors, meta, owned) = TrainingCheckpoint.Capture(model, epoch + 1);
+        try
+        {
+            store.Save(tensors, meta);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConvKitException($"BackupAndRestore could not write '{store.LatestPath}': {e.Message}", e);
+        }
+        finally
+        {
+            foreach (var t in owned) t.Dispose();
+        }
+    }
+
+    /// <inheritdoc/>
+    public override void OnTrainEnd(Logs logs)
+    {
+        if (!DeleteCheckpoint) return;
+        AtomicFile.TryDelete(store.LatestPath);
+        AtomicFile.TryDelete(store.PreviousPath);
+    }
+}
