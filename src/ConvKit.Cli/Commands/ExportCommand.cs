@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using ConvKit.Applications;
 using ConvKit.Saving;
 
@@ -16,7 +15,7 @@ public static class ExportCommand
     {
         var name = new Argument<string>("name") { Description = "Registry name of the model (see 'convkit models')." };
         var onnx = new Option<string>("--onnx") { Description = "Destination .onnx file.", Required = true };
-        var weights = new Option<string?>("--weights") { Description = "Weights to load first: a file written by ModelCheckpoint (TorchSharp format) for the same model and options." };
+        var weights = new Option<string?>("--weights") { Description = "Weights to load first (by layer name): a file written by SaveWeights, Save or ModelCheckpoint for the same model and options." };
         var opset = new Option<int>("--opset") { Description = $"ONNX opset, {OnnxExport.MinOpset} to {OnnxExport.MaxOpset}.", DefaultValueFactory = _ => 13 };
         var channelsFirst = new Option<bool>("--channels-first") { Description = "Image inputs and outputs NCHW instead of Keras' NHWC." };
         var inputShape = new Option<string?>("--input-shape") { Description = "Input shape as height,width,channels, e.g. 32,32,3." };
@@ -40,14 +39,7 @@ public static class ExportCommand
             if (parse.GetValue(weights) is { } w)
             {
                 if (!File.Exists(w)) throw new ConvKitException($"weights file '{w}' does not exist.");
-                try
-                {
-                    model.load(w);
-                }
-                catch (Exception e) when (e is ExternalException or ArgumentException or IOException or InvalidOperationException)
-                {
-                    throw new ConvKitException($"cannot load weights '{w}' into model '{model.Name}' (they must come from the same model and options): {e.Message}", e);
-                }
+                model.LoadWeights(w);
             }
             var path = parse.GetValue(onnx)!;
             var exportOptions = new OnnxExportOptions { Opset = parse.GetValue(opset), ChannelsLast = !parse.GetValue(channelsFirst) };

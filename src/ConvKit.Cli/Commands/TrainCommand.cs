@@ -93,7 +93,7 @@ public static class TrainCommand
         // The compiled model; augmentation layers are the identity in inference.
         var test = trainee.Evaluate(xTest, splits.Test.Labels, batchSize: 256, verbose: 0);
         TrainedModelFolder.Save(Path.Combine(outDir, "model"), net,
-            new TrainedModelInfo(info.Name, inputShape.ToArray(), classes, datasetInfo.Name, train.ClassNames.ToArray()));
+            new TrainedModelInfo(info.Name, datasetInfo.Name, train.ClassNames.ToArray()));
         File.WriteAllText(Path.Combine(outDir, "history.json"), JsonSerializer.Serialize(
             new { history = history.Values, test, train_seconds = trainTime.TotalSeconds }, new JsonSerializerOptions { WriteIndented = true }));
         HistoryPlot.Save(outDir, history, $"{info.Name} on {datasetInfo.Name}");

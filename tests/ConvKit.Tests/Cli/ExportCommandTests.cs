@@ -22,8 +22,8 @@ public class ExportCommandTests
         {
             var options = new ModelOptions { InputShape = (16, 16, 1), Classes = 4 };
             using var model = ModelRegistry.Create("lenet5", options);
-            var weights = Path.Combine(dir.FullName, "lenet5.bin");
-            model.save(weights);
+            var weights = Path.Combine(dir.FullName, "lenet5.weights.safetensors");
+            model.SaveWeights(weights);
             var onnx = Path.Combine(dir.FullName, "lenet5.onnx");
 
             var (code, output, error) = Run("export", "lenet5", "--onnx", onnx, "--weights", weights, "--input-shape", "16,16,1", "--classes", "4");

@@ -40,7 +40,7 @@ public class TrainCommandTests : IDisposable
         Assert.Contains("val_accuracy", output);
         double accuracy = TestAccuracy(outDir);
         Assert.InRange(accuracy, 0.80, 1.0);       // one epoch of Adam reaches ~84%; chance is 10%
-        foreach (var f in new[] { "summary.txt", "history.csv", "history.json", "loss.png", "accuracy.png", "model/model.json", "model/weights.safetensors" })
+        foreach (var f in new[] { "summary.txt", "history.csv", "history.json", "loss.png", "accuracy.png", "model/model.safetensors", "model/training.json" })
             Assert.True(File.Exists(Path.Combine(outDir, f)), f);
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(outDir, "tensorboard"), "events.out.tfevents.*", SearchOption.AllDirectories));
 
@@ -61,15 +61,15 @@ public class TrainCommandTests : IDisposable
         Assert.Contains("random_flip (RandomFlip)", output);
         Assert.Contains(" random_translation (Random", output); // Keras wraps names longer than the column
         Assert.Equal(0, Run(Args(Path.Combine(dir, "b"))).Code);
-        Assert.Equal(File.ReadAllBytes(Path.Combine(dir, "a", "model", "weights.safetensors")),
-            File.ReadAllBytes(Path.Combine(dir, "b", "model", "weights.safetensors")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(dir, "a", "model", "model.safetensors")),
+            File.ReadAllBytes(Path.Combine(dir, "b", "model", "model.safetensors")));
     }
 
     [Theory]
     [InlineData(new[] { "train", "nosuchnet" }, "nosuchnet")]
     [InlineData(new[] { "train", "lenet5", "--epochs", "0" }, "--epochs")]
     [InlineData(new[] { "train", "lenet5", "--dataset", "imagenet" }, "imagenet")]
-    [InlineData(new[] { "evaluate", "/nonexistent/model" }, "model.json")]
+    [InlineData(new[] { "evaluate", "/nonexistent/model" }, "model.safetensors")]
     public void BadArgumentsGiveOneLineErrors(string[] args, string mentioned)
     {
         var (code, _, error) = Run(args);
