@@ -15,6 +15,12 @@ public abstract class Initializer
     /// <summary>Fills <paramref name="target"/> in place (called under no_grad).</summary>
     public abstract void Fill(Tensor target, long fanIn, long fanOut);
 
+    /// <summary>
+    /// The numbers that configure it beyond its name (Keras' initializer config: <c>value</c>, <c>mean</c>/<c>stddev</c>,
+    /// <c>minval</c>/<c>maxval</c>); empty for the named defaults. <see cref="Initializers.FromConfig"/> rebuilds it.
+    /// </summary>
+    public virtual IReadOnlyDictionary<string, double> Parameters { get; } = new Dictionary<string, double>();
+
     /// <summary>An initializer by Keras' name.</summary>
     /// <exception cref="LayerArgumentException">Unknown name.</exception>
     public static implicit operator Initializer(string name) => Initializers.Get(name);
@@ -61,6 +67,22 @@ public static class Initializers
 
     /// <summary>A constant.</summary>
     public static Initializer Constant(double value) => new ConstantInit("constant", value);
+
+    /// <summary>Rebuilds an initializer from its name and <see cref="Initializer.Parameters"/>.</summary>
+    /// <exception cref="LayerArgumentException">Unknown name, or a parameter is missing.</exception>
+    public static Initializer FromConfig(string name, IReadOnlyDictionary<string, double>? parameters)
+    {
+        if (parameters is null || parameters.Count == 0) return Get(name);
+        double P(string key) => parameters.TryGetValue(key, out var v) ? v
+            : throw new LayerArgumentException("Initializers", "initializer", $"'{name}' needs parameter '{key}'; received [{string.Join(", ", parameters.Keys)}].");
+        return name.ToLowerInvariant() switch
+        {
+            "constant" => Constant(P("value")),
+            "random_normal" => Normal(P("mean"), P("stddev")),
+            "random_uniform" => Uniform(P("minval"), P("maxval")),
+            _ => Get(name),
+        };
+    }
 
     /// <summary>Normal(mean, stddev).</summary>
     public static Initializer Normal(double mean, double stddev) => new NormalInit("random_normal", mean, stddev, truncated: false);
@@ -131,12 +153,18 @@ public static class Initializers
     {
         public override string Name => name;
 
+        public override IReadOnlyDictionary<string, double> Parameters { get; } =
+            name == "constant" ? new Dictionary<string, double> { ["value"] = value } : new Dictionary<string, double>();
+
         public override void Fill(Tensor target, long fanIn, long fanOut) => target.fill_(value);
     }
 
     sealed class NormalInit(string name, double mean, double std, bool truncated) : Initializer
     {
         public override string Name => name;
+
+        public override IReadOnlyDictionary<string, double> Parameters { get; } =
+            new Dictionary<string, double> { ["mean"] = mean, ["stddev"] = std };
 
         public override void Fill(Tensor target, long fanIn, long fanOut)
         {
@@ -148,6 +176,9 @@ public static class Initializers
     sealed class UniformInit(string name, double min, double max) : Initializer
     {
         public override string Name => name;
+
+        public override IReadOnlyDictionary<string, double> Parameters { get; } =
+            new Dictionary<string, double> { ["minval"] = min, ["maxval"] = max };
 
         public override void Fill(Tensor target, long fanIn, long fanOut) => target.uniform_(min, max);
     }

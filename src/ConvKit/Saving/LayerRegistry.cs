@@ -118,13 +118,21 @@ public static class LayerRegistry
 
     static Padding PadOf(JsonNode? n) => (string?)n == "same" ? Padding.Same : Padding.Valid;
 
-    // Initializers and regularizers only matter before weights are loaded; unknown or parameterised ones fall back to the default.
-    static Initializer? Init(JsonNode? n)
+    // An initializer is its name, or Keras' {"class_name": ..., "config": {...}} when it has parameters (Constant(0.2)).
+    static JsonNode? InitJson(Initializer i) => i.Parameters.Count == 0 ? JsonValue.Create(i.Name) : new JsonObject
     {
-        if ((string?)n is not { } s) return null;
-        try { return Initializers.Get(s); }
-        catch (LayerArgumentException) { return null; }
-    }
+        ["class_name"] = i.Name,
+        ["config"] = new JsonObject(i.Parameters.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)JsonValue.Create(kv.Value)))),
+    };
+
+    /// <exception cref="LayerArgumentException">An unknown initializer or a missing parameter.</exception>
+    static Initializer? Init(JsonNode? n) => n switch
+    {
+        null => null,
+        JsonObject o => Initializers.FromConfig((string)o["class_name"]!,
+            (o["config"] as JsonObject)?.ToDictionary(kv => kv.Key, kv => (double)kv.Value!)),
+        _ => Initializers.Get((string)n!),
+    };
 
     static JsonNode? L2Json(L2? r) => r is null ? null : new JsonObject { ["l2"] = r.Factor };
 
@@ -139,7 +147,7 @@ public static class LayerRegistry
         {
             ["filters"] = l.Filters, ["kernel_size"] = Arr(l.KernelSize), ["strides"] = Arr(l.Strides), ["padding"] = Pad(l.Padding),
             ["dilation_rate"] = Arr(l.DilationRate), ["groups"] = l.Groups, ["activation"] = l.Activation.Name, ["use_bias"] = l.UseBias,
-            ["kernel_initializer"] = l.KernelInitializer.Name, ["bias_initializer"] = l.BiasInitializer.Name,
+            ["kernel_initializer"] = InitJson(l.KernelInitializer), ["bias_initializer"] = InitJson(l.BiasInitializer),
             ["kernel_regularizer"] = L2Json(l.KernelRegularizer), ["input_shape"] = ShapeJson(l.InputShape),
         }, (c, name) => new Conv2D((int)c["filters"]!, S2(c["kernel_size"]), S2(c["strides"]), PadOf(c["padding"]), S2(c["dilation_rate"]),
             (int)c["groups"]!, Act(c["activation"], null), (bool)c["use_bias"]!, Init(c["kernel_initializer"]), Init(c["bias_initializer"]),
@@ -147,7 +155,7 @@ public static class LayerRegistry
         Register<Dense>("Dense", l => new JsonObject
         {
             ["units"] = l.Units, ["activation"] = l.Activation.Name, ["use_bias"] = l.UseBias,
-            ["kernel_initializer"] = l.KernelInitializer.Name, ["bias_initializer"] = l.BiasInitializer.Name,
+            ["kernel_initializer"] = InitJson(l.KernelInitializer), ["bias_initializer"] = InitJson(l.BiasInitializer),
             ["kernel_regularizer"] = L2Json(l.KernelRegularizer), ["input_shape"] = ShapeJson(l.InputShape),
         }, (c, name) => new Dense((int)c["units"]!, Act(c["activation"], null), (bool)c["use_bias"]!, Init(c["kernel_initializer"]),
             Init(c["bias_initializer"]), L2Of(c["kernel_regularizer"]), ShapeOf(c["input_shape"]), name));
@@ -164,8 +172,8 @@ public static class LayerRegistry
         Register<BatchNormalization>("BatchNormalization", l => new JsonObject
         {
             ["axis"] = l.Axis, ["momentum"] = l.Momentum, ["epsilon"] = l.Epsilon, ["center"] = l.Center, ["scale"] = l.Scale,
-            ["beta_initializer"] = l.BetaInitializer.Name, ["gamma_initializer"] = l.GammaInitializer.Name,
-            ["moving_mean_initializer"] = l.MovingMeanInitializer.Name, ["moving_variance_initializer"] = l.MovingVarianceInitializer.Name,
+            ["beta_initializer"] = InitJson(l.BetaInitializer), ["gamma_initializer"] = InitJson(l.GammaInitializer),
+            ["moving_mean_initializer"] = InitJson(l.MovingMeanInitializer), ["moving_variance_initializer"] = InitJson(l.MovingVarianceInitializer),
         }, (c, name) => new BatchNormalization((int)c["axis"]!, (double)c["momentum"]!, (double)c["epsilon"]!, (bool)c["center"]!, (bool)c["scale"]!,
             Init(c["beta_initializer"]), Init(c["gamma_initializer"]), Init(c["moving_mean_initializer"]), Init(c["moving_variance_initializer"]), name));
         Register<Dropout>("Dropout", l => new JsonObject { ["rate"] = l.Rate }, (c, name) => new Dropout((double)c["rate"]!, name));
