@@ -45,7 +45,8 @@ public class ReadmeExamplesTests
         return new Activation("relu").Apply(Add.Of(x, shortcut));
     }
 
-    sealed class LeNet5 : Model
+    /// <summary>Seed 001's LeNet5, subclassed, exactly as the README shows it (also used by SeedModelTests).</summary>
+    internal sealed class LeNet5 : Model
     {
         readonly Conv2D conv1 = new(6, kernelSize: (5, 5), padding: Padding.Same, activation: "relu");
         readonly Conv2D conv2 = new(16, kernelSize: (5, 5), activation: "relu");

@@ -98,12 +98,12 @@ public sealed class SparseCategoricalCrossentropy(bool fromLogits = false) : Los
     static Tensor MoveClassAxis(Tensor t) => t.dim() <= 2 ? t : t.movedim([-1L], [1L]);
 }
 
-/// <summary>Cross-entropy of one-hot (or soft) targets against class probabilities, with optional label smoothing.</summary>
-public sealed class CategoricalCrossentropy : Loss
+/// <summary>Base of the cross-entropies that take one-hot or soft targets: from-logits and label-smoothing options.</summary>
+public abstract class SmoothedCrossentropy : Loss
 {
-    /// <summary>Creates the loss.</summary>
+    /// <summary>Validates and stores the options.</summary>
     /// <exception cref="ArgumentOutOfRangeException">labelSmoothing outside [0, 1].</exception>
-    public CategoricalCrossentropy(bool fromLogits = false, double labelSmoothing = 0) : base("categorical_crossentropy")
+    protected SmoothedCrossentropy(string name, bool fromLogits, double labelSmoothing) : base(name)
     {
         if (labelSmoothing is < 0 or > 1)
             throw new ArgumentOutOfRangeException(nameof(labelSmoothing), $"label_smoothing must be in [0, 1]; received {labelSmoothing}.");
@@ -114,8 +114,20 @@ public sealed class CategoricalCrossentropy : Loss
     /// <summary>Whether predictions are logits rather than probabilities.</summary>
     public bool FromLogits { get; }
 
-    /// <summary>Targets become <c>y·(1 − s) + s / classes</c>.</summary>
+    /// <summary>Label smoothing s: targets move towards the uniform distribution by s.</summary>
     public double LabelSmoothing { get; }
+}
+
+/// <summary>
+/// Cross-entropy of one-hot (or soft) targets against class probabilities, with optional label smoothing (targets become
+/// <c>y·(1 − s) + s / classes</c>).
+/// </summary>
+public sealed class CategoricalCrossentropy : SmoothedCrossentropy
+{
+    /// <summary>Creates the loss.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">labelSmoothing outside [0, 1].</exception>
+    public CategoricalCrossentropy(bool fromLogits = false, double labelSmoothing = 0)
+        : base("categorical_crossentropy", fromLogits, labelSmoothing) { }
 
     /// <inheritdoc/>
     public override Tensor Call(Tensor yTrue, Tensor yPred)
@@ -145,24 +157,16 @@ public sealed class CategoricalCrossentropy : Loss
     }
 }
 
-/// <summary>Binary cross-entropy, averaged over the last axis, with optional label smoothing (towards 0.5).</summary>
-public sealed class BinaryCrossentropy : Loss
+/// <summary>
+/// Binary cross-entropy, averaged over the last axis, with optional label smoothing towards 0.5 (targets become
+/// <c>y·(1 − s) + s / 2</c>).
+/// </summary>
+public sealed class BinaryCrossentropy : SmoothedCrossentropy
 {
     /// <summary>Creates the loss.</summary>
     /// <exception cref="ArgumentOutOfRangeException">labelSmoothing outside [0, 1].</exception>
-    public BinaryCrossentropy(bool fromLogits = false, double labelSmoothing = 0) : base("binary_crossentropy")
-    {
-        if (labelSmoothing is < 0 or > 1)
-            throw new ArgumentOutOfRangeException(nameof(labelSmoothing), $"label_smoothing must be in [0, 1]; received {labelSmoothing}.");
-        FromLogits = fromLogits;
-        LabelSmoothing = labelSmoothing;
-    }
-
-    /// <summary>Whether predictions are logits rather than probabilities.</summary>
-    public bool FromLogits { get; }
-
-    /// <summary>Targets become <c>y·(1 − s) + s / 2</c>.</summary>
-    public double LabelSmoothing { get; }
+    public BinaryCrossentropy(bool fromLogits = false, double labelSmoothing = 0)
+        : base("binary_crossentropy", fromLogits, labelSmoothing) { }
 
     /// <inheritdoc/>
     public override Tensor Call(Tensor yTrue, Tensor yPred)

@@ -4,13 +4,7 @@ namespace ConvKit.Tests.Cli;
 
 public class CommandTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = Program.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void ModelsListsTheMatchingModelsWithTheirMetadata()

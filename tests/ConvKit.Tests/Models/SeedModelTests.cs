@@ -89,33 +89,11 @@ _________________________________________________________________
         Assert.Equal(expected.ReplaceLineEndings("\n"), model.Summary());
     }
 
-    /// <summary>Seed 001's LeNet5, subclassed: layers as fields, Call written by the user.</summary>
-    sealed class LeNet5 : Model
-    {
-        readonly Conv2D conv1 = new(6, kernelSize: (5, 5), padding: Padding.Same, activation: "relu");
-        readonly Conv2D conv2 = new(16, kernelSize: (5, 5), activation: "relu");
-        readonly MaxPooling2D maxPool = new(poolSize: (2, 2));
-        readonly Flatten flatten = new();
-        readonly Dense dense1 = new(120, activation: "relu");
-        readonly Dense dense2 = new(84, activation: "relu");
-        readonly Dense dense3;
-
-        public LeNet5(int numClasses) => dense3 = new Dense(numClasses, activation: "softmax");
-
-        public override Tensor Call(Tensor inputData)
-        {
-            var x = maxPool.Apply(conv1.Apply(inputData));
-            x = maxPool.Apply(conv2.Apply(x));
-            x = flatten.Apply(x);
-            return dense3.Apply(dense2.Apply(dense1.Apply(x)));
-        }
-    }
-
     [Fact]
     public void Seed001SubclassedLeNet5Has61706Params()
     {
         using var _ = Backend.NameScope();
-        var model = new LeNet5(10);
+        var model = new ReadmeExamplesTests.LeNet5(10); // seed 001's subclassed LeNet5, as in the README
         model.Build((28, 28, 1));
         Assert.Equal(61706, model.CountParams());
         var summary = model.Summary();
