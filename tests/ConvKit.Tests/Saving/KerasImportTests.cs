@@ -16,14 +16,15 @@ public class KerasImportTests
     internal const double Tolerance = 1e-4;
 
     /// <summary>Runs the model on the fixture's input and returns the max absolute difference to its output.</summary>
-    internal static double MaxAbsDiff(Model model, string ioPath)
+    internal static double MaxAbsDiff(Model model, string ioPath, bool relative = false)
     {
         using var io = SafeTensors.Read(ioPath);
         using var x = io.Get("input");
         using var expected = io.Get("output");
         using var y = model.Predict(x);
         Assert.Equal(expected.shape, y.shape);
-        return (y - expected).abs().max().item<float>();
+        double diff = (y - expected).abs().max().item<float>();
+        return relative ? diff / Math.Max(1.0, expected.abs().max().item<float>()) : diff;
     }
 
     static Model Prefix(string name, ModelOptions options, string lastLayer)
