@@ -23,6 +23,7 @@ public static class Program
         var root = new RootCommand("ConvKit: Keras-style convolutional networks for .NET.");
         root.Subcommands.Add(ModelsCommand.Create(console));
         root.Subcommands.Add(SummaryCommand.Create(console));
+        root.Subcommands.Add(PredictCommand.Create(console));
         return root;
     }
 }

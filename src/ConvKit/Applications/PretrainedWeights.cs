@@ -119,10 +119,11 @@ internal static class WeightsOption
         string path;
         if (string.Equals(weights, "imagenet", StringComparison.OrdinalIgnoreCase))
         {
+            var published = WeightsCache.KerasImageNet(registryName, o.IncludeTop);
             if (o.IncludeTop && o.Classes != 1000)
                 throw new LayerArgumentException($"model '{registryName}'", "weights",
                     $"weights='imagenet' with include_top=true needs classes=1000; received classes={o.Classes}.");
-            path = (cache ?? WeightsCache.Default).Resolve(WeightsCache.KerasImageNet(registryName, o.IncludeTop));
+            path = (cache ?? WeightsCache.Default).Resolve(published);
         }
         else
         {
