@@ -256,7 +256,7 @@ def resnet_block(k, x, filters, stride, conv_shortcut, name):
     return k.relu(x, name=name + "_out")
 
 
-def resnet50(k, x, stages=4, include_top=True, classes=1000):
+def resnet50(k, x, stages=4, include_top=True, classes=1000, activation="softmax"):
     x = k.zero_pad(x, 3, name="conv1_pad")
     x = k.conv2d(x, 64, 7, strides=2, name="conv1_conv")
     x = k.relu(k.batch_norm(x, 1.001e-5, name="conv1_bn"), name="conv1_relu")
@@ -268,11 +268,11 @@ def resnet50(k, x, stages=4, include_top=True, classes=1000):
             x = resnet_block(k, x, filters, 1, False, f"conv{s + 2}_block{b}")
     if include_top:
         x = k.gap(x, name="avg_pool")
-        x = k.dense(x, classes, activation="softmax", name="predictions")
+        x = k.dense(x, classes, activation=activation, name="predictions")
     return x
 
 
-def vgg16(k, x, classes=1000):
+def vgg16(k, x, classes=1000, activation="softmax"):
     for b, (filters, n) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)], 1):
         for i in range(1, n + 1):
             x = k.conv2d(x, filters, 3, padding="same", activation="relu", name=f"block{b}_conv{i}")
@@ -280,7 +280,7 @@ def vgg16(k, x, classes=1000):
     x = k.flatten(x, name="flatten")
     x = k.dense(x, 4096, activation="relu", name="fc1")
     x = k.dense(x, 4096, activation="relu", name="fc2")
-    return k.dense(x, classes, activation="softmax", name="predictions")
+    return k.dense(x, classes, activation=activation, name="predictions")
 
 
 def conv2d_bn(k, x, filters, rows, cols, padding="same", strides=1):
@@ -289,7 +289,7 @@ def conv2d_bn(k, x, filters, rows, cols, padding="same", strides=1):
     return k.relu(x)
 
 
-def inception_v3(k, x, last=None, include_top=True, classes=1000):
+def inception_v3(k, x, last=None, include_top=True, classes=1000, activation="softmax"):
     x = conv2d_bn(k, x, 32, 3, 3, strides=2, padding="valid")
     x = conv2d_bn(k, x, 32, 3, 3, padding="valid")
     x = conv2d_bn(k, x, 64, 3, 3)
@@ -344,7 +344,7 @@ def inception_v3(k, x, last=None, include_top=True, classes=1000):
             return x
     if include_top:
         x = k.gap(x, name="avg_pool")
-        x = k.dense(x, classes, activation="softmax", name="predictions")
+        x = k.dense(x, classes, activation=activation, name="predictions")
     return x
 
 
@@ -393,9 +393,10 @@ def main():
     if args[:1] == ["--full"]:
         out = args[1]
         os.makedirs(out, exist_ok=True)
-        keras_case(out, "vgg16", 16, (32, 32, 3), lambda k, x: vgg16(k, x), batch=2)
-        keras_case(out, "resnet50", 50, (64, 64, 3), lambda k, x: resnet50(k, x), batch=2)
-        keras_case(out, "inception_v3", 3, (75, 75, 3), lambda k, x: inception_v3(k, x), batch=2)
+        # Logits (classifier_activation=None): 1000 softmax probabilities near 0.001 would hide differences.
+        keras_case(out, "vgg16", 16, (32, 32, 3), lambda k, x: vgg16(k, x, activation=None), batch=2)
+        keras_case(out, "resnet50", 50, (64, 64, 3), lambda k, x: resnet50(k, x, activation=None), batch=2)
+        keras_case(out, "inception_v3", 3, (75, 75, 3), lambda k, x: inception_v3(k, x, activation=None), batch=2)
         return
     if args[:1] == ["--torchvision"]:
         out = args[1]

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Xunit.Abstractions;
 using ConvKit.Applications;
 using ConvKit.Models;
 using ConvKit.Saving;
@@ -58,16 +59,25 @@ public sealed class GeneratedImportFixtures : IDisposable
 [Trait("Category", "Slow")]
 [Collection(nameof(FullModelImportTests))] // one generator run; big models one at a time
 [CollectionDefinition(nameof(FullModelImportTests), DisableParallelization = true)]
-public class FullModelImportTests(GeneratedImportFixtures fx) : IClassFixture<GeneratedImportFixtures>
+public class FullModelImportTests(GeneratedImportFixtures fx, ITestOutputHelper log) : IClassFixture<GeneratedImportFixtures>
 {
     [Theory]
     [InlineData("vgg16", 32)]      // Flatten of 1x1x512 into fc1
     [InlineData("resnet50", 64)]
     public void KerasApplicationsModelsMatchTheReference(string name, int size)
     {
-        using var model = ModelRegistry.Create(name, new ModelOptions { InputShape = (size, size, 3), Weights = fx.File_(name + ".h5") });
-        double diff = KerasImportTests.MaxAbsDiff(model, fx.File_(name + "_io.safetensors"));
-        Assert.True(diff < KerasImportTests.Tolerance, $"{name}: max abs difference {diff:g3}");
+        // Logits: FP32 is checked relative to their scale (max |logit| or 1, whichever is larger).
+        using var model = ModelRegistry.Create(name, new ModelOptions
+        {
+            InputShape = (size, size, 3), ClassifierActivation = null, Weights = fx.File_(name + ".h5"),
+        });
+        double diff = KerasImportTests.MaxAbsDiff(model, fx.File_(name + "_io.safetensors"), relative: true);
+        log.WriteLine($"{name}: max abs difference / max(1, max |reference|) {diff:g3}");
+        Assert.True(diff < KerasImportTests.Tolerance, $"{name}: max abs difference / max(1, max |reference|) {diff:g3}");
+        // The mapping itself, free of FP32 rounding (ResNet-50's FP32 figure is 8.5e-5 on this machine).
+        double diff64 = MaxAbsDiff64(model, fx.File_(name + "_io.safetensors"));
+        log.WriteLine($"{name} (float64): max abs difference {diff64:g3}");
+        Assert.True(diff64 < 1e-5, $"{name} (float64): max abs difference {diff64:g3}");
     }
 
     [Fact]
@@ -75,10 +85,14 @@ public class FullModelImportTests(GeneratedImportFixtures fx) : IClassFixture<Ge
     {
         // At 75x75 the last modules run on 3x3 and 1x1 maps with BN statistics from a 2-sample batch: random weights
         // make that chain ill-conditioned, so FP32 rounding alone moves the output by ~1e-3. In float64 the mapping is
-        // checked exactly (the reference is stored as float32, hence 1e-6).
-        using var model = ModelRegistry.Create("inception_v3", new ModelOptions { InputShape = (75, 75, 3), Weights = fx.File_("inception_v3.h5") });
+        // checked exactly (the logits are stored as float32, hence 1e-5).
+        using var model = ModelRegistry.Create("inception_v3", new ModelOptions
+        {
+            InputShape = (75, 75, 3), ClassifierActivation = null, Weights = fx.File_("inception_v3.h5"),
+        });
         double diff = MaxAbsDiff64(model, fx.File_("inception_v3_io.safetensors"));
-        Assert.True(diff < 1e-6, $"inception_v3 (float64): max abs difference {diff:g3}");
+        log.WriteLine($"inception_v3 (float64): max abs difference {diff:g3}");
+        Assert.True(diff < 1e-5, $"inception_v3 (float64): max abs difference {diff:g3}");
     }
 
     /// <summary>Converts the model to float64 and returns the max absolute difference to the reference.</summary>
@@ -106,6 +120,7 @@ public class FullModelImportTests(GeneratedImportFixtures fx) : IClassFixture<Ge
         double diff = KerasImportTests.MaxAbsDiff(model, fx.File_(name + "_tv_io.safetensors"), relative: true);
         Assert.True(diff < KerasImportTests.Tolerance, $"{name}_tv: max abs difference / max |reference| = {diff:g3}");
         double diff64 = MaxAbsDiff64(model, fx.File_(name + "_tv_io.safetensors"));
+        log.WriteLine($"{name}_tv: FP32 max abs difference / max(1, max |reference|) {diff:g3}; float64 {diff64:g3}");
         Assert.True(diff64 < 1e-5, $"{name}_tv (float64): max abs difference {diff64:g3}");
     }
 }

@@ -57,6 +57,7 @@ public sealed class TorchvisionImportTests : IDisposable
     }
 
     [Fact]
+    [Trait("Category", "Slow")] // writes three 45 MB state dicts
     public void MissingUnexpectedAndMisShapedKeysAreNamed()
     {
         using var model = ModelRegistry.Create("resnet18_tv", Small);
