@@ -26,6 +26,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create(console));
         root.Subcommands.Add(EvaluateCommand.Create(console));
         root.Subcommands.Add(ExportCommand.Create(console));
+        root.Subcommands.Add(PredictCommand.Create(console));
         return root;
     }
 }

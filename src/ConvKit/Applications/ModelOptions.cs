@@ -52,6 +52,16 @@ public sealed record ModelOptions
     /// <summary>Activation of the last layer: "softmax" (default), or null / "linear" for logits.</summary>
     public string? ClassifierActivation { get; init; } = "softmax";
 
+    /// <summary>
+    /// Weights to load after building: null (random, the default), <c>"imagenet"</c> (keras.applications' published
+    /// file for this model, from <see cref="WeightsCache"/>), or the path of a Keras .h5 file or, for the <c>*_tv</c>
+    /// models, a torchvision .safetensors state dict.
+    /// </summary>
+    public string? Weights { get; init; }
+
+    /// <summary>Where <c>Weights = "imagenet"</c> looks for (and downloads) files; null for <c>WeightsCache.Default</c>.</summary>
+    public WeightsCache? WeightsCache { get; init; }
+
     /// <summary>The defaults: the model as published, with its classifier.</summary>
     public static ModelOptions Default { get; } = new();
 }

@@ -107,16 +107,34 @@ public static class ModelRegistry
     public static ModelInfo Get(string name) =>
         Entries.TryGetValue(name ?? "", out var info) ? info : throw UnknownModel(name);
 
-    /// <summary>Builds a registered model, as keras.applications' constructors do (random weights).</summary>
-    /// <exception cref="ConvKitException">Unknown name.</exception>
+    /// <summary>
+    /// Builds a registered model, as keras.applications' constructors do: random weights, or those named by
+    /// <see cref="ModelOptions.Weights"/>.
+    /// </summary>
+    /// <exception cref="ConvKitException">Unknown name, or the weights cannot be found, downloaded or verified.</exception>
     /// <exception cref="LayerArgumentException">An option is invalid for this model.</exception>
+    /// <exception cref="ConvKit.Saving.WeightsMismatchException">The weights file does not fit the model.</exception>
     public static Model Create(string name, ModelOptions? options = null)
     {
         var info = Get(name);
         var resolved = info.Resolve(options);
+        Model model;
         // A private naming scope: auto names (conv2d, activation_3, input_1) are the same on every build.
-        using var _ = Backend.NameScope();
-        return info.Builder(resolved);
+        using (Backend.NameScope())
+            model = info.Builder(resolved);
+        if (options?.Weights is { } weights)
+        {
+            try
+            {
+                WeightsOption.Apply(model, info.Name, resolved, weights, options.WeightsCache);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
+        return model;
     }
 
     static ConvKitException UnknownModel(string? name)
@@ -196,6 +214,16 @@ public static class ModelRegistry
         {
             yield return new ModelInfo(name, "ResNet", resPaper, 2016, spec.Block == ResNet.BlockKind.Bottleneck ? KerasApps : "keras.applications style (basic blocks)",
                 imagenet, 32, 1000, Preprocessing.Caffe, pars, acc).WithBuilder(ResNet.Build(spec, name));
+        }
+        // torchvision's v1.5 variant, named after its state-dict keys (weights load from safetensors).
+        foreach (var (name, spec, pars, acc) in new (string, ResNet.Spec, long, ReferenceAccuracy?)[]
+        {
+            ("resnet18_tv", ResNet.ResNet18, 11_699_112, ImageNet(69.758, 89.078, "torchvision IMAGENET1K_V1")),
+            ("resnet50_tv", ResNet.ResNet50, 25_610_152, ImageNet(76.13, 92.862, "torchvision IMAGENET1K_V1")),
+        })
+        {
+            yield return new ModelInfo(name, "ResNet", resPaper, 2016, "torchvision (v1.5: stride in the 3x3 convolution, no conv bias)",
+                imagenet, 32, 1000, Preprocessing.Torch, pars, acc).WithBuilder(TorchvisionResNet.Build(spec, name));
         }
         yield return new ModelInfo("resnet_cifar", "ResNet", resPaper, 2016, "seed 001 (CIFAR ResNet, 64-512 filters)", cifar, 8, 10,
             Preprocessing.None, 11_188_362, null).WithBuilder(ResNet.BuildSeed001Cifar);

@@ -1,0 +1,75 @@
+// PyTorch state dicts (safetensors, as the HF hub and timm publish torchvision weights) onto ConvKit models whose layer
+// names are the state-dict module paths with '.' replaced by '_' (the *_tv registry models).
+using ConvKit.Layers;
+using ConvKit.Models;
+using static TorchSharp.torch;
+
+namespace ConvKit.Saving;
+
+/// <summary>Loads PyTorch/torchvision state dicts saved as safetensors.</summary>
+public static class TorchvisionWeightsLoader
+{
+    /// <summary>
+    /// Loads a torchvision state dict into a model built with torchvision's layer names (registry <c>*_tv</c> models):
+    /// layer <c>layer1_0_conv1</c> takes <c>layer1.0.conv1.weight</c>; BatchNormalization takes weight, bias,
+    /// running_mean, running_var. Layouts agree (NCHW, (out, in) linear weights), so values are copied unchanged.
+    /// Every tensor of the file must be used (<c>num_batches_tracked</c> counters are ignored), as torch's strict loading.
+    /// </summary>
+    /// <param name="model">The model.</param>
+    /// <param name="path">The .safetensors file.</param>
+    /// <param name="keyOf">Maps a layer name to its state-dict prefix; by default '_' becomes '.'.</param>
+    /// <returns>What was loaded.</returns>
+    /// <exception cref="WeightsMismatchException">A key is missing, unexpected or mis-shaped (the message names file, layer and key).</exception>
+    /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
+    public static WeightsLoadResult LoadTorchvisionWeights(this Model model, string path, Func<string, string>? keyOf = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        keyOf ??= name => name.Replace('_', '.');
+        using var file = SafeTensors.Read(path);
+        var used = new HashSet<string>();
+        var plans = new List<(LayerWeight Target, Tensor Value)>();
+        int layers = 0;
+        try
+        {
+            foreach (var layer in KerasWeightsLoader.WeightedLayers(model))
+            {
+                string prefix = keyOf(layer.Name);
+                foreach (var w in layer.OwnWeights)
+                {
+                    string key = prefix + "." + TorchName(layer, w.Name);
+                    if (!file.Contains(key))
+                        throw new WeightsMismatchException(path, layer.Name, key, $"the file has no tensor '{key}' for {layer.Describe}'s {w.Name}.");
+                    var info = file.Info(key);
+                    if (!info.Shape.SequenceEqual(w.Value.shape))
+                        throw new WeightsMismatchException(path, layer.Name, key,
+                            $"{layer.Describe} expects '{w.Name}' of shape ({string.Join(", ", w.Value.shape)}); the file holds ({string.Join(", ", info.Shape)}).");
+                    var value = file.Get(key);
+                    plans.Add((w, value));
+                    used.Add(key);
+                }
+                layers++;
+            }
+            var unexpected = file.Names.Where(n => !used.Contains(n) && !n.EndsWith(".num_batches_tracked", StringComparison.Ordinal)).ToList();
+            if (unexpected.Count > 0)
+                throw new WeightsMismatchException(path, null, unexpected[0],
+                    $"{unexpected.Count} tensor(s) of the file match no layer of model '{model.Name}': {string.Join(", ", unexpected.Take(8))}{(unexpected.Count > 8 ? ", ..." : "")}.");
+            using (no_grad())
+                foreach (var (target, value) in plans) target.Value.copy_(value);
+        }
+        finally
+        {
+            foreach (var (_, value) in plans) value.Dispose();
+        }
+        return new WeightsLoadResult(layers, plans.Count, []);
+    }
+
+    static string TorchName(Layer layer, string weight) => (layer, weight) switch
+    {
+        (_, "kernel" or "gamma") => "weight",
+        (_, "beta") => "bias",
+        (BatchNormalization, "moving_mean") => "running_mean",
+        (BatchNormalization, "moving_variance") => "running_var",
+        _ => weight,
+    };
+}

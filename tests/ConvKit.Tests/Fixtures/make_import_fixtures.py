@@ -1,0 +1,414 @@
+#!/usr/bin/python3
+"""Reference fixtures for ConvKit's Keras HDF5 and torchvision weight import (ConvKit.Tests.Saving.*Import*).
+
+Keras part: the Keras architectures are written out again here, layer by layer, in PyTorch (float64), following
+keras.applications' code (vgg16.py, resnet.py, inception_v3.py) and the seeds' LeNet-5/GoogLeNet: Keras 'same'
+padding (asymmetric when the total is odd: the extra row/column goes after), BatchNormalization epsilon (1e-3,
+1.001e-5 in ResNet), Flatten in (H, W, C) order, Keras' automatic layer names (conv2d, conv2d_1, ...). Weights are
+seeded random float32; BatchNormalization moving statistics are drawn around the statistics of the fixture batch, so
+activations stay O(1) through deep networks as in a trained model. The weights are written exactly as
+keras.applications' .h5 files are laid out (root attribute layer_names, per-layer weight_names, datasets
+'<layer>/<weight>:0', HWIO conv kernels, (in, out) dense kernels); inputs (NHWC) and outputs go to a safetensors file
+(written by hand: u64 header length, JSON, raw little-endian data).
+
+torchvision part: torchvision's own models with seeded random weights and random BN
+statistics (resnet50 so far), their state dicts as safetensors (as the HF hub / timm publish them), and their outputs.
+
+Usage (Debian's interpreter: python3-torch, python3-torchvision, python3-h5py, python3-numpy):
+  /usr/bin/python3 make_import_fixtures.py                 # small committed fixtures -> Fixtures/Import/
+  /usr/bin/python3 make_import_fixtures.py --full DIR      # full-size Keras vgg16/resnet50/inception_v3 -> DIR
+  /usr/bin/python3 make_import_fixtures.py --torchvision DIR  # torchvision resnet50 -> DIR
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Import")
+torch.set_num_threads(1)
+DTYPE = torch.float64  # the reference; fp32 is only for the conditioning check (--fp32-check)
+
+
+def write_safetensors(path, tensors):
+    header, chunks, offset = {}, [], 0
+    for name, arr in tensors.items():
+        raw = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    text = json.dumps(header).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for c in chunks:
+            f.write(c)
+
+
+class Keras:
+    """Builds a Keras model eagerly on one batch (NCHW float64 torch tensors) and records its weights."""
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+        self.layers = []  # (name, [(weight name, float32 array in Keras layout)]) in creation order
+        self.counters = {}
+
+    def name(self, prefix, name):
+        if name is not None:
+            return name
+        n = self.counters.get(prefix, 0)
+        self.counters[prefix] = n + 1
+        return prefix if n == 0 else f"{prefix}_{n}"
+
+    def add(self, prefix, name, weights):
+        name = self.name(prefix, name)
+        self.layers.append((name, weights))
+        return name
+
+    def normal(self, std, *shape):
+        return (self.rng.standard_normal(shape) * std).astype(np.float32)
+
+    @staticmethod
+    def t(a):
+        return torch.from_numpy(a).to(DTYPE)
+
+    @staticmethod
+    def same_pads(size, k, s, d=1):
+        k = (k - 1) * d + 1
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        return total // 2, total - total // 2
+
+    def pad_same(self, x, k, s, value=0.0):
+        top, bottom = self.same_pads(x.shape[2], k[0], s[0])
+        left, right = self.same_pads(x.shape[3], k[1], s[1])
+        return F.pad(x, (left, right, top, bottom), value=value)
+
+    @staticmethod
+    def activate(x, activation):
+        if activation is None:
+            return x
+        if activation == "relu":
+            return F.relu(x)
+        if activation == "softmax":
+            return torch.softmax(x, dim=-1)
+        raise ValueError(activation)
+
+    def conv2d(self, x, filters, kernel, strides=1, padding="valid", use_bias=True, activation=None, name=None):
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        s = (strides, strides) if isinstance(strides, int) else strides
+        cin = x.shape[1]
+        k = self.normal(math.sqrt(2.0 / (kh * kw * cin)), kh, kw, cin, filters)  # HWIO
+        weights = [("kernel:0", k)]
+        b = None
+        if use_bias:
+            b = self.normal(0.1, filters)
+            weights.append(("bias:0", b))
+        name = self.add("conv2d", name, weights)
+        if padding == "same":
+            x = self.pad_same(x, (kh, kw), s)
+        y = F.conv2d(x, self.t(k).permute(3, 2, 0, 1), self.t(b) if b is not None else None, stride=s)
+        return self.activate(y, activation)
+
+    def batch_norm(self, x, epsilon=1e-3, center=True, scale=True, name=None):
+        c = x.shape[1]
+        mean = x.mean(dim=(0, 2, 3)).numpy()
+        var = x.var(dim=(0, 2, 3)).numpy()
+        mm = (mean + self.rng.standard_normal(c) * 0.1 * np.sqrt(var)).astype(np.float32)
+        # Floor at the median variance: channels with almost no spread in a tiny batch (1x1 maps) would otherwise
+        # amplify rounding differences 1/sqrt(var)-fold, layer after layer, and the check would test conditioning.
+        mv = (np.maximum(var, max(np.median(var), 1e-2)) * self.rng.uniform(0.8, 1.25, c)).astype(np.float32)
+        gamma = self.rng.uniform(0.8, 1.2, c).astype(np.float32)
+        beta = self.normal(0.1, c)
+        weights = ([("gamma:0", gamma)] if scale else []) + ([("beta:0", beta)] if center else []) + \
+                  [("moving_mean:0", mm), ("moving_variance:0", mv)]
+        self.add("batch_normalization", name, weights)
+        y = (x - self.t(mm)[None, :, None, None]) / torch.sqrt(self.t(mv)[None, :, None, None] + epsilon)
+        if scale:
+            y = y * self.t(gamma)[None, :, None, None]
+        if center:
+            y = y + self.t(beta)[None, :, None, None]
+        return y
+
+    def dense(self, x, units, activation=None, name=None):
+        fan_in = x.shape[1]
+        k = self.normal(math.sqrt((2.0 if activation == "relu" else 1.0) / fan_in), fan_in, units)  # (in, out)
+        b = self.normal(0.1, units)
+        self.add("dense", name, [("kernel:0", k), ("bias:0", b)])
+        return self.activate(x @ self.t(k) + self.t(b), activation)
+
+    def flatten(self, x, name=None):
+        self.add("flatten", name, [])
+        return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # Keras: (H, W, C) order
+
+    def relu(self, x, name=None):
+        self.add("activation", name, [])
+        return F.relu(x)
+
+    def max_pool(self, x, pool, strides=None, padding="valid", name=None):
+        strides = strides or pool
+        self.add("max_pooling2d", name, [])
+        if padding == "same":
+            x = self.pad_same(x, (pool, pool), (strides, strides), value=-math.inf)
+        return F.max_pool2d(x, pool, strides)
+
+    def avg_pool(self, x, pool, strides=None, padding="valid", name=None):
+        strides = strides or pool
+        self.add("average_pooling2d", name, [])
+        if padding != "same":
+            return F.avg_pool2d(x, pool, strides)
+        # Keras averages over the window cells inside the input only.
+        ones = torch.ones_like(x[:1, :1])
+        total = F.avg_pool2d(self.pad_same(x, (pool, pool), (strides, strides)), pool, strides)
+        count = F.avg_pool2d(self.pad_same(ones, (pool, pool), (strides, strides)), pool, strides)
+        return total / count
+
+    def zero_pad(self, x, p, name=None):
+        self.add("zero_padding2d", name, [])
+        return F.pad(x, (p, p, p, p))
+
+    def gap(self, x, name=None):
+        self.add("global_average_pooling2d", name, [])
+        return x.mean(dim=(2, 3))
+
+    def concat(self, xs, name=None):
+        self.add("concatenate", name, [])
+        return torch.cat(xs, dim=1)
+
+    def add_(self, a, b, name=None):
+        self.add("add", name, [])
+        return a + b
+
+    def write_h5(self, path):
+        def names(xs):
+            return np.array([x.encode("utf-8") for x in xs]) if xs else np.asarray([])
+
+        with h5py.File(path, "w") as f:
+            f.attrs["layer_names"] = names([n for n, _ in self.layers])
+            f.attrs["backend"] = b"tensorflow"
+            f.attrs["keras_version"] = b"2.1.2"
+            for layer, weights in self.layers:
+                g = f.create_group(layer)
+                full = [f"{layer}/{w}" for w, _ in weights]
+                g.attrs["weight_names"] = names(full)
+                for wn, (_, value) in zip(full, weights):
+                    g.create_dataset(wn, data=value)
+
+
+# ---------------------------------------------------------------- architectures (Keras' code, re-written)
+
+def lenet5(k, x):
+    """Seed 001: conv 6@5x5 same relu, max 2, conv 16@5x5 valid relu, max 2, flatten, 120, 84, 10 (logits)."""
+    x = k.conv2d(x, 6, 5, padding="same", activation="relu")
+    x = k.max_pool(x, 2)
+    x = k.conv2d(x, 16, 5, activation="relu")
+    x = k.max_pool(x, 2)
+    x = k.flatten(x)
+    x = k.dense(x, 120, activation="relu")
+    x = k.dense(x, 84, activation="relu")
+    return k.dense(x, 10)
+
+
+def googlenet_stem_3a(k, x):
+    """Seed 002's GoogLeNet up to inception3a. ConvKit creates the 3x3/5x5 convolution before its 1x1 reduction
+    (C# evaluates the receiver before the argument), so the automatic names follow that order."""
+    x = k.conv2d(x, 64, 7, strides=2, padding="same", activation="relu")
+    x = k.max_pool(x, 3, 2, padding="same")
+    x = k.conv2d(x, 192, 3, padding="same", activation="relu")
+    x = k.max_pool(x, 3, 2, padding="same")
+    b1 = k.conv2d(x, 64, 1, padding="same", activation="relu")
+    n3 = k.name("conv2d", None)
+    r3 = k.conv2d(x, 96, 1, padding="same", activation="relu")
+    b3 = _named_conv(k, n3, r3, 128, 3)
+    n5 = k.name("conv2d", None)
+    r5 = k.conv2d(x, 16, 1, padding="same", activation="relu")
+    b5 = _named_conv(k, n5, r5, 32, 5)
+    np_ = k.name("conv2d", None)
+    p = k.max_pool(x, 3, 1, padding="same")
+    bp = _named_conv(k, np_, p, 32, 1)
+    return k.concat([b1, b3, b5, bp], name="inception3a")
+
+
+def _named_conv(k, name, x, filters, kernel):
+    return k.conv2d(x, filters, kernel, padding="same", activation="relu", name=name)
+
+
+def resnet_block(k, x, filters, stride, conv_shortcut, name):
+    eps = 1.001e-5
+    if conv_shortcut:
+        shortcut = k.conv2d(x, 4 * filters, 1, strides=stride, name=name + "_0_conv")
+        shortcut = k.batch_norm(shortcut, eps, name=name + "_0_bn")
+    else:
+        shortcut = x
+    x = k.conv2d(x, filters, 1, strides=stride, name=name + "_1_conv")
+    x = k.relu(k.batch_norm(x, eps, name=name + "_1_bn"), name=name + "_1_relu")
+    x = k.conv2d(x, filters, 3, padding="same", name=name + "_2_conv")
+    x = k.relu(k.batch_norm(x, eps, name=name + "_2_bn"), name=name + "_2_relu")
+    x = k.conv2d(x, 4 * filters, 1, name=name + "_3_conv")
+    x = k.batch_norm(x, eps, name=name + "_3_bn")
+    x = k.add_(shortcut, x, name=name + "_add")
+    return k.relu(x, name=name + "_out")
+
+
+def resnet50(k, x, stages=4, include_top=True, classes=1000, activation="softmax"):
+    x = k.zero_pad(x, 3, name="conv1_pad")
+    x = k.conv2d(x, 64, 7, strides=2, name="conv1_conv")
+    x = k.relu(k.batch_norm(x, 1.001e-5, name="conv1_bn"), name="conv1_relu")
+    x = k.zero_pad(x, 1, name="pool1_pad")
+    x = k.max_pool(x, 3, 2, name="pool1_pool")
+    for s, (filters, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)][:stages]):
+        x = resnet_block(k, x, filters, 1 if s == 0 else 2, True, f"conv{s + 2}_block1")
+        for b in range(2, blocks + 1):
+            x = resnet_block(k, x, filters, 1, False, f"conv{s + 2}_block{b}")
+    if include_top:
+        x = k.gap(x, name="avg_pool")
+        x = k.dense(x, classes, activation=activation, name="predictions")
+    return x
+
+
+def vgg16(k, x, classes=1000, activation="softmax"):
+    for b, (filters, n) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)], 1):
+        for i in range(1, n + 1):
+            x = k.conv2d(x, filters, 3, padding="same", activation="relu", name=f"block{b}_conv{i}")
+        x = k.max_pool(x, 2, 2, name=f"block{b}_pool")
+    x = k.flatten(x, name="flatten")
+    x = k.dense(x, 4096, activation="relu", name="fc1")
+    x = k.dense(x, 4096, activation="relu", name="fc2")
+    return k.dense(x, classes, activation=activation, name="predictions")
+
+
+def conv2d_bn(k, x, filters, rows, cols, padding="same", strides=1):
+    x = k.conv2d(x, filters, (rows, cols), strides=strides, padding=padding, use_bias=False)
+    x = k.batch_norm(x, scale=False)
+    return k.relu(x)
+
+
+def inception_v3(k, x, last=None, include_top=True, classes=1000, activation="softmax"):
+    x = conv2d_bn(k, x, 32, 3, 3, strides=2, padding="valid")
+    x = conv2d_bn(k, x, 32, 3, 3, padding="valid")
+    x = conv2d_bn(k, x, 64, 3, 3)
+    x = k.max_pool(x, 3, 2)
+    x = conv2d_bn(k, x, 80, 1, 1, padding="valid")
+    x = conv2d_bn(k, x, 192, 3, 3, padding="valid")
+    x = k.max_pool(x, 3, 2)
+    for pool, name in [(32, "mixed0"), (64, "mixed1"), (64, "mixed2")]:
+        b1 = conv2d_bn(k, x, 64, 1, 1)
+        b5 = conv2d_bn(k, conv2d_bn(k, x, 48, 1, 1), 64, 5, 5)
+        b3 = conv2d_bn(k, conv2d_bn(k, conv2d_bn(k, x, 64, 1, 1), 96, 3, 3), 96, 3, 3)
+        bp = conv2d_bn(k, k.avg_pool(x, 3, 1, padding="same"), pool, 1, 1)
+        x = k.concat([b1, b5, b3, bp], name=name)
+        if name == last:
+            return x
+    b3 = conv2d_bn(k, x, 384, 3, 3, strides=2, padding="valid")
+    bd = conv2d_bn(k, conv2d_bn(k, conv2d_bn(k, x, 64, 1, 1), 96, 3, 3), 96, 3, 3, strides=2, padding="valid")
+    bp = k.max_pool(x, 3, 2)
+    x = k.concat([b3, bd, bp], name="mixed3")
+    if last == "mixed3":
+        return x
+    for f, name in [(128, "mixed4"), (160, "mixed5"), (160, "mixed6"), (192, "mixed7")]:
+        b1 = conv2d_bn(k, x, 192, 1, 1)
+        b7 = conv2d_bn(k, conv2d_bn(k, conv2d_bn(k, x, f, 1, 1), f, 1, 7), 192, 7, 1)
+        bd = conv2d_bn(k, x, f, 1, 1)
+        bd = conv2d_bn(k, bd, f, 7, 1)
+        bd = conv2d_bn(k, bd, f, 1, 7)
+        bd = conv2d_bn(k, bd, f, 7, 1)
+        bd = conv2d_bn(k, bd, 192, 1, 7)
+        bp = conv2d_bn(k, k.avg_pool(x, 3, 1, padding="same"), 192, 1, 1)
+        x = k.concat([b1, b7, bd, bp], name=name)
+        if name == last:
+            return x
+    b3 = conv2d_bn(k, conv2d_bn(k, x, 192, 1, 1), 320, 3, 3, strides=2, padding="valid")
+    b7 = conv2d_bn(k, x, 192, 1, 1)
+    b7 = conv2d_bn(k, b7, 192, 1, 7)
+    b7 = conv2d_bn(k, b7, 192, 7, 1)
+    b7 = conv2d_bn(k, b7, 192, 3, 3, strides=2, padding="valid")
+    bp = k.max_pool(x, 3, 2)
+    x = k.concat([b3, b7, bp], name="mixed8")
+    if last == "mixed8":
+        return x
+    for i in range(2):
+        b1 = conv2d_bn(k, x, 320, 1, 1)
+        b3 = conv2d_bn(k, x, 384, 1, 1)
+        b3 = k.concat([conv2d_bn(k, b3, 384, 1, 3), conv2d_bn(k, b3, 384, 3, 1)], name=f"mixed9_{i}")
+        bd = conv2d_bn(k, conv2d_bn(k, x, 448, 1, 1), 384, 3, 3)
+        bd = k.concat([conv2d_bn(k, bd, 384, 1, 3), conv2d_bn(k, bd, 384, 3, 1)])
+        bp = conv2d_bn(k, k.avg_pool(x, 3, 1, padding="same"), 192, 1, 1)
+        x = k.concat([b1, b3, bd, bp], name=f"mixed{9 + i}")
+        if last == f"mixed{9 + i}":
+            return x
+    if include_top:
+        x = k.gap(x, name="avg_pool")
+        x = k.dense(x, classes, activation=activation, name="predictions")
+    return x
+
+
+def keras_case(out_dir, name, seed, shape, build, batch=4):
+    k = Keras(seed)
+    x = k.rng.standard_normal((batch,) + shape).astype(np.float32)  # NHWC, as Keras takes it
+    with torch.no_grad():
+        y = build(k, torch.from_numpy(x).to(DTYPE).permute(0, 3, 1, 2))
+    y = y.permute(0, 2, 3, 1) if y.dim() == 4 else y
+    k.write_h5(os.path.join(out_dir, name + ".h5"))
+    write_safetensors(os.path.join(out_dir, name + "_io.safetensors"), {"input": x, "output": y.numpy()})
+    print(f"{name}: {sum(w.size for _, ws in k.layers for _, w in ws)} weights, output {tuple(y.shape)}")
+
+
+# ---------------------------------------------------------------- torchvision
+
+def torchvision_case(out_dir, name, seed, size, batch=2):
+    import torchvision
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, name)()
+    x = torch.randn(batch, 3, size, size)
+    # Running statistics from this batch (momentum 1), then perturbed, so activations stay O(1) as in a trained model.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 1.0
+                m.weight.uniform_(0.8, 1.2)
+                m.bias.normal_(0, 0.1)
+        model.train()(x)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.add_(torch.randn_like(m.running_mean) * 0.1 * m.running_var.sqrt())
+                m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25)).clamp_(min=1e-2)
+    model.eval()
+    with torch.no_grad():
+        y = model.double()(x.double())
+    state = {k: v.float().numpy() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+    write_safetensors(os.path.join(out_dir, name + "_tv.safetensors"), state)
+    write_safetensors(os.path.join(out_dir, name + "_tv_io.safetensors"),
+                      {"input": x.permute(0, 2, 3, 1).numpy(), "output": y.float().numpy()})
+    print(f"{name} (torchvision): {len(state)} tensors, output {tuple(y.shape)}")
+
+
+def main():
+    args = sys.argv[1:]
+    if args[:1] == ["--full"]:
+        out = args[1]
+        os.makedirs(out, exist_ok=True)
+        # Logits (classifier_activation=None): 1000 softmax probabilities near 0.001 would hide differences.
+        keras_case(out, "vgg16", 16, (32, 32, 3), lambda k, x: vgg16(k, x, activation=None), batch=2)
+        keras_case(out, "resnet50", 50, (64, 64, 3), lambda k, x: resnet50(k, x, activation=None), batch=2)
+        keras_case(out, "inception_v3", 3, (75, 75, 3), lambda k, x: inception_v3(k, x, activation=None), batch=2)
+        return
+    if args[:1] == ["--torchvision"]:
+        out = args[1]
+        os.makedirs(out, exist_ok=True)
+        torchvision_case(out, "resnet50", 150, 64)
+        return
+    os.makedirs(HERE, exist_ok=True)
+    keras_case(HERE, "lenet5", 1, (28, 28, 1), lenet5)
+    keras_case(HERE, "googlenet_3a", 2, (32, 32, 3), googlenet_stem_3a)
+    keras_case(HERE, "resnet50_conv2", 3, (32, 32, 3), lambda k, x: resnet50(k, x, stages=1, include_top=False))
+    keras_case(HERE, "inception_v3_mixed0", 4, (75, 75, 3), lambda k, x: inception_v3(k, x, last="mixed0"), batch=2)
+
+
+if __name__ == "__main__":
+    main()
