@@ -35,11 +35,11 @@ namespace ConvKit.Benchmarks
     }
 
     sealed record Options(bool Quick, string[]? Only, int Repeats, string PeerPath, string Python, bool NoPeer, int Threads,
-        string? Worker, string Impl)
+        string? Worker, string Impl, bool IsaCompare)
     {
         public static Options Parse(string[] args)
         {
-            bool quick = false, noPeer = false;
+            bool quick = false, noPeer = false, isaCompare = false;
             string[]? only = null;
             int? repeats = null;
             int threads = 2;
@@ -57,18 +57,20 @@ namespace ConvKit.Benchmarks
                     case "--peer": peer = Next(); break;
                     case "--python": python = Next(); break;
                     case "--no-peer": noPeer = true; break;
+                    case "--isa-compare": isaCompare = true; break;
                     case "--threads": threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--worker": worker = Next(); break;
                     case "--impl": impl = Next(); break;
                     case "-h" or "--help":
                         Console.WriteLine("options: --quick  --only lenet5,resnet20,vgg16,resnet50,fashion (or workload keys)  --repeats N  " +
-                            "--peer PATH (env CONVKIT_PEER_SCRIPT; default ../shared/bench/peer_torch.py from the repo root)  --python PATH  --no-peer  --threads N");
+                            "--peer PATH (env CONVKIT_PEER_SCRIPT; default ../shared/bench/peer_torch.py from the repo root)  --python PATH  --no-peer  --threads N\n" +
+                            "  --isa-compare: instead of the suite, raw TorchSharp with DNNL_MAX_CPU_ISA=AVX2 (ConvKit's cap) vs AVX512_CORE");
                         Environment.Exit(0);
                         break;
                     default: throw new ArgumentException($"unknown option {args[i]} (try --help)");
                 }
             }
-            return new Options(quick, only, repeats ?? (quick ? 1 : 3), peer, python, noPeer, threads, worker, impl);
+            return new Options(quick, only, repeats ?? (quick ? 1 : 3), peer, python, noPeer, threads, worker, impl, isaCompare);
         }
 
         /// <summary>../shared/bench/peer_torch.py relative to the repository root (found from the working directory up).</summary>
@@ -99,14 +101,20 @@ namespace ConvKit.Benchmarks
             new("fashion-epoch-b128", "lenet5", Kind.Epoch, 128, 28, 28, 1, 0, 0, 0, 0, 0, true),
         ];
 
+        /// <summary>Diagnostic workloads, run only when named with --only or --worker.</summary>
+        public static readonly Workload[] Diagnostics =
+        [
+            new("tiny-train-b32", "tiny", Kind.Train, 32, 28, 28, 1, 2000, 1000, 0, 0, 0, false),
+        ];
+
         public static Workload Find(string key) =>
-            All.FirstOrDefault(w => w.Key == key) ?? throw new ArgumentException($"unknown workload {key}; known: {string.Join(", ", All.Select(w => w.Key))}");
+            All.Concat(Diagnostics).FirstOrDefault(w => w.Key == key) ?? throw new ArgumentException($"unknown workload {key}; known: {string.Join(", ", All.Select(w => w.Key))}");
 
         static IEnumerable<Workload> Selected(Options o)
         {
             var list = All.Where(w => !o.Quick || w.InQuick);
             if (o.Only is { } only)
-                list = All.Where(w => only.Any(s => w.Key == s || w.Model == s || (s == "fashion" && w.Kind == Kind.Epoch)))
+                list = All.Concat(Diagnostics).Where(w => only.Any(s => w.Key == s || w.Model == s || (s == "fashion" && w.Kind == Kind.Epoch)))
                     .Where(w => !o.Quick || w.InQuick || only.Contains(w.Key));
             return list.ToArray();
         }
@@ -119,6 +127,7 @@ namespace ConvKit.Benchmarks
                 Console.Error.WriteLine($"no workload selected; known: {string.Join(", ", All.Select(w => w.Key))}");
                 return 2;
             }
+            if (o.IsaCompare) return IsaCompare(workloads, o);
             var started = DateTime.UtcNow;
             Console.WriteLine($"ConvKit benchmarks  {started:yyyy-MM-dd HH:mm} UTC  threads={o.Threads}  repeats={o.Repeats}{(o.Quick ? "  (quick)" : "")}");
             Console.WriteLine($"load average at start: {LoadAverage()}   DNNL_MAX_CPU_ISA={Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA") ?? "(unset: ConvKit caps at AVX2)"}");
@@ -143,10 +152,42 @@ namespace ConvKit.Benchmarks
             return 0;
         }
 
+        /// <summary>
+        /// What ConvKit's oneDNN cap costs: raw TorchSharp under DNNL_MAX_CPU_ISA=AVX2 (what ConvKit sets, because
+        /// libtorch 2.10's AVX-512 convolution backward-data kernel races) against AVX512_CORE, alternating.
+        /// </summary>
+        static int IsaCompare(Workload[] workloads, Options o)
+        {
+            string[] isas = ["AVX2", "AVX512_CORE"];
+            Console.WriteLine($"raw TorchSharp, DNNL_MAX_CPU_ISA AVX2 vs AVX512_CORE  {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC  threads={o.Threads}  repeats={o.Repeats}  load {LoadAverage()}");
+            var results = workloads.ToDictionary(w => w, _ => isas.ToDictionary(i => i, _ => new List<Measurement>()));
+            for (int r = 0; r < o.Repeats; r++)
+                foreach (var w in workloads)
+                    foreach (var isa in r % 2 == 0 ? isas : [isas[1], isas[0]])
+                    {
+                        var m = RunWorker(w, "raw", o, isa);
+                        results[w][isa].Add(m);
+                        Console.Error.WriteLine($"  [{r + 1}/{o.Repeats}] {w.Key,-20} {isa,-12} {Describe(w, m)}");
+                    }
+            string header = $"{"workload",-34} {"AVX2",9} {"AVX512",9} {"AVX2/AVX512",12} {"[min..max]",15}";
+            Console.WriteLine($"load at end {LoadAverage()}. images/s, median; AVX2/AVX512 < 1 means the cap costs speed.");
+            Console.WriteLine(header);
+            Console.WriteLine(new string('-', header.Length));
+            foreach (var w in workloads)
+            {
+                var a = results[w]["AVX2"];
+                var b = results[w]["AVX512_CORE"];
+                var paired = a.Zip(b, (x, y) => x.ImagesPerSecond / y.ImagesPerSecond).Where(x => !double.IsNaN(x)).ToArray();
+                string range = paired.Length > 1 ? $"[{paired.Min():F3}..{paired.Max():F3}]" : "";
+                Console.WriteLine($"{w.Title,-34} {Num(Median(a.Select(m => m.ImagesPerSecond))),9} {Num(Median(b.Select(m => m.ImagesPerSecond))),9} {Ratio(Median(paired)),12} {range,15}");
+            }
+            return 0;
+        }
+
         static string Describe(Workload w, Measurement m) =>
             m.ImagesPerSecond is double.NaN ? $"failed: {m.Note}" : $"{m.ImagesPerSecond,10:F1} img/s  {m.Seconds,7:F2} s  rss {m.PeakRssMb:F0} MB {m.Note}";
 
-        static Measurement RunWorker(Workload w, string impl, Options o)
+        static Measurement RunWorker(Workload w, string impl, Options o, string? isa = null)
         {
             var self = Environment.ProcessPath!;
             var psi = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -159,6 +200,8 @@ namespace ConvKit.Benchmarks
             foreach (var a in new[] { "--worker", w.Key, "--impl", impl, "--threads", o.Threads.ToString(CultureInfo.InvariantCulture) })
                 psi.ArgumentList.Add(a);
             if (o.Quick) psi.ArgumentList.Add("--quick");
+            // A value set by the user wins over ConvKit's AVX2 cap (TorchNative leaves it alone).
+            if (isa is not null) psi.Environment["DNNL_MAX_CPU_ISA"] = isa;
             using var p = Process.Start(psi)!;
             var stderr = p.StandardError.ReadToEndAsync();
             var stdout = p.StandardOutput.ReadToEnd();

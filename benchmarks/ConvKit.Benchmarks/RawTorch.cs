@@ -29,6 +29,20 @@ static class RawTorch
         }
     }
 
+    /// <summary>Flatten + Dense(10) on 28x28x1: almost no compute, for measuring per-batch overhead.</summary>
+    public sealed class Tiny : nn.Module<Tensor, Tensor>
+    {
+        readonly TorchSharp.Modules.Linear fc = nn.Linear(784, 10);
+
+        public Tiny() : base("tiny") => RegisterComponents();
+
+        public override Tensor forward(Tensor x)
+        {
+            using var flat = x.flatten(1);
+            return fc.forward(flat);
+        }
+    }
+
     sealed class Basic : nn.Module<Tensor, Tensor>
     {
         readonly TorchSharp.Modules.Conv2d c1, c2;

@@ -21,7 +21,12 @@ static class Worker
     {
         ConvKit.Native.TorchNative.Initialize();
         set_num_threads(o.Threads);
-        if (impl is not ("convkit" or "raw")) throw new ArgumentException($"--impl must be convkit or raw; received {impl}");
+        if (impl == "paired")
+        {
+            Paired(w, o);
+            return;
+        }
+        if (impl is not ("convkit" or "raw")) throw new ArgumentException($"--impl must be convkit, raw or paired; received {impl}");
         bool ck = impl == "convkit";
         manual_seed(0);
         var (ips, seconds, note) = w.Kind switch
@@ -44,8 +49,16 @@ static class Worker
         return double.NaN;
     }
 
-    static Model ZooModel(Workload w) =>
-        ModelRegistry.Create(w.Model, new ModelOptions { InputShape = (w.Height, w.Width, w.Channels), ClassifierActivation = null });
+    static Model ZooModel(Workload w)
+    {
+        if (w.Model == "tiny")
+        {
+            // Diagnostics: a model with almost no compute, so that the time is the framework's per-batch overhead.
+            var input = new Input((w.Height, w.Width, w.Channels));
+            return new Model(input, new ConvKit.Layers.Dense(10).Apply(new ConvKit.Layers.Flatten().Apply(input)), "tiny");
+        }
+        return ModelRegistry.Create(w.Model, new ModelOptions { InputShape = (w.Height, w.Width, w.Channels), ClassifierActivation = null });
+    }
 
     static nn.Module<Tensor, Tensor> RawModel(string name) => name switch
     {
@@ -53,6 +66,7 @@ static class Worker
         "resnet20" => new RawTorch.ResNet20(),
         "vgg16" => new RawTorch.Vgg16(),
         "resnet50" => new RawTorch.ResNet50(),
+        "tiny" => new RawTorch.Tiny(),
         _ => throw new ArgumentException(name),
     };
 
@@ -97,6 +111,58 @@ static class Worker
         var (loss, _) = RawTorch.TrainEpoch(model, opt, x, y, w.Batch, gen);
         double s = sw.Elapsed.TotalSeconds;
         return (samples / s, s, FormattableString.Invariant($"loss={loss:F3} cpu_ips={samples / (Cpu() - cpu):F1}"));
+    }
+
+    /// <summary>
+    /// Diagnostics for training workloads: ConvKit's Fit and the raw epoch alternate in one process, many short rounds,
+    /// so that load from other processes hits both alike; prints the median paired ratio of wall and CPU time.
+    /// </summary>
+    static void Paired(Workload w, Options o)
+    {
+        if (w.Kind != Kind.Train) throw new ArgumentException("--impl paired is for training workloads");
+        int rounds = o.Repeats, samples = w.Batch * (o.Quick ? w.QuickSteps : w.Steps);
+        var (xk, y) = Data(w, samples);
+        var x = Layout.FromKeras(xk);
+        var model = ZooModel(w);
+        Compile(model);
+        var raw = RawModel(w.Model);
+        var opt = optim.SGD(raw.parameters(), 0.01, momentum: 0.9);
+        using var gen = new Generator(42);
+        model.Fit(xk.narrow(0, 0, WarmupBatches * w.Batch), y.narrow(0, 0, WarmupBatches * w.Batch), batchSize: w.Batch, epochs: 1, verbose: 0);
+        RawTorch.TrainEpoch(raw, opt, x, y, w.Batch, gen, WarmupBatches * w.Batch);
+        var wall = new List<double>();
+        var cpu = new List<double>();
+        for (int r = 0; r < rounds; r++)
+        {
+            double ckWall = 0, ckCpu = 0, rawWall = 0, rawCpu = 0;
+            for (int k = 0; k < 2; k++)
+            {
+                // Alternate the order inside each round too.
+                if ((r + k) % 2 == 0)
+                {
+                    var (a, b) = Time(() => model.Fit(xk, y, batchSize: w.Batch, epochs: 1, verbose: 0));
+                    ckWall += a; ckCpu += b;
+                }
+                else
+                {
+                    var (a, b) = Time(() => RawTorch.TrainEpoch(raw, opt, x, y, w.Batch, gen));
+                    rawWall += a; rawCpu += b;
+                }
+            }
+            wall.Add(rawWall / ckWall);
+            cpu.Add(rawCpu / ckCpu);
+            Console.WriteLine(FormattableString.Invariant($"round {r + 1}: ConvKit {samples / ckWall,8:F1} img/s (cpu {samples / ckCpu,8:F1})  raw {samples / rawWall,8:F1} img/s (cpu {samples / rawCpu,8:F1})  CK/raw wall {rawWall / ckWall:F3} cpu {rawCpu / ckCpu:F3}"));
+        }
+        static double Med(List<double> v) { var a = v.OrderBy(t => t).ToArray(); return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2; }
+        Console.WriteLine(FormattableString.Invariant($"{w.Key}: median ConvKit/raw throughput ratio: wall {Med(wall):F3}, cpu {Med(cpu):F3} over {rounds} rounds"));
+    }
+
+    static (double Wall, double Cpu) Time(Action a)
+    {
+        double c0 = Cpu();
+        var sw = Stopwatch.StartNew();
+        a();
+        return (sw.Elapsed.TotalSeconds, Cpu() - c0);
     }
 
     static (double, double, string) InferLoop(Workload w, bool quick, Action once)
