@@ -21,6 +21,11 @@ static class Worker
     {
         ConvKit.Native.TorchNative.Initialize();
         set_num_threads(o.Threads);
+        if (impl == "phases")
+        {
+            Phases(w, o);
+            return;
+        }
         if (impl == "paired")
         {
             Paired(w, o);
@@ -155,6 +160,48 @@ static class Worker
         }
         static double Med(List<double> v) { var a = v.OrderBy(t => t).ToArray(); return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2; }
         Console.WriteLine(FormattableString.Invariant($"{w.Key}: median ConvKit/raw throughput ratio: wall {Med(wall):F3}, cpu {Med(cpu):F3} over {rounds} rounds"));
+    }
+
+    /// <summary>
+    /// Diagnostics: forward and backward of the ConvKit model (its graph executor, as Fit calls it) and of the raw
+    /// module, interleaved step by step on the same batch; prints the median time of each phase.
+    /// </summary>
+    static void Phases(Workload w, Options o)
+    {
+        var (xk, y) = Data(w, w.Batch);
+        var x = Layout.FromKeras(xk).contiguous();
+        var model = ZooModel(w);
+        model.Build(new ConvKit.Shape(w.Height, w.Width, w.Channels));
+        model.train();
+        var raw = RawModel(w.Model);
+        raw.train();
+        int steps = o.Repeats * 20;
+        var t = new Dictionary<string, List<double>> { ["ck fwd"] = [], ["ck bwd"] = [], ["raw fwd"] = [], ["raw bwd"] = [] };
+        for (int i = 0; i < steps + 5; i++)
+        {
+            foreach (var which in i % 2 == 0 ? new[] { "ck", "raw" } : ["raw", "ck"])
+            {
+                using var scope = NewDisposeScope();
+                var sw = Stopwatch.StartNew();
+                var logits = which == "ck" ? model.Forward([x])[0] : raw.forward(x);
+                var loss = nn.functional.cross_entropy(logits, y);
+                double f = sw.Elapsed.TotalMilliseconds;
+                loss.backward();
+                double b = sw.Elapsed.TotalMilliseconds - f;
+                if (i >= 5)
+                {
+                    t[which + " fwd"].Add(f);
+                    t[which + " bwd"].Add(b);
+                }
+            }
+            foreach (var p in model.parameters()) p.grad?.zero_();
+            foreach (var p in raw.parameters()) p.grad?.zero_();
+        }
+        foreach (var (k, v) in t)
+        {
+            var a = v.OrderBy(d => d).ToArray();
+            Console.WriteLine(FormattableString.Invariant($"{w.Key} {k,-8} median {a[a.Length / 2]:F3} ms  p25 {a[a.Length / 4]:F3}  p75 {a[3 * a.Length / 4]:F3}"));
+        }
     }
 
     static (double Wall, double Cpu) Time(Action a)
