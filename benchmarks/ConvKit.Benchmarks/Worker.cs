@@ -184,6 +184,7 @@ static class Worker
         model.train();
         var raw = RawModel(w.Model);
         raw.train();
+        Console.WriteLine($"parameters: ConvKit {model.parameters().Count()} tensors / {model.parameters().Sum(p => p.numel())} values, raw {raw.parameters().Count()} / {raw.parameters().Sum(p => p.numel())}");
         int steps = o.Repeats * 20;
         var t = new Dictionary<string, List<double>> { ["ck fwd"] = [], ["ck bwd"] = [], ["raw fwd"] = [], ["raw bwd"] = [] };
         for (int i = 0; i < steps + 5; i++)
