@@ -29,6 +29,20 @@ static class RawTorch
         }
     }
 
+    /// <summary>Flatten + Dense(10) on 28x28x1: almost no compute, for measuring per-batch overhead.</summary>
+    public sealed class Tiny : nn.Module<Tensor, Tensor>
+    {
+        readonly TorchSharp.Modules.Linear fc = nn.Linear(784, 10);
+
+        public Tiny() : base("tiny") => RegisterComponents();
+
+        public override Tensor forward(Tensor x)
+        {
+            using var flat = x.flatten(1);
+            return fc.forward(flat);
+        }
+    }
+
     sealed class Basic : nn.Module<Tensor, Tensor>
     {
         readonly TorchSharp.Modules.Conv2d c1, c2;
@@ -85,6 +99,139 @@ static class RawTorch
             foreach (var b in blocks) y = b.forward(y);
             return fc.forward(y.mean([2, 3])).MoveToOuterDisposeScope();
         }
+    }
+
+    /// <summary>VGG-16 as keras.applications.VGG16 (= torchvision's configuration D, no dropout at inference).</summary>
+    public sealed class Vgg16 : nn.Module<Tensor, Tensor>
+    {
+        readonly TorchSharp.Modules.ModuleList<TorchSharp.Modules.Conv2d> convs = new();
+        readonly int[] poolAfter = [1, 3, 6, 9, 12];
+        readonly TorchSharp.Modules.Linear fc1 = nn.Linear(512 * 7 * 7, 4096), fc2 = nn.Linear(4096, 4096), fc3 = nn.Linear(4096, 1000);
+
+        public Vgg16() : base("vgg16")
+        {
+            int cin = 3;
+            foreach (var (filters, count) in new[] { (64, 2), (128, 2), (256, 3), (512, 3), (512, 3) })
+                for (int i = 0; i < count; i++)
+                {
+                    convs.Add(nn.Conv2d(cin, filters, 3, padding: 1));
+                    cin = filters;
+                }
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            using var scope = NewDisposeScope();
+            var y = x;
+            for (int i = 0; i < convs.Count; i++)
+            {
+                y = F.relu(convs[i].forward(y));
+                if (poolAfter.Contains(i)) y = F.max_pool2d(y, 2);
+            }
+            y = F.relu(fc1.forward(y.flatten(1)));
+            y = F.relu(fc2.forward(y));
+            return fc3.forward(y).MoveToOuterDisposeScope();
+        }
+    }
+
+    sealed class Bottleneck : nn.Module<Tensor, Tensor>
+    {
+        readonly TorchSharp.Modules.Conv2d c1, c2, c3;
+        readonly TorchSharp.Modules.BatchNorm2d b1, b2, b3;
+        readonly TorchSharp.Modules.Conv2d? sc;
+        readonly TorchSharp.Modules.BatchNorm2d? scBn;
+
+        // Keras ResNet v1: stride in the first 1x1 convolution, biased convolutions, projection on each stage's first block.
+        public Bottleneck(int cin, int filters, int stride, bool project) : base("bottleneck")
+        {
+            c1 = nn.Conv2d(cin, filters, 1, stride: stride);
+            b1 = nn.BatchNorm2d(filters, eps: 1.001e-5);
+            c2 = nn.Conv2d(filters, filters, 3, padding: 1);
+            b2 = nn.BatchNorm2d(filters, eps: 1.001e-5);
+            c3 = nn.Conv2d(filters, 4 * filters, 1);
+            b3 = nn.BatchNorm2d(4 * filters, eps: 1.001e-5);
+            if (project)
+            {
+                sc = nn.Conv2d(cin, 4 * filters, 1, stride: stride);
+                scBn = nn.BatchNorm2d(4 * filters, eps: 1.001e-5);
+            }
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            var y = F.relu(b1.forward(c1.forward(x)));
+            y = F.relu(b2.forward(c2.forward(y)));
+            y = b3.forward(c3.forward(y));
+            var shortcut = sc is null ? x : scBn!.forward(sc.forward(x));
+            return F.relu(y + shortcut);
+        }
+    }
+
+    /// <summary>ResNet-50 v1 as keras.applications.ResNet50 (not torchvision's v1.5).</summary>
+    public sealed class ResNet50 : nn.Module<Tensor, Tensor>
+    {
+        readonly TorchSharp.Modules.Conv2d stem = nn.Conv2d(3, 64, 7, stride: 2, padding: 3);
+        readonly TorchSharp.Modules.BatchNorm2d stemBn = nn.BatchNorm2d(64, eps: 1.001e-5);
+        readonly TorchSharp.Modules.ModuleList<nn.Module<Tensor, Tensor>> blocks = new();
+        readonly TorchSharp.Modules.Linear fc = nn.Linear(2048, 1000);
+
+        public ResNet50() : base("resnet50")
+        {
+            int cin = 64;
+            int[] counts = [3, 4, 6, 3];
+            for (int s = 0; s < 4; s++)
+                for (int b = 0; b < counts[s]; b++)
+                {
+                    int filters = 64 << s;
+                    blocks.Add(new Bottleneck(cin, filters, b == 0 && s > 0 ? 2 : 1, b == 0));
+                    cin = 4 * filters;
+                }
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            using var scope = NewDisposeScope();
+            var y = F.relu(stemBn.forward(stem.forward(x)));
+            y = F.max_pool2d(y, 3, 2, 1);
+            foreach (var b in blocks) y = b.forward(y);
+            return fc.forward(y.mean([2, 3])).MoveToOuterDisposeScope();
+        }
+    }
+
+    /// <summary>
+    /// One training epoch doing the work Keras' fit does: a fresh permutation, batches gathered with index_select,
+    /// SGD step, and the mean loss and accuracy accumulated on the device and read once at the end.
+    /// </summary>
+    public static (double Loss, double Accuracy) TrainEpoch(nn.Module<Tensor, Tensor> model, optim.Optimizer opt, Tensor x, Tensor y,
+        int batch, Generator generator, long samples = -1)
+    {
+        model.train();
+        long n = samples < 0 ? x.shape[0] : samples;
+        using var perm = randperm(x.shape[0], generator: generator);
+        using var lossSum = zeros(1, dtype: float64);
+        using var correct = zeros(1, dtype: float64);
+        for (long start = 0; start < n; start += batch)
+        {
+            using var scope = NewDisposeScope();
+            long len = Math.Min(batch, n - start);
+            var idx = perm.narrow(0, start, len);
+            var xb = x.index_select(0, idx);
+            var yb = y.index_select(0, idx);
+            opt.zero_grad();
+            var logits = model.forward(xb);
+            var loss = F.cross_entropy(logits, yb);
+            loss.backward();
+            opt.step();
+            using (no_grad())
+            {
+                lossSum.add_(loss.detach(), alpha: len);
+                correct.add_(logits.argmax(1).eq(yb).sum());
+            }
+        }
+        return (lossSum.item<double>() / n, correct.item<double>() / n);
     }
 
     /// <summary>The idiomatic TorchSharp training loop: SGD with momentum, cross-entropy, one dispose scope per step.</summary>

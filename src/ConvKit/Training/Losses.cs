@@ -40,6 +40,15 @@ public abstract class Loss
     /// <summary>The reduced loss: Σ per-element loss × sample weight / number of elements.</summary>
     public Tensor Compute(Tensor yTrue, Tensor yPred, Tensor? sampleWeight = null) => Reduce(Call(yTrue, yPred), sampleWeight);
 
+    /// <summary>
+    /// The unweighted mean loss of a batch, <c>Reduce(Call(yTrue, yPred), null)</c>. A loss may override it with a
+    /// fused kernel (one op and one backward node instead of two per batch).
+    /// </summary>
+    internal virtual Tensor CallMean(Tensor yTrue, Tensor yPred) => Call(yTrue, yPred).mean();
+
+    /// <summary>The unweighted mean loss from logits, <c>Reduce(CallFromLogits(yTrue, logits), null)</c>.</summary>
+    internal virtual Tensor CallFromLogitsMean(Tensor yTrue, Tensor logits) => CallFromLogits(yTrue, logits).mean();
+
     /// <summary>Keras' <c>sum_over_batch_size</c> reduction, weights broadcast over the non-batch axes.</summary>
     internal static Tensor Reduce(Tensor perElement, Tensor? sampleWeight)
     {
@@ -81,10 +90,17 @@ public sealed class SparseCategoricalCrossentropy(bool fromLogits = false) : Los
     public override bool CanFuse(ActivationFunction activation) => !FromLogits && activation == Activations.Softmax;
 
     /// <inheritdoc/>
-    public override Tensor CallFromLogits(Tensor yTrue, Tensor logits)
+    public override Tensor CallFromLogits(Tensor yTrue, Tensor logits) => CrossEntropy(yTrue, logits, nn.Reduction.None);
+
+    internal override Tensor CallMean(Tensor yTrue, Tensor yPred) => FromLogits ? CrossEntropy(yTrue, yPred, nn.Reduction.Mean) : base.CallMean(yTrue, yPred);
+
+    // The mean over every element (batch and, for dense predictions, positions), as the per-element loss then mean.
+    internal override Tensor CallFromLogitsMean(Tensor yTrue, Tensor logits) => CrossEntropy(yTrue, logits, nn.Reduction.Mean);
+
+    Tensor CrossEntropy(Tensor yTrue, Tensor logits, nn.Reduction reduction)
     {
         var labels = Labels(yTrue, logits);
-        return F.cross_entropy(ClassAxis(logits) == 1 || logits.dim() == 2 ? logits : MoveClassAxis(logits), labels, reduction: nn.Reduction.None);
+        return F.cross_entropy(ClassAxis(logits) == 1 || logits.dim() == 2 ? logits : MoveClassAxis(logits), labels, reduction: reduction);
     }
 
     // Keras accepts labels shaped (N) or (N, 1) for predictions (N, C).

@@ -48,7 +48,7 @@ public abstract class MeanMetric : Metric
     /// <summary>Creates the metric.</summary>
     protected MeanMetric(string name) : base(name) { }
 
-    /// <summary>The per-element values to average for a batch.</summary>
+    /// <summary>The per-element values to average for a batch (float, or boolean for hit/miss metrics).</summary>
     protected abstract Tensor Values(Tensor yTrue, Tensor yPred);
 
     /// <inheritdoc/>
@@ -56,7 +56,8 @@ public abstract class MeanMetric : Metric
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var v = Values(yTrue, yPred.detach());
+        // Under no_grad nothing is recorded for backward: no detach needed.
+        var v = Values(yTrue, yPred);
         Accumulate(v, sampleWeight);
     }
 
@@ -66,7 +67,9 @@ public abstract class MeanMetric : Metric
         total ??= zeros(1, dtype: float64, device: values.device).DetachFromDisposeScope();
         if (sampleWeight is null)
         {
-            total.add_(values.sum().to_type(float64));
+            // add_ promotes the float32 (or, for boolean values, int64) sum into the float64 total: no cast op.
+            using var sum = values.sum();
+            total.add_(sum);
             count += values.numel();
             return;
         }
@@ -109,8 +112,7 @@ public sealed class Mean : Metric
     {
         using var _ = no_grad();
         total ??= zeros(1, dtype: float64, device: value.device).DetachFromDisposeScope();
-        using var d = value.detach();
-        total.add_(d, alpha: weight);
+        total.add_(value, alpha: weight);
         count += weight;
     }
 
@@ -141,9 +143,11 @@ public sealed class SparseCategoricalAccuracy(string name = "sparse_categorical_
     /// <inheritdoc/>
     protected override Tensor Values(Tensor yTrue, Tensor yPred)
     {
-        var axis = yPred.dim() == 4 ? 1 : -1;
-        var y = yTrue.dim() == yPred.dim() && yPred.dim() != 4 ? yTrue.squeeze(-1) : yTrue;
-        return yPred.argmax(axis).eq(y.to_type(int64)).to_type(float32);
+        long rank = yPred.dim();
+        var axis = rank == 4 ? 1 : -1;
+        var y = yTrue.dim() == rank && rank != 4 ? yTrue.squeeze(-1) : yTrue;
+        // Booleans: the mean counts them directly (Accumulate casts only for sample weights).
+        return yPred.argmax(axis).eq(y.dtype == int64 ? y : y.to_type(int64));
     }
 }
 

@@ -227,13 +227,14 @@ public partial class Model
     /// <summary>The loss of a batch and the predictions the metrics see (logits when every metric allows it).</summary>
     (Tensor Loss, Tensor Pred) ComputeLoss(Tensor xb, Tensor yb, Tensor? wb, FusedHead? head, bool metricsNeedActivation)
     {
+        // Without sample weights the loss may reduce in one fused kernel (cross-entropy's mean).
         if (head is null)
         {
             var pred = Forward([xb])[0];
-            return (Training.Loss.Reduce(loss!.Call(yb, pred), wb), pred);
+            return (wb is null ? loss!.CallMean(yb, pred) : Training.Loss.Reduce(loss!.Call(yb, pred), wb), pred);
         }
         var logits = head.Logits(xb);
-        var value = Training.Loss.Reduce(loss!.CallFromLogits(yb, logits), wb);
+        var value = wb is null ? loss!.CallFromLogitsMean(yb, logits) : Training.Loss.Reduce(loss!.CallFromLogits(yb, logits), wb);
         return (value, metricsNeedActivation ? head.Activation.Apply(logits.detach()) : logits);
     }
 
