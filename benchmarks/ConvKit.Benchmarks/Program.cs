@@ -1,6 +1,6 @@
 // ConvKit's benchmark suite: ConvKit vs the same math in raw TorchSharp vs PyTorch (when available), side by side.
 //   dotnet run --project benchmarks/ConvKit.Benchmarks -c Release -- [--quick] [--only lenet5,resnet20,...] [--repeats N]
-//       [--peer PATH] [--python PATH] [--no-peer] [--threads N]
+//       [--peer PATH] [--python PATH] [--no-peer] [--no-plain] [--threads N]
 // Every measurement runs in a child process (this program re-invoked with --worker) so that its peak RSS is its own;
 // within a repeat ConvKit and raw runs alternate (and swap order every repeat) so that machine noise hits both alike.
 using System.Diagnostics;
@@ -35,11 +35,11 @@ namespace ConvKit.Benchmarks
     }
 
     sealed record Options(bool Quick, string[]? Only, int Repeats, string PeerPath, string Python, bool NoPeer, int Threads,
-        string? Worker, string Impl, bool IsaCompare)
+        string? Worker, string Impl, bool NoPlain)
     {
         public static Options Parse(string[] args)
         {
-            bool quick = false, noPeer = false, isaCompare = false;
+            bool quick = false, noPeer = false, noPlain = false;
             string[]? only = null;
             int? repeats = null;
             int threads = 2;
@@ -57,20 +57,20 @@ namespace ConvKit.Benchmarks
                     case "--peer": peer = Next(); break;
                     case "--python": python = Next(); break;
                     case "--no-peer": noPeer = true; break;
-                    case "--isa-compare": isaCompare = true; break;
+                    case "--no-plain": noPlain = true; break;
                     case "--threads": threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--worker": worker = Next(); break;
                     case "--impl": impl = Next(); break;
                     case "-h" or "--help":
                         Console.WriteLine("options: --quick  --only lenet5,resnet20,vgg16,resnet50,fashion (or workload keys)  --repeats N  " +
                             "--peer PATH (env CONVKIT_PEER_SCRIPT; default ../shared/bench/peer_torch.py from the repo root)  --python PATH  --no-peer  --threads N\n" +
-                            "  --isa-compare: instead of the suite, raw TorchSharp with DNNL_MAX_CPU_ISA=AVX2 (ConvKit's cap) vs AVX512_CORE");
+                            "  --no-plain: skip the 'plain TS' column (raw TorchSharp on NCHW-contiguous data with glibc's malloc defaults)");
                         Environment.Exit(0);
                         break;
                     default: throw new ArgumentException($"unknown option {args[i]} (try --help)");
                 }
             }
-            return new Options(quick, only, repeats ?? (quick ? 1 : 3), peer, python, noPeer, threads, worker, impl, isaCompare);
+            return new Options(quick, only, repeats ?? (quick ? 1 : 3), peer, python, noPeer, threads, worker, impl, noPlain);
         }
 
         /// <summary>../shared/bench/peer_torch.py relative to the repository root (found from the working directory up).</summary>
@@ -128,70 +128,43 @@ namespace ConvKit.Benchmarks
                 Console.Error.WriteLine($"no workload selected; known: {string.Join(", ", All.Select(w => w.Key))}");
                 return 2;
             }
-            if (o.IsaCompare) return IsaCompare(workloads, o);
             var started = DateTime.UtcNow;
             Console.WriteLine($"ConvKit benchmarks  {started:yyyy-MM-dd HH:mm} UTC  threads={o.Threads}  repeats={o.Repeats}{(o.Quick ? "  (quick)" : "")}");
-            Console.WriteLine($"load average at start: {LoadAverage()}   DNNL_MAX_CPU_ISA={Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA") ?? "(unset: ConvKit caps at AVX2)"}");
-            var ck = workloads.ToDictionary(w => w, _ => new List<Measurement>());
-            var raw = workloads.ToDictionary(w => w, _ => new List<Measurement>());
+            Console.WriteLine($"load average at start: {LoadAverage()}");
+            // raw = the hand-written TorchSharp models in a process set up as ConvKit sets it up (malloc tuning, oneDNN cap):
+            // the framework's overhead. plain = the same models with TorchSharp's and glibc's defaults, what a raw
+            // TorchSharp user gets.
+            string[] impls = o.NoPlain ? ["convkit", "raw"] : ["convkit", "raw", "plain"];
+            var results = impls.ToDictionary(i => i, _ => workloads.ToDictionary(w => w, _ => new List<Measurement>()));
             for (int r = 0; r < o.Repeats; r++)
             {
                 foreach (var w in workloads.Where(w => r < w.MaxRepeats))
                 {
-                    // Alternate which implementation goes first so that drifting load favours neither.
-                    foreach (var impl in (r + Array.IndexOf(workloads, w)) % 2 == 0 ? new[] { "convkit", "raw" } : ["raw", "convkit"])
+                    // Rotate which implementation goes first so that drifting load favours none.
+                    int shift = (r + Array.IndexOf(workloads, w)) % impls.Length;
+                    foreach (var impl in impls.Skip(shift).Concat(impls.Take(shift)))
                     {
                         var m = RunWorker(w, impl, o);
-                        (impl == "convkit" ? ck : raw)[w].Add(m);
+                        results[impl][w].Add(m);
                         Console.Error.WriteLine($"  [{r + 1}/{o.Repeats}] {w.Key,-20} {impl,-8} {Describe(w, m)}");
                     }
                 }
             }
             var peer = RunPeer(workloads, o);
             Console.WriteLine($"load average at end: {LoadAverage()}   elapsed {(DateTime.UtcNow - started).TotalMinutes:F1} min");
-            Print(workloads, ck, raw, peer, o);
-            return 0;
-        }
-
-        /// <summary>
-        /// What ConvKit's oneDNN cap costs: raw TorchSharp under DNNL_MAX_CPU_ISA=AVX2 (what ConvKit sets, because
-        /// libtorch 2.10's AVX-512 convolution backward-data kernel races) against AVX512_CORE, alternating.
-        /// </summary>
-        static int IsaCompare(Workload[] workloads, Options o)
-        {
-            string[] isas = ["AVX2", "AVX512_CORE"];
-            Console.WriteLine($"raw TorchSharp, DNNL_MAX_CPU_ISA AVX2 vs AVX512_CORE  {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC  threads={o.Threads}  repeats={o.Repeats}  load {LoadAverage()}");
-            var results = workloads.ToDictionary(w => w, _ => isas.ToDictionary(i => i, _ => new List<Measurement>()));
-            for (int r = 0; r < o.Repeats; r++)
-                foreach (var w in workloads.Where(w => r < w.MaxRepeats))
-                    foreach (var isa in r % 2 == 0 ? isas : [isas[1], isas[0]])
-                    {
-                        var m = RunWorker(w, "raw", o, isa);
-                        results[w][isa].Add(m);
-                        Console.Error.WriteLine($"  [{r + 1}/{o.Repeats}] {w.Key,-20} {isa,-12} {Describe(w, m)}");
-                    }
-            string header = $"{"workload",-34} {"AVX2",9} {"AVX512",9} {"AVX2/AVX512",12} {"[min..max]",15}";
-            Console.WriteLine($"load at end {LoadAverage()}. images/s, median; AVX2/AVX512 < 1 means the cap costs speed.");
-            Console.WriteLine(header);
-            Console.WriteLine(new string('-', header.Length));
-            foreach (var w in workloads)
-            {
-                var a = results[w]["AVX2"];
-                var b = results[w]["AVX512_CORE"];
-                var paired = a.Zip(b, (x, y) => x.ImagesPerSecond / y.ImagesPerSecond).Where(x => !double.IsNaN(x)).ToArray();
-                string range = paired.Length > 1 ? $"[{paired.Min():F3}..{paired.Max():F3}]" : "";
-                Console.WriteLine($"{w.Title,-34} {Num(Median(a.Select(m => m.ImagesPerSecond))),9} {Num(Median(b.Select(m => m.ImagesPerSecond))),9} {Ratio(Median(paired)),12} {range,15}");
-            }
+            Print(workloads, results, peer, o);
             return 0;
         }
 
         static string Describe(Workload w, Measurement m) =>
             m.ImagesPerSecond is double.NaN ? $"failed: {m.Note}" : $"{m.ImagesPerSecond,10:F1} img/s  {m.Seconds,7:F2} s  rss {m.PeakRssMb:F0} MB {m.Note}";
 
-        static Measurement RunWorker(Workload w, string impl, Options o, string? isa = null)
+        static Measurement RunWorker(Workload w, string impl, Options o)
         {
             var self = Environment.ProcessPath!;
             var psi = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            // TorchSharp as a raw user runs it: glibc's malloc defaults (and NCHW-contiguous inputs, see Worker).
+            if (impl == "plain") psi.Environment["CONVKIT_MALLOC_TUNING"] = "0";
             if (Path.GetFileNameWithoutExtension(self) == "dotnet")
             {
                 psi.FileName = self;
@@ -201,8 +174,6 @@ namespace ConvKit.Benchmarks
             foreach (var a in new[] { "--worker", w.Key, "--impl", impl, "--threads", o.Threads.ToString(CultureInfo.InvariantCulture) })
                 psi.ArgumentList.Add(a);
             if (o.Quick) psi.ArgumentList.Add("--quick");
-            // A value set by the user wins over ConvKit's AVX2 cap (TorchNative leaves it alone).
-            if (isa is not null) psi.Environment["DNNL_MAX_CPU_ISA"] = isa;
             using var p = Process.Start(psi)!;
             var stderr = p.StandardError.ReadToEndAsync();
             var stdout = p.StandardOutput.ReadToEnd();
@@ -300,45 +271,54 @@ namespace ConvKit.Benchmarks
 
         static string Ratio(double v) => double.IsNaN(v) ? "n/a" : v.ToString("F3", CultureInfo.InvariantCulture);
 
-        static void Print(Workload[] workloads, Dictionary<Workload, List<Measurement>> ck, Dictionary<Workload, List<Measurement>> raw,
+        static void Print(Workload[] workloads, Dictionary<string, Dictionary<Workload, List<Measurement>>> results,
             Dictionary<Workload, PeerResult>? peer, Options o)
         {
+            var ck = results["convkit"];
+            var raw = results["raw"];
+            var plain = results.GetValueOrDefault("plain");
+            double Paired(Dictionary<Workload, List<Measurement>> other, Workload w, out string range)
+            {
+                var v = ck[w].Zip(other[w], (a, b) => a.ImagesPerSecond / b.ImagesPerSecond).Where(x => !double.IsNaN(x)).ToArray();
+                range = v.Length > 1 ? $"[{v.Min():F2}..{v.Max():F2}]" : "";
+                return Median(v);
+            }
             Console.WriteLine();
-            Console.WriteLine($"Throughput, images/s (median of {o.Repeats}; VGG-16/ResNet-50 batch 16: one run; higher is better). Ratios > 1: ConvKit faster. ConvKit/raw is the median of per-repeat paired ratios [min..max].");
-            string header = $"{"workload",-34} {"ConvKit",9} {"raw TS",9} {"PyTorch",9} {"CK/raw",7} {"[min..max]",15} {"CK/PT",7}   {"RSS CK",7} {"RSS raw",7} {"RSS PT",7} (MB)";
+            Console.WriteLine($"Throughput, images/s (median of {o.Repeats}; VGG-16/ResNet-50 batch 16: one run; higher is better). Ratios > 1: ConvKit faster;");
+            Console.WriteLine("CK/raw and CK/plain are medians of per-repeat paired ratios [min..max].");
+            string header = $"{"workload",-34} {"ConvKit",8} {"raw TS",8} {"plain TS",8} {"PyTorch",8} {"CK/raw",6} {"[min..max]",12} {"CK/plain",8} {"CK/PT",6}  {"RSS CK",6} {"raw",6} {"plain",6} {"PT",6} (MB)";
             Console.WriteLine(header);
             Console.WriteLine(new string('-', header.Length));
             foreach (var w in workloads)
             {
-                var c = ck[w];
-                var r = raw[w];
-                double cIps = Median(c.Select(m => m.ImagesPerSecond)), rIps = Median(r.Select(m => m.ImagesPerSecond));
-                var paired = c.Zip(r, (a, b) => a.ImagesPerSecond / b.ImagesPerSecond).Where(x => !double.IsNaN(x)).ToArray();
+                double cIps = Median(ck[w].Select(m => m.ImagesPerSecond)), rIps = Median(raw[w].Select(m => m.ImagesPerSecond));
+                double plIps = plain is null ? double.NaN : Median(plain[w].Select(m => m.ImagesPerSecond));
                 double pIps = double.NaN, pRss = double.NaN;
                 if (peer is not null && peer.TryGetValue(w, out var pr))
                 {
                     pIps = w.Kind == Kind.Train ? pr.Train : pr.Infer;
                     pRss = pr.RssMb;
                 }
-                string range = paired.Length > 1 ? $"[{paired.Min():F3}..{paired.Max():F3}]" : "";
-                Console.WriteLine($"{w.Title,-34} {Num(cIps),9} {Num(rIps),9} {Num(pIps),9} {Ratio(Median(paired)),7} {range,15} {Ratio(cIps / pIps),7}   " +
-                    $"{Num(Median(c.Select(m => m.PeakRssMb))),7} {Num(Median(r.Select(m => m.PeakRssMb))),7} {Num(pRss),7}");
+                double vsRaw = Paired(raw, w, out var range);
+                double vsPlain = plain is null ? double.NaN : Paired(plain, w, out _);
+                Console.WriteLine($"{w.Title,-34} {Num(cIps),8} {Num(rIps),8} {Num(plIps),8} {Num(pIps),8} {Ratio(vsRaw),6} {range,12} {Ratio(vsPlain),8} {Ratio(cIps / pIps),6}  " +
+                    $"{Num(Median(ck[w].Select(m => m.PeakRssMb))),6} {Num(Median(raw[w].Select(m => m.PeakRssMb))),6} {Num(plain is null ? double.NaN : Median(plain[w].Select(m => m.PeakRssMb))),6} {Num(pRss),6}");
             }
             Console.WriteLine();
             foreach (var w in workloads.Where(w => w.Kind == Kind.Epoch))
             {
                 Console.WriteLine($"Fashion-MNIST, one epoch of lenet5 at batch {w.Batch} (60,000 images, shuffled, loss + accuracy), seconds (median):");
-                Console.WriteLine($"  ConvKit: load + float conversion {Num(Median(ck[w].Select(m => Extra(m, "load"))))} s, Fit {Num(Median(ck[w].Select(m => Extra(m, "fit"))))} s, total {Num(Median(ck[w].Select(m => m.Seconds)))} s");
-                Console.WriteLine($"  raw:     load + float conversion {Num(Median(raw[w].Select(m => Extra(m, "load"))))} s, loop {Num(Median(raw[w].Select(m => Extra(m, "fit"))))} s, total {Num(Median(raw[w].Select(m => m.Seconds)))} s");
-                Console.WriteLine("  (both load with ConvKit.Data; PyTorch peer has no epoch workload)");
+                foreach (var (name, dict) in results)
+                    Console.WriteLine($"  {name,-8} load + float conversion {Num(Median(dict[w].Select(m => Extra(m, "load"))))} s, training {Num(Median(dict[w].Select(m => Extra(m, "fit"))))} s, total {Num(Median(dict[w].Select(m => m.Seconds)))} s");
+                Console.WriteLine("  (all load with ConvKit.Data; the PyTorch peer has no epoch workload)");
             }
             var trains = workloads.Where(w => w.Kind == Kind.Train && All.Contains(w)).ToArray();
             if (trains.Length > 0)
             {
-                Console.WriteLine("Issue 3 (Fit within 5% of the raw TorchSharp loop):");
+                Console.WriteLine("Issue 3 (Fit within 5% of the raw TorchSharp loop in the same process set-up):");
                 foreach (var w in trains)
                 {
-                    double ratio = Median(ck[w].Zip(raw[w], (a, b) => a.ImagesPerSecond / b.ImagesPerSecond));
+                    double ratio = Paired(raw, w, out _);
                     Console.WriteLine($"  {w.Title,-34} ConvKit/raw {Ratio(ratio)}  {(ratio >= 0.95 ? "ok" : "SLOWER than 5%")}");
                 }
             }
@@ -347,8 +327,11 @@ namespace ConvKit.Benchmarks
                 Console.WriteLine("Note: ConvKit's and raw resnet50 are Keras' ResNet-50 v1 (stride in the first 1x1 conv, biased convs); PyTorch runs torchvision's");
                 Console.WriteLine("      resnet50, which is v1.5 (stride in the 3x3 conv, no conv biases): similar but not identical FLOPs. VGG-16 is the same net in all three.");
             }
-            Console.WriteLine("Raw TS = the same models written by hand in TorchSharp (RawTorch.cs); its training loop shuffles every epoch and accumulates");
-            Console.WriteLine("loss and accuracy on the device like Fit. ConvKit trains through Model.Fit (verbose 0, SGD lr 0.01 momentum 0.9, sparse CE on logits).");
+            Console.WriteLine("raw TS = the same models written by hand in TorchSharp (RawTorch.cs), fed channels-last data and run in a process set up");
+            Console.WriteLine("as ConvKit sets it up (glibc malloc tuning): ConvKit's own overhead. plain TS = the same code on NCHW-contiguous data with");
+            Console.WriteLine("glibc's malloc defaults, as a raw TorchSharp user runs it (note: libtorch 2.10 computes some convolutions wrongly that way,");
+            Console.WriteLine("see Ops.Conv2DChannelsFirst). The raw loop shuffles every epoch and accumulates loss and accuracy on the device like Fit.");
+            Console.WriteLine("ConvKit trains through Model.Fit (verbose 0, SGD lr 0.01 momentum 0.9, sparse CE on logits) and infers through Model.Predict.");
         }
 
         static double Extra(Measurement m, string key)

@@ -202,8 +202,9 @@ static class RawTorch
     }
 
     /// <summary>
-    /// One training epoch doing the work Keras' fit does: a fresh permutation, batches gathered with index_select,
-    /// SGD step, and the mean loss and accuracy accumulated on the device and read once at the end.
+    /// One training epoch doing the work Keras' fit does: a fresh permutation, batches gathered with index_select
+    /// (keeping channels-last memory when <paramref name="x"/> has it), SGD step, and the mean loss and accuracy
+    /// accumulated on the device and read once at the end.
     /// </summary>
     public static (double Loss, double Accuracy) TrainEpoch(nn.Module<Tensor, Tensor> model, optim.Optimizer opt, Tensor x, Tensor y,
         int batch, Generator generator, long samples = -1)
@@ -218,7 +219,7 @@ static class RawTorch
             using var scope = NewDisposeScope();
             long len = Math.Min(batch, n - start);
             var idx = perm.narrow(0, start, len);
-            var xb = x.index_select(0, idx);
+            var xb = Gather(x, idx);
             var yb = y.index_select(0, idx);
             opt.zero_grad();
             var logits = model.forward(xb);
@@ -234,43 +235,15 @@ static class RawTorch
         return (lossSum.item<double>() / n, correct.item<double>() / n);
     }
 
-    /// <summary>The idiomatic TorchSharp training loop: SGD with momentum, cross-entropy, one dispose scope per step.</summary>
-    public static double TrainImagesPerSecond(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y, int batch, double seconds)
+    /// <summary>
+    /// Samples <paramref name="idx"/> of <paramref name="x"/>, keeping channels-last strides when <paramref name="x"/>
+    /// has them (index_select alone returns NCHW-contiguous memory).
+    /// </summary>
+    static Tensor Gather(Tensor x, Tensor idx)
     {
-        model.train();
-        var opt = optim.SGD(model.parameters(), 0.01, momentum: 0.9);
-        long n = x.shape[0];
-        int steps = 0;
-        void Step(int i)
-        {
-            using var scope = NewDisposeScope();
-            long start = (i * (long)batch) % (n - batch + 1);
-            var xb = x.narrow(0, start, batch);
-            var yb = y.narrow(0, start, batch);
-            opt.zero_grad();
-            var loss = F.cross_entropy(model.forward(xb), yb);
-            loss.backward();
-            opt.step();
-        }
-        for (int i = 0; i < 3; i++) Step(i);
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        while (sw.Elapsed.TotalSeconds < seconds) Step(steps++);
-        return steps * (double)batch / sw.Elapsed.TotalSeconds;
-    }
-
-    /// <summary>Inference throughput under inference mode.</summary>
-    public static double InferImagesPerSecond(nn.Module<Tensor, Tensor> model, Tensor x, double seconds)
-    {
-        model.eval();
-        using var _ = inference_mode();
-        for (int i = 0; i < 2; i++) model.forward(x).Dispose();
-        int n = 0;
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        while (sw.Elapsed.TotalSeconds < seconds || n < 3)
-        {
-            model.forward(x).Dispose();
-            n++;
-        }
-        return n * (double)x.shape[0] / sw.Elapsed.TotalSeconds;
+        if (x.dim() != 4 || x.stride(1) != 1 || x.shape[1] == 1) return x.index_select(0, idx);
+        using var nhwc = x.permute(0, 2, 3, 1);
+        using var picked = nhwc.index_select(0, idx);
+        return picked.permute(0, 3, 1, 2);
     }
 }

@@ -31,14 +31,16 @@ static class Worker
             Paired(w, o, loopOnly: impl == "paired-loop");
             return;
         }
-        if (impl is not ("convkit" or "raw")) throw new ArgumentException($"--impl must be convkit, raw or paired; received {impl}");
+        if (impl is not ("convkit" or "raw" or "plain")) throw new ArgumentException($"--impl must be convkit, raw, plain, paired, paired-loop or phases; received {impl}");
         bool ck = impl == "convkit";
+        // raw: activations channels-last like ConvKit's (an expert's TorchSharp); plain: NCHW-contiguous, the default.
+        bool plain = impl == "plain";
         manual_seed(0);
         var (ips, seconds, note) = w.Kind switch
         {
-            Kind.Train => ck ? TrainConvKit(w, o.Quick) : TrainRaw(w, o.Quick),
-            Kind.Infer => ck ? InferConvKit(w, o.Quick) : InferRaw(w, o.Quick),
-            _ => ck ? EpochConvKit(w) : EpochRaw(w),
+            Kind.Train => ck ? TrainConvKit(w, o.Quick) : TrainRaw(w, o.Quick, plain),
+            Kind.Infer => ck ? InferConvKit(w, o.Quick) : InferRaw(w, o.Quick, plain),
+            _ => ck ? EpochConvKit(w) : EpochRaw(w, plain),
         };
         Console.WriteLine(FormattableString.Invariant($"RESULT ips={ips:F2} seconds={seconds:F4} rss={PeakRssMb():F1}{(note.Length > 0 ? " note=" + note : "")}"));
     }
@@ -102,11 +104,14 @@ static class Worker
         return (samples / s, s, FormattableString.Invariant($"loss={h["loss"][^1]:F3} cpu_ips={samples / (Cpu() - cpu):F1}"));
     }
 
-    static (double, double, string) TrainRaw(Workload w, bool quick)
+    /// <summary>Keras-layout data as the raw models take it: channels-last strides (no copy), or NCHW-contiguous when plain.</summary>
+    static Tensor RawInput(Tensor keras, bool plain) => plain ? keras.permute(0, 3, 1, 2).contiguous() : Layout.FromKeras(keras);
+
+    static (double, double, string) TrainRaw(Workload w, bool quick, bool plain)
     {
         int samples = w.Batch * (quick ? w.QuickSteps : w.Steps);
         var (xk, y) = Data(w, samples);
-        var x = Layout.FromKeras(xk);
+        var x = RawInput(xk, plain);
         var model = RawModel(w.Model);
         var opt = optim.SGD(model.parameters(), 0.01, momentum: 0.9);
         using var gen = new Generator(42);
@@ -178,7 +183,7 @@ static class Worker
     static void Phases(Workload w, Options o)
     {
         var (xk, y) = Data(w, w.Batch);
-        var x = Layout.FromKeras(xk).contiguous();
+        var x = Layout.FromKeras(xk);
         var model = ZooModel(w);
         model.Build(new ConvKit.Shape(w.Height, w.Width, w.Channels));
         model.train();
@@ -259,10 +264,10 @@ static class Worker
         return InferLoop(w, quick, () => model.Predict(x, batchSize: w.Batch).Dispose());
     }
 
-    static (double, double, string) InferRaw(Workload w, bool quick)
+    static (double, double, string) InferRaw(Workload w, bool quick, bool plain)
     {
         var (xk, _) = Data(w, w.Batch);
-        var x = Layout.FromKeras(xk);
+        var x = RawInput(xk, plain);
         var model = RawModel(w.Model);
         model.eval();
         using var _ = inference_mode();
@@ -285,11 +290,11 @@ static class Worker
         return (x.shape[0] / total, total, FormattableString.Invariant($"load={load:F3} fit={fit.Elapsed.TotalSeconds:F3} acc={h["accuracy"][^1]:F3}"));
     }
 
-    static (double, double, string) EpochRaw(Workload w)
+    static (double, double, string) EpochRaw(Workload w, bool plain)
     {
         var sw = Stopwatch.StartNew();
         using var data = Datasets.FashionMnist.Load(FashionPath);
-        using var x = data.Train.ToFloatNchw();
+        using var x = data.Train.ToFloatNchw(); // one channel: NCHW and channels-last are the same memory
         var y = data.Train.Labels;
         double load = sw.Elapsed.TotalSeconds;
         var model = RawModel(w.Model);

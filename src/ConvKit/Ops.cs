@@ -5,6 +5,7 @@ using Padding = ConvKit.Layers.Padding;
 using DeviceType = TorchSharp.DeviceType;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using ConvKit.Native;
 
 namespace ConvKit;
 
@@ -142,18 +143,33 @@ public static class Ops
         long[] stride = [strides.Height, strides.Width], dil = [dilation.Height, dilation.Width];
         return Guard(who, x, () =>
         {
+            // Through VerifiedConvolution: libtorch 2.10's oneDNN kernels are wrong for some shapes (see there).
             if (kernel is { Height: 1, Width: 1 } && (strides.Height > 1 || strides.Width > 1) && top + bottom + left + right == 0)
             {
                 // A strided 1x1 convolution reads every s-th pixel only: subsample first. Same result, less work, and it
                 // avoids a libtorch 2.10 CPU crash (SIGFPE, a division by zero in oneDNN's brgemm backward heuristics)
                 // for strided 1x1 convolutions with 512->1024 or 1024->2048 channels, as in ResNet-50's shortcuts.
                 using var sub = x[TensorIndex.Colon, TensorIndex.Colon, TensorIndex.Slice(step: strides.Height), TensorIndex.Slice(step: strides.Width)];
-                return F.conv2d(sub, w, bias, [1, 1], [0, 0], [1, 1], groups);
+                return VerifiedConvolution.Conv2D(sub, w, bias, [1, 1], [0, 0], [1, 1], groups);
             }
-            if (top == bottom && left == right) return F.conv2d(x, w, bias, stride, [top, left], dil, groups);
+            if (top == bottom && left == right) return VerifiedConvolution.Conv2D(x, w, bias, stride, [top, left], dil, groups);
             using var padded = F.pad(x, [left, right, top, bottom]);
-            return F.conv2d(padded, w, bias, stride, [0, 0], dil, groups);
+            return VerifiedConvolution.Conv2D(padded, w, bias, stride, [0, 0], dil, groups);
         });
+    }
+
+    /// <summary>
+    /// <paramref name="x"/> (N, C, H, W) with channels-last strides (NHWC memory behind the NCHW shape): the same
+    /// tensor (a new handle) when it already is, else a copy. ConvKit's convolutions run in this format: oneDNN's
+    /// channels-last kernels skip the reorders to and from blocked layouts around every convolution, and are right for
+    /// shapes where the plain-NCHW ones are not (see VerifiedConvolution); the output comes back channels-last, so a
+    /// chain of layers stays in that format.
+    /// </summary>
+    internal static Tensor ToChannelsLast(Tensor x)
+    {
+        using var nhwc = x.permute(0, 2, 3, 1);
+        using var dense = nhwc.contiguous();
+        return dense.permute(0, 3, 1, 2);
     }
 
     /// <summary>Max pooling on NCHW; asymmetric 'same' padding is -inf.</summary>

@@ -152,9 +152,29 @@ public static class Layout
         return a switch { 0 => 0, 1 => 2, 2 => 3, _ => 1 }; // N H W C -> N C H W
     }
 
-    /// <summary>Converts a Keras-layout batch (N, H, W, C) to the internal layout; other ranks pass through.</summary>
-    public static TorchSharp.torch.Tensor FromKeras(TorchSharp.torch.Tensor x) =>
-        x.dim() == 4 ? x.permute(0, 3, 1, 2).contiguous() : x.alias();
+    /// <summary>
+    /// Converts a Keras-layout batch (N, H, W, C) to the internal layout, (N, C, H, W) with channels-last strides (the
+    /// convolutions' memory format, see Ops.ToChannelsLast): no copy when <paramref name="x"/> is contiguous. Other
+    /// ranks pass through.
+    /// </summary>
+    public static TorchSharp.torch.Tensor FromKeras(TorchSharp.torch.Tensor x)
+    {
+        if (x.dim() != 4) return x.alias();
+        using var dense = x.contiguous();
+        return dense.permute(0, 3, 1, 2);
+    }
+
+    /// <summary>
+    /// The samples <paramref name="index"/> of an internal-layout batch, keeping a 4-D batch's channels-last strides
+    /// (a plain index_select would gather into NCHW-contiguous memory that the next convolution copies back).
+    /// </summary>
+    internal static TorchSharp.torch.Tensor SelectSamples(TorchSharp.torch.Tensor x, TorchSharp.torch.Tensor index)
+    {
+        if (x.dim() != 4) return x.index_select(0, index);
+        using var nhwc = x.permute(0, 2, 3, 1);
+        using var picked = nhwc.index_select(0, index);
+        return picked.permute(0, 3, 1, 2);
+    }
 
     /// <summary>Converts an internal-layout batch back to Keras' layout (N, H, W, C); other ranks pass through.</summary>
     public static TorchSharp.torch.Tensor ToKeras(TorchSharp.torch.Tensor x) =>

@@ -44,8 +44,7 @@ public static class TorchNative
         {
             if (initialized) return;
             initialized = true;
-            if (RuntimeInformation.ProcessArchitecture == Architecture.X64 && !OperatingSystem.IsWindows())
-                CapOneDnnIsa();
+            if (OperatingSystem.IsLinux()) TuneMalloc();
             if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
             {
                 Status = "not Linux x64: nothing to do";
@@ -74,20 +73,45 @@ public static class TorchNative
         }
     }
 
-    /// <summary>The oneDNN instruction-set cap ConvKit applied, or null when it left oneDNN's choice alone.</summary>
-    public static string? OneDnnIsaCap { get; private set; }
+    /// <summary>The glibc malloc settings ConvKit applied (for diagnostics), or null when it left malloc alone.</summary>
+    public static string? MallocTuning { get; private set; }
+
+    /// <summary>Largest allocation glibc serves from its heap instead of a fresh mmap (glibc's own ceiling for the knob).</summary>
+    internal const int MmapThresholdBytes = 32 << 20;
+
+    /// <summary>Free memory glibc keeps at the top of its heap instead of returning it to the kernel.</summary>
+    internal const int TrimThresholdBytes = 256 << 20;
 
     /// <summary>
-    /// libtorch 2.10's oneDNN <c>jit:avx512_core</c> convolution backward-data kernel races with more than one thread on
-    /// some shapes (measured: input gradients wrong in 10-97% of runs for 4-15 channels on 8x8 maps, with plain or
-    /// channels-last strides), silently corrupting training. Capping oneDNN below AVX-512 selects kernels that are
-    /// exact. oneDNN reads the variable when it first runs, so it is set natively before libtorch loads; a value the
-    /// user set (DNNL_MAX_CPU_ISA or ONEDNN_MAX_CPU_ISA) wins.
+    /// libtorch allocates every activation and gradient with malloc and frees it within the same batch. With glibc's
+    /// defaults, blocks of a few hundred KiB to a few MiB are served by fresh mmaps, or come from heap memory that the
+    /// next free trims back to the kernel, so every batch pays page faults and zeroing for its whole working set
+    /// (measured: LeNet-5 batch-128 training 460,000 minor faults and 3.2 s of system time in a 5.6 s run; with the
+    /// settings below 48,000 faults, 0.4 s, and 2.7x the images/s). ConvKit therefore fixes the mmap threshold at
+    /// 32 MiB and keeps up to 256 MiB of freed heap, the standard tuning for allocation-heavy numeric code. The cost is
+    /// resident memory that stays at its peak between batches instead of falling back. Nothing is changed when the
+    /// C library is not glibc, when the user already tuned malloc (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_,
+    /// MALLOC_TOP_PAD_ or glibc.malloc tunables in GLIBC_TUNABLES), or when CONVKIT_MALLOC_TUNING=0.
     /// </summary>
-    static void CapOneDnnIsa()
+    static void TuneMalloc()
     {
-        if (getenv("DNNL_MAX_CPU_ISA") != IntPtr.Zero || getenv("ONEDNN_MAX_CPU_ISA") != IntPtr.Zero) return;
-        if (setenv("DNNL_MAX_CPU_ISA", "AVX2", 0) == 0) OneDnnIsaCap = "AVX2";
+        if (Environment.GetEnvironmentVariable("CONVKIT_MALLOC_TUNING") is "0" or "false" or "off") return;
+        if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is not null
+            || Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is not null
+            || Environment.GetEnvironmentVariable("MALLOC_TOP_PAD_") is not null
+            || Environment.GetEnvironmentVariable("GLIBC_TUNABLES")?.Contains("glibc.malloc.", StringComparison.Ordinal) == true)
+            return;
+        try
+        {
+            if (gnu_get_libc_version() == IntPtr.Zero) return;
+        }
+        catch (EntryPointNotFoundException)
+        {
+            return; // not glibc (musl has no such tuning)
+        }
+        // M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3; mallopt returns 1 on success.
+        if (mallopt(-3, MmapThresholdBytes) == 1 && mallopt(-1, TrimThresholdBytes) == 1)
+            MallocTuning = $"glibc malloc: mmap threshold {MmapThresholdBytes >> 20} MiB, trim threshold {TrimThresholdBytes >> 20} MiB";
     }
 
     static IntPtr Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
@@ -176,8 +200,8 @@ public static class TorchNative
     [DllImport("libc", EntryPoint = "dlopen")] static extern IntPtr dlopen(string file, int mode);
     [DllImport("libc", EntryPoint = "dlvsym")] static extern IntPtr dlvsym(IntPtr handle, string symbol, string version);
     [DllImport("libc", EntryPoint = "dlclose")] static extern int dlclose(IntPtr handle);
-    [DllImport("libc", EntryPoint = "getenv")] static extern IntPtr getenv(string name);
-    [DllImport("libc", EntryPoint = "setenv")] static extern int setenv(string name, string value, int overwrite);
+    [DllImport("libc", EntryPoint = "mallopt")] static extern int mallopt(int param, int value);
+    [DllImport("libc", EntryPoint = "gnu_get_libc_version")] static extern IntPtr gnu_get_libc_version();
     [DllImport("libc", EntryPoint = "memfd_create", SetLastError = true)] static extern int memfd_create(string name, uint flags);
 }
 

@@ -172,7 +172,7 @@ public partial class Model
                         if (perm is not null)
                         {
                             var idx = perm.narrow(0, start, len);
-                            xb = xs.index_select(0, idx);
+                            xb = Layout.SelectSamples(xs, idx);
                             yb = ys.index_select(0, idx);
                             if (sampleWeights is not null) wb = sampleWeights.index_select(0, idx);
                         }

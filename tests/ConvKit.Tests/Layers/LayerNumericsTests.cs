@@ -9,8 +9,8 @@ namespace ConvKit.Tests.Layers;
 
 /// <summary>
 /// Forward values and gradients against TorchSharp reference ops; BN statistics; initializers; names.
-/// These tests caught libtorch 2.10's racy AVX-512 convolution backward (wrong input gradients in some runs, with
-/// implicit and explicit padding alike); ConvKit caps oneDNN below AVX-512 (TorchNative.CapOneDnnIsa).
+/// These tests caught libtorch 2.10's wrong float32 convolutions (input gradients wrong in some runs for 4 channels);
+/// convolution references therefore run in float64, which never goes through oneDNN (see VerifiedConvolution).
 /// </summary>
 public class LayerNumericsTests
 {
@@ -74,7 +74,10 @@ public class LayerNumericsTests
         int eff = 2 * dilation + 1;
         var (before, after) = p == Padding.Same ? SamePad(8, eff, stride) : (0, 0);
         CheckAgainstReference(conv, x,
-            input => F.conv2d(F.pad(input, [before, after, before, after]), W(conv.Kernel!), W(conv.Bias!), [stride, stride], [0, 0], [dilation, dilation], groups),
+            // In float64: libtorch's float32 CPU convolution on plain NCHW memory is wrong for some channel counts
+            // (4 here, input gradient; see VerifiedConvolution), its float64 one never runs oneDNN.
+            input => F.conv2d(F.pad(input.to_type(ScalarType.Float64), [before, after, before, after]), W(conv.Kernel!).to_type(ScalarType.Float64),
+                W(conv.Bias!).to_type(ScalarType.Float64), [stride, stride], [0, 0], [dilation, dilation], groups).to_type(ScalarType.Float32),
             (conv.Kernel!, "kernel"), (conv.Bias!, "bias"));
     }
 

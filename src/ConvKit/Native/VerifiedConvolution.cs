@@ -1,0 +1,173 @@
+using System.Collections.Concurrent;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ConvKit.Native;
+
+/// <summary>
+/// Runs ConvKit's CPU convolutions on libtorch's fast kernels (oneDNN, channels-last memory) only for the problem
+/// configurations where those kernels were checked to be right on this machine, and on an im2col + GEMM formulation
+/// elsewhere.
+/// </summary>
+/// <remarks>
+/// <para>libtorch 2.10 (TorchSharp 0.107) hands float32 CPU convolutions to oneDNN 3.7.1, which returns wrong outputs
+/// or gradients for some ordinary shapes. Measured on this project's machine (AMD EPYC, AVX-512), a sweep of 150 random
+/// shapes: plain NCHW memory gives wrong results whenever the channel count is not a multiple of oneDNN's block (e.g.
+/// 31 channels under AVX2, 24 under AVX-512; errors of 15-30% of the output range, varying run to run with the memory
+/// reused); channels-last memory fixes those but 12 of 150 shapes were still wrong under AVX-512 (1x1 convolutions with
+/// 37, 40, 41 or 45 filters, a grouped 2->14 convolution: 40-90%) and 5 under AVX2 (16->48 3x3 on 5x5 maps at batch 2
+/// or more). The errors are large and depend on the shape, the batch size and the CPU's instruction set, so they cannot
+/// be listed in advance for a user's machine. libtorch without oneDNN is exact but 6-8x slower.</para>
+/// <para>So the first time a configuration (input shape including the batch size, filters, strides, padding,
+/// dilation, groups, and whether gradients are needed; batches above 8 are checked on 2-8 of their images) is seen, ConvKit runs it once through oneDNN on random data and
+/// compares the output (and, when training, whichever of the input and filter gradients autograd will ask for) with the
+/// im2col reference; the verdict is
+/// cached for the process. The check costs about three convolutions of that shape, once. Kernels that fail are
+/// replaced by the reference formulation (F.unfold + matmul, differentiable, exact, slower), and
+/// <see cref="Rejected"/> lists them. Set CONVKIT_VERIFY_CONVOLUTIONS=0 to trust oneDNN everywhere.</para>
+/// </remarks>
+public static class VerifiedConvolution
+{
+    /// <summary>
+    /// One convolution problem as oneDNN sees it (after ConvKit's explicit padding and subsampling); N is the batch size
+    /// the check ran at (see VerificationBatch).
+    /// </summary>
+    public readonly record struct Configuration(long N, long C, long H, long W, long Filters, long KernelHeight, long KernelWidth,
+        long StrideHeight, long StrideWidth, long PadHeight, long PadWidth, long DilationHeight, long DilationWidth, long Groups,
+        bool InputGradient, bool FilterGradient)
+    {
+        /// <inheritdoc/>
+        public override string ToString() =>
+            $"{N}x{C}x{H}x{W} -> {Filters} filters {KernelHeight}x{KernelWidth}, strides {StrideHeight}x{StrideWidth}, pads {PadHeight}x{PadWidth}, " +
+            $"dilation {DilationHeight}x{DilationWidth}, groups {Groups}{(InputGradient ? ", input gradient" : "")}{(FilterGradient ? ", filter gradient" : "")}";
+    }
+
+    static readonly ConcurrentDictionary<Configuration, bool> Verdicts = new();
+    static readonly bool Disabled = Environment.GetEnvironmentVariable("CONVKIT_VERIFY_CONVOLUTIONS") is "0" or "false" or "off";
+
+    /// <summary>Configurations whose oneDNN kernels failed the check in this process (they run on the reference).</summary>
+    public static IReadOnlyCollection<Configuration> Rejected => Verdicts.Where(kv => !kv.Value).Select(kv => kv.Key).ToArray();
+
+    /// <summary>Configurations checked so far in this process.</summary>
+    public static int Checked => Verdicts.Count;
+
+    /// <summary>Largest relative error (of the output's or gradient's range) a fast kernel may show and still pass.</summary>
+    public const double Tolerance = 1e-3;
+
+    /// <summary>
+    /// The convolution of <paramref name="x"/> (NCHW shape) with symmetric zero padding, like F.conv2d, on a kernel that
+    /// is right for this configuration.
+    /// </summary>
+    internal static Tensor Conv2D(Tensor x, Tensor w, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups)
+    {
+        if (x.device_type != DeviceType.CPU)
+            return F.conv2d(x, w, bias, stride, padding, dilation, groups);
+        if (w.shape[2] == 1 && w.shape[3] == 1 && stride[0] == 1 && stride[1] == 1 && padding[0] == 0 && padding[1] == 0 && groups == 1)
+            return Pointwise(x, w, bias);
+        if (Disabled || x.dtype != ScalarType.Float32)
+            return Fast(x, w, bias, stride, padding, dilation, groups);
+        bool grad = is_grad_enabled();
+        var key = new Configuration(VerificationBatch(x, w), x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
+            stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, grad && x.requires_grad, grad && w.requires_grad);
+        if (!Verdicts.TryGetValue(key, out bool fastIsRight))
+        {
+            fastIsRight = Verify(key);
+            Verdicts[key] = fastIsRight;
+        }
+        return fastIsRight ? Fast(x, w, bias, stride, padding, dilation, groups) : Reference(x, w, bias, stride, padding, dilation, groups);
+    }
+
+    /// <summary>
+    /// The batch size the check runs at: the real one up to 8 (the measured failures appear from batch 2 on, and some
+    /// only there, so 1 and 2+ are told apart), else 2-8 images, as many as keep the im2col matrix near 256 MiB.
+    /// </summary>
+    static long VerificationBatch(Tensor x, Tensor w)
+    {
+        long n = x.shape[0];
+        if (n <= 2) return n;
+        long perImage = Math.Max(1, x.shape[1] * w.shape[2] * w.shape[3] * x.shape[2] * x.shape[3] * 4);
+        return Math.Clamp((256L << 20) / perImage, 2, Math.Min(n, 8));
+    }
+
+    /// <summary>libtorch's convolution on channels-last memory (oneDNN on x86 CPUs).</summary>
+    static Tensor Fast(Tensor x, Tensor w, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups)
+    {
+        using var cl = Ops.ToChannelsLast(x);
+        if (is_grad_enabled()) return F.conv2d(cl, w, bias, stride, padding, dilation, groups);
+        // With gradients off libtorch asks oneDNN for its forward_inference kernels, and some of those divide by zero
+        // (SIGFPE, the process dies): channels-last 1x1 convolutions such as 512->1024 on 14x14 maps (ResNet-50's
+        // conv4 shortcut), under AVX2 and AVX-512. The forward_training kernels compute the same values without the
+        // crash; they are what libtorch picks while gradient mode is on. Detached operands keep autograd out of it.
+        using var gradOn = enable_grad();
+        using var wd = w.detach();
+        using var bd = bias?.detach();
+        using var xd = cl.detach();
+        return F.conv2d(xd, wd, bd, stride, padding, dilation, groups);
+    }
+
+    /// <summary>
+    /// A 1x1 convolution (stride 1, no padding, one group) is a matrix product over the pixels: (N·H·W, C) × (C, O),
+    /// which on channels-last memory needs no copy. ConvKit runs it as that GEMM (F.linear) rather than through oneDNN,
+    /// whose 1x1 kernels on this libtorch both crash the process (SIGFPE in brgemm's blocking heuristics, e.g.
+    /// 512->1024 on 14x14 maps with 2 threads: ResNet-50's conv4 shortcut) and compute wrong outputs under AVX-512 when
+    /// the filter count is not a multiple of 16 (37, 40, 41, 45 filters: 40-90% of the output range). Measured as fast.
+    /// </summary>
+    static Tensor Pointwise(Tensor x, Tensor w, Tensor? bias)
+    {
+        using var cl = Ops.ToChannelsLast(x);
+        using var nhwc = cl.permute(0, 2, 3, 1); // (N, H, W, C), contiguous
+        using var matrix = w.reshape(w.shape[0], w.shape[1]);
+        using var y = F.linear(nhwc, matrix, bias); // (N, H, W, O)
+        return y.permute(0, 3, 1, 2);
+    }
+
+    /// <summary>
+    /// The same convolution as im2col (F.unfold) and one batched matrix product per group: libtorch's own reference
+    /// kernels, differentiable, no oneDNN. Returns channels-last memory like <see cref="Fast"/>.
+    /// </summary>
+    internal static Tensor Reference(Tensor x, Tensor w, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups)
+    {
+        using var scope = NewDisposeScope();
+        long n = x.shape[0], o = w.shape[0], kh = w.shape[2], kw = w.shape[3];
+        long oh = (x.shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
+        long ow = (x.shape[3] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
+        var cols = F.unfold(x, (kh, kw), (dilation[0], dilation[1]), (padding[0], padding[1]), (stride[0], stride[1])); // N, C*kh*kw, L
+        long k = cols.shape[1] / groups;
+        // (g, O/g, K) @ (N, g, K, L) -> (N, g, O/g, L)
+        var y = w.reshape(groups, o / groups, k).matmul(cols.reshape(n, groups, k, oh * ow)).reshape(n, o, oh, ow);
+        if (bias is not null) y = y.add(bias.reshape(1, o, 1, 1));
+        return Ops.ToChannelsLast(y).MoveToOuterDisposeScope();
+    }
+
+    static bool Verify(Configuration c)
+    {
+        using var scope = NewDisposeScope();
+        using var inferenceOff = inference_mode(false);
+        bool backward = c.InputGradient || c.FilterGradient;
+        using var gradMode = backward ? enable_grad() : no_grad();
+        using var gen = new Generator(0x5eed);
+        long[] stride = [c.StrideHeight, c.StrideWidth], padding = [c.PadHeight, c.PadWidth], dilation = [c.DilationHeight, c.DilationWidth];
+        var x = randn([c.N, c.C, c.H, c.W], generator: gen);
+        var w = randn([c.Filters, c.C / c.Groups, c.KernelHeight, c.KernelWidth], generator: gen);
+        var xf = x.detach().requires_grad_(c.InputGradient);
+        var wf = w.detach().requires_grad_(c.FilterGradient);
+        var xr = x.detach().requires_grad_(c.InputGradient);
+        var wr = w.detach().requires_grad_(c.FilterGradient);
+        var yf = Fast(xf, wf, null, stride, padding, dilation, c.Groups);
+        var yr = Reference(xr, wr, null, stride, padding, dilation, c.Groups);
+        if (!Close(yf, yr)) return false;
+        if (!backward) return true;
+        var probe = randn(yr.shape, generator: gen);
+        yf.mul(probe).sum().backward();
+        yr.mul(probe).sum().backward();
+        return (!c.InputGradient || Close(xf.grad!, xr.grad!)) && (!c.FilterGradient || Close(wf.grad!, wr.grad!));
+    }
+
+    static bool Close(Tensor actual, Tensor expected)
+    {
+        double scale = expected.abs().max().item<float>();
+        double err = actual.sub(expected).abs().max().item<float>();
+        return !double.IsNaN(err) && err <= Tolerance * Math.Max(scale, 1e-12);
+    }
+}
