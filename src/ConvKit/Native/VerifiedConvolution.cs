@@ -63,7 +63,8 @@ public static class VerifiedConvolution
     {
         if (x.device_type != DeviceType.CPU)
             return F.conv2d(x, w, bias, stride, padding, dilation, groups);
-        if (w.shape[2] == 1 && w.shape[3] == 1 && stride[0] == 1 && stride[1] == 1 && padding[0] == 0 && padding[1] == 0 && groups == 1)
+        if (w.shape[2] == 1 && w.shape[3] == 1 && stride[0] == 1 && stride[1] == 1 && padding[0] == 0 && padding[1] == 0 && groups == 1
+            && (w.shape[0] > PointwiseOneDnnLimit || w.shape[1] > PointwiseOneDnnLimit))
             return Pointwise(x, w, bias);
         if (Disabled || x.dtype != ScalarType.Float32)
             return Fast(x, w, bias, stride, padding, dilation, groups);
@@ -94,24 +95,22 @@ public static class VerifiedConvolution
     static Tensor Fast(Tensor x, Tensor w, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups)
     {
         using var cl = Ops.ToChannelsLast(x);
-        if (is_grad_enabled()) return F.conv2d(cl, w, bias, stride, padding, dilation, groups);
-        // With gradients off libtorch asks oneDNN for its forward_inference kernels, and some of those divide by zero
-        // (SIGFPE, the process dies): channels-last 1x1 convolutions such as 512->1024 on 14x14 maps (ResNet-50's
-        // conv4 shortcut), under AVX2 and AVX-512. The forward_training kernels compute the same values without the
-        // crash; they are what libtorch picks while gradient mode is on. Detached operands keep autograd out of it.
-        using var gradOn = enable_grad();
-        using var wd = w.detach();
-        using var bd = bias?.detach();
-        using var xd = cl.detach();
-        return F.conv2d(xd, wd, bd, stride, padding, dilation, groups);
+        return F.conv2d(cl, w, bias, stride, padding, dilation, groups);
     }
 
     /// <summary>
+    /// 1x1 convolutions with more channels than this (in or out) run as a GEMM (<see cref="Pointwise"/>); smaller ones go
+    /// through oneDNN, checked like the others: oneDNN's backward is 10-15% faster there (ResNet-20's projection
+    /// shortcuts), and no crash was seen at those sizes.
+    /// </summary>
+    const long PointwiseOneDnnLimit = 64;
+
+    /// <summary>
     /// A 1x1 convolution (stride 1, no padding, one group) is a matrix product over the pixels: (N·H·W, C) × (C, O),
-    /// which on channels-last memory needs no copy. ConvKit runs it as that GEMM (F.linear) rather than through oneDNN,
-    /// whose 1x1 kernels on this libtorch both crash the process (SIGFPE in brgemm's blocking heuristics, e.g.
-    /// 512->1024 on 14x14 maps with 2 threads: ResNet-50's conv4 shortcut) and compute wrong outputs under AVX-512 when
-    /// the filter count is not a multiple of 16 (37, 40, 41, 45 filters: 40-90% of the output range). Measured as fast.
+    /// which on channels-last memory needs no copy. ConvKit runs the larger ones as that GEMM (F.linear) rather than
+    /// through oneDNN, whose 1x1 kernels on this libtorch crash the process (SIGFPE in brgemm's blocking heuristics at
+    /// primitive creation, e.g. 512->1024 on 14x14 maps with 2 threads: ResNet-50's conv4 shortcut; a crash cannot be
+    /// checked for and survived) and compute wrong outputs under AVX-512 for some filter counts (37, 40, 41, 45).
     /// </summary>
     static Tensor Pointwise(Tensor x, Tensor w, Tensor? bias)
     {
