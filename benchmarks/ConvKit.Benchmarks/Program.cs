@@ -330,7 +330,7 @@ namespace ConvKit.Benchmarks
             Console.WriteLine("raw TS = the same models written by hand in TorchSharp (RawTorch.cs), fed channels-last data and run in a process set up");
             Console.WriteLine("as ConvKit sets it up (glibc malloc tuning): ConvKit's own overhead. plain TS = the same code on NCHW-contiguous data with");
             Console.WriteLine("glibc's malloc defaults, as a raw TorchSharp user runs it (note: libtorch 2.10 computes some convolutions wrongly that way,");
-            Console.WriteLine("see Ops.Conv2DChannelsFirst). The raw loop shuffles every epoch and accumulates loss and accuracy on the device like Fit.");
+            Console.WriteLine("see the README, Convolutions). The raw loop shuffles every epoch and accumulates loss and accuracy on the device like Fit.");
             Console.WriteLine("ConvKit trains through Model.Fit (verbose 0, SGD lr 0.01 momentum 0.9, sparse CE on logits) and infers through Model.Predict.");
         }
 
