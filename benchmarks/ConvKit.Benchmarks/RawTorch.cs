@@ -1,3 +1,4 @@
+using ConvKit;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -236,14 +237,9 @@ static class RawTorch
     }
 
     /// <summary>
-    /// Samples <paramref name="idx"/> of <paramref name="x"/>, keeping channels-last strides when <paramref name="x"/>
-    /// has them (index_select alone returns NCHW-contiguous memory).
+    /// Samples <paramref name="idx"/> of <paramref name="x"/>: channels-last data stays channels-last (as ConvKit's Fit
+    /// gathers it), NCHW-contiguous data ('plain') gets index_select's NCHW result.
     /// </summary>
-    static Tensor Gather(Tensor x, Tensor idx)
-    {
-        if (x.dim() != 4 || x.stride(1) != 1 || x.shape[1] == 1) return x.index_select(0, idx);
-        using var nhwc = x.permute(0, 2, 3, 1);
-        using var picked = nhwc.index_select(0, idx);
-        return picked.permute(0, 3, 1, 2);
-    }
+    static Tensor Gather(Tensor x, Tensor idx) =>
+        x.dim() == 4 && x.stride(1) == 1 && x.shape[1] > 1 ? Layout.SelectSamples(x, idx) : x.index_select(0, idx);
 }
