@@ -95,12 +95,7 @@ public static class TorchNative
     /// </summary>
     static void TuneMalloc()
     {
-        if (Environment.GetEnvironmentVariable("CONVKIT_MALLOC_TUNING") is "0" or "false" or "off") return;
-        if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is not null
-            || Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is not null
-            || Environment.GetEnvironmentVariable("MALLOC_TOP_PAD_") is not null
-            || Environment.GetEnvironmentVariable("GLIBC_TUNABLES")?.Contains("glibc.malloc.", StringComparison.Ordinal) == true)
-            return;
+        if (MallocTuningDeclined()) return;
         try
         {
             if (gnu_get_libc_version() == IntPtr.Zero) return;
@@ -113,6 +108,15 @@ public static class TorchNative
         if (mallopt(-3, MmapThresholdBytes) == 1 && mallopt(-1, TrimThresholdBytes) == 1)
             MallocTuning = $"glibc malloc: mmap threshold {MmapThresholdBytes >> 20} MiB, trim threshold {TrimThresholdBytes >> 20} MiB";
     }
+
+    /// <summary>True when the environment asks ConvKit to leave malloc alone: CONVKIT_MALLOC_TUNING=0, or the user's own
+    /// MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_ or glibc.malloc tunables.</summary>
+    internal static bool MallocTuningDeclined() =>
+        Environment.GetEnvironmentVariable("CONVKIT_MALLOC_TUNING") is "0" or "false" or "off"
+        || Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is not null
+        || Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is not null
+        || Environment.GetEnvironmentVariable("MALLOC_TOP_PAD_") is not null
+        || Environment.GetEnvironmentVariable("GLIBC_TUNABLES")?.Contains("glibc.malloc.", StringComparison.Ordinal) == true;
 
     static IntPtr Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
     {

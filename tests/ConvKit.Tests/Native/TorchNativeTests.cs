@@ -124,12 +124,7 @@ public class MallocTuningTests
     public void GlibcMallocIsTunedUnlessTheUserTunedIt()
     {
         TorchNative.Initialize();
-        bool userTuned = Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is not null
-            || Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is not null
-            || Environment.GetEnvironmentVariable("MALLOC_TOP_PAD_") is not null
-            || Environment.GetEnvironmentVariable("GLIBC_TUNABLES")?.Contains("glibc.malloc.", StringComparison.Ordinal) == true
-            || Environment.GetEnvironmentVariable("CONVKIT_MALLOC_TUNING") is "0" or "false" or "off";
-        if (!OperatingSystem.IsLinux() || userTuned) Assert.Null(TorchNative.MallocTuning);
+        if (!OperatingSystem.IsLinux() || TorchNative.MallocTuningDeclined()) Assert.Null(TorchNative.MallocTuning);
         else Assert.Equal("glibc malloc: mmap threshold 32 MiB, trim threshold 256 MiB", TorchNative.MallocTuning);
     }
 }
