@@ -137,9 +137,14 @@ public static class Ops
     // ------------------------------------------------------------------ shared cores (NCHW, validated arguments)
 
     /// <summary>The convolution every ConvKit path runs: NCHW input, (out, in/groups, kh, kw) weight.</summary>
-    internal static Tensor Conv2DChannelsFirst(Tensor x, Tensor w, Tensor? bias, Size2 kernel, Size2 strides, Padding padding, Size2 dilation, int groups, string who)
+    internal static Tensor Conv2DChannelsFirst(Tensor x, Tensor w, Tensor? bias, Size2 kernel, Size2 strides, Padding padding, Size2 dilation, int groups, string who) =>
+        Conv2DPadded(x, w, bias, kernel, strides, Pads(x, kernel, strides, padding, dilation, who), dilation, groups, who);
+
+    /// <summary>The convolution with explicit zero padding (top, bottom, left, right) of the NCHW input.</summary>
+    internal static Tensor Conv2DPadded(Tensor x, Tensor w, Tensor? bias, Size2 kernel, Size2 strides,
+        (int Top, int Bottom, int Left, int Right) pads, Size2 dilation, int groups, string who)
     {
-        var (top, bottom, left, right) = Pads(x, kernel, strides, padding, dilation, who);
+        var (top, bottom, left, right) = pads;
         long[] stride = [strides.Height, strides.Width], dil = [dilation.Height, dilation.Width];
         return Guard(who, x, () =>
         {
@@ -276,6 +281,8 @@ internal sealed class PoolDivisorCache : IDisposable
     /// <summary>Average of a zero-padded map of ones: the fraction of real cells in each window.</summary>
     public static Tensor Compute(long h, long w, Device device, (int T, int B, int L, int R) pads, long[] k, long[] s)
     {
+        // Cached across calls: an ordinary tensor even when first computed under inference mode (training divides by it).
+        using var normal = inference_mode(false);
         using var _ = no_grad();
         using var all = ones(1, 1, h, w, device: device);
         using var padded = F.pad(all, [pads.L, pads.R, pads.T, pads.B]);

@@ -124,6 +124,18 @@ public class Conv2D : Layer
         return Activation.IsLinear ? y : Activation.ApplyInPlace(y);
     }
 
+    /// <summary>
+    /// The layer's computation with other weights (a folded BatchNormalization) and, when <paramref name="zeroPadding"/>
+    /// is given, that explicit zero padding in place of the layer's own 'valid' (a ZeroPadding2D folded in front).
+    /// </summary>
+    internal Tensor CallWith(Tensor inputs, Tensor kernel, Tensor? bias, (int Top, int Bottom, int Left, int Right)? zeroPadding)
+    {
+        var y = zeroPadding is { } pads
+            ? Ops.Conv2DPadded(inputs, kernel, bias, KernelSize, Strides, pads, DilationRate, Groups, Describe)
+            : Ops.Conv2DChannelsFirst(inputs, kernel, bias, KernelSize, Strides, Padding, DilationRate, Groups, Describe);
+        return Activation.IsLinear ? y : Activation.ApplyInPlace(y);
+    }
+
     /// <inheritdoc/>
     public override IEnumerable<Tensor> RegularizationLosses() =>
         KernelRegularizer is { } r && kernel is not null && Trainable ? [r.Penalty(kernel)] : [];

@@ -150,6 +150,8 @@ public abstract class Layer : nn.Module
     protected Tensor AddWeight(string weightName, long[] shape, Initializer initializer, long fanIn, long fanOut, bool trainable = true)
     {
         Tensor value;
+        // A layer may build lazily inside Predict (inference mode): its weights must still be ordinary tensors.
+        using (inference_mode(false))
         using (no_grad())
         {
             // Weights outlive whatever dispose scope is open when a layer builds lazily.

@@ -29,7 +29,11 @@ internal sealed class FunctionalGraph
     readonly int[] outputSlots;
     readonly int slotCount;
 
-    sealed record Step(Layer Layer, int[] Inputs, int Output, int[] FreeAfter);
+    /// <summary>One layer call; in the inference plan possibly fused with its neighbours, or in place on input
+    /// <see cref="InPlace"/> (-1: not in place).</summary>
+    sealed record Step(Layer Layer, int[] Inputs, int Output, int[] FreeAfter, FusedConvolution? Fused = null, int InPlace = -1);
+
+    Step[]? inferencePlan;
 
     public FunctionalGraph(IReadOnlyList<SymbolicTensor> inputs, IReadOnlyList<SymbolicTensor> outputs, string modelName)
     {
@@ -149,15 +153,135 @@ internal sealed class FunctionalGraph
         return true;
     }
 
-    /// <summary>Runs the graph on internal-layout tensors. Inputs stay owned by the caller.</summary>
-    public Tensor[] Run(IReadOnlyList<Tensor> inputs)
+    /// <summary>Releases the folded weights cached by the inference plan.</summary>
+    public void ReleaseInferenceCaches()
+    {
+        foreach (var step in inferencePlan ?? []) step.Fused?.Dispose();
+        inferencePlan = null;
+    }
+
+    /// <summary>
+    /// The schedule rewritten for inference: ZeroPadding2D -> Conv2D('valid') runs as one padded convolution;
+    /// Conv2D (linear activation) -> BatchNormalization as one convolution with folded weights (when the normalization
+    /// uses its moving statistics at run time; otherwise the two run as usual); activations and Add run in place on an
+    /// input that is read by that step alone and whose memory no other live tensor shares.
+    /// </summary>
+    Step[] InferencePlan()
+    {
+        if (inferencePlan is not null) return inferencePlan;
+        var keep = new HashSet<int>(inputSlots.Concat(outputSlots));
+        int[] Readers(IEnumerable<Step> plan)
+        {
+            var r = new int[slotCount];
+            foreach (var st in plan) foreach (var i in st.Inputs) r[i]++;
+            return r;
+        }
+        var readers = Readers(steps);
+        var readerOf = new Dictionary<int, int>();
+        for (int i = 0; i < steps.Length; i++) foreach (var x in steps[i].Inputs) readerOf[x] = i;
+        bool OnlyReader(int slot, out int step) => readerOf.TryGetValue(slot, out step) && readers[slot] == 1 && !keep.Contains(slot);
+
+        var plan = steps.Select(st => st with { FreeAfter = [] }).ToArray();
+        var removed = new bool[plan.Length];
+        for (int i = 0; i < plan.Length; i++)
+        {
+            // ZeroPadding2D whose only reader is a 'valid' convolution: the convolution pads.
+            if (plan[i].Layer is ZeroPadding2D zp && OnlyReader(plan[i].Output, out int j)
+                && plan[j].Layer is Conv2D { Padding: Padding.Valid } conv && plan[j].Inputs.Length == 1)
+            {
+                removed[i] = true;
+                plan[j] = plan[j] with
+                {
+                    Inputs = plan[i].Inputs,
+                    Fused = new FusedConvolution(conv, null, (zp.Top, zp.Bottom, zp.Left, zp.Right)),
+                };
+            }
+        }
+        for (int i = 0; i < plan.Length; i++)
+        {
+            if (removed[i] || plan[i].Layer is not Conv2D conv || !conv.Activation.IsLinear) continue;
+            if (OnlyReader(plan[i].Output, out int j) && plan[j].Layer is BatchNormalization { Axis: -1 or 3 } bn && plan[j].Inputs.Length == 1)
+            {
+                removed[j] = true;
+                plan[i] = plan[i] with
+                {
+                    Output = plan[j].Output,
+                    Fused = new FusedConvolution(conv, new FoldedConvolution(conv, bn), plan[i].Fused?.ZeroPadding),
+                };
+            }
+        }
+        plan = plan.Where((_, i) => !removed[i]).ToArray();
+
+        // In place: the input's memory must be this step's alone, i.e. fresh storage from a layer that allocates its
+        // output, read by no other step (so no view of it can exist) and neither a graph input nor an output.
+        readers = Readers(plan);
+        var fresh = new bool[slotCount];
+        for (int i = 0; i < plan.Length; i++)
+        {
+            var st = plan[i];
+            bool Owned(int slot) => fresh[slot] && readers[slot] == 1 && !keep.Contains(slot);
+            int inPlace = -1;
+            if (st.Layer.GetType() == typeof(Activation) || st.Layer.GetType() == typeof(ReLU))
+            {
+                var f = ((Activation)st.Layer).Function;
+                if (f.SupportsInPlace && !f.IsLinear && Owned(st.Inputs[0])) inPlace = 0;
+            }
+            else if (st.Layer.GetType() == typeof(Add))
+            {
+                for (int k = 0; k < st.Inputs.Length && inPlace < 0; k++)
+                    if (Owned(st.Inputs[k]) && st.Inputs.Count(x => x == st.Inputs[k]) == 1) inPlace = k;
+            }
+            plan[i] = st with { InPlace = inPlace };
+            fresh[st.Output] = inPlace >= 0 || st.Fused is not null || AllocatesOutput(st.Layer);
+        }
+
+        var lastUse = new Dictionary<int, int>();
+        for (int i = 0; i < plan.Length; i++) foreach (var x in plan[i].Inputs) lastUse[x] = i;
+        inferencePlan = plan.Select((st, i) => st with
+        {
+            FreeAfter = st.Inputs.Distinct().Where(x => lastUse[x] == i && !keep.Contains(x)).ToArray(),
+        }).ToArray();
+        return inferencePlan;
+    }
+
+    /// <summary>Built-in layers (exact types: a subclass may override Call) whose output never shares its input's memory.</summary>
+    static bool AllocatesOutput(Layer layer) => layer.GetType() is var t
+        && (t == typeof(Conv2D) || t == typeof(BatchNormalization) || t == typeof(Dense) || t == typeof(Add)
+            || t == typeof(Concatenate) || t == typeof(MaxPooling2D) || t == typeof(MaxPool2D)
+            || t == typeof(AveragePooling2D) || t == typeof(AvgPool2D) || t == typeof(ZeroPadding2D));
+
+    /// <summary>
+    /// Runs the graph on internal-layout tensors. Inputs stay owned by the caller. With <paramref name="optimized"/>
+    /// (only when no gradient is recorded) it runs the inference plan: batch normalization folded into the preceding
+    /// convolution, zero padding into the following one, activations and additions in place on tensors nothing else
+    /// reads.
+    /// </summary>
+    public Tensor[] Run(IReadOnlyList<Tensor> inputs, bool optimized = false)
     {
         var values = new Tensor?[slotCount];
         for (int i = 0; i < inputSlots.Length; i++) values[inputSlots[i]] = inputs[i];
-        foreach (var step in steps)
+        foreach (var step in optimized ? InferencePlan() : steps)
         {
             Tensor output;
-            if (step.Inputs.Length == 1)
+            if (step.Fused is { } fused)
+            {
+                var x = values[step.Inputs[0]]!;
+                output = fused.Run(x);
+            }
+            else if (step.InPlace >= 0)
+            {
+                var target = values[step.Inputs[step.InPlace]]!;
+                if (step.Layer is Activation a) output = a.Function.ApplyInPlace(target);
+                else if (step.Inputs.All(i => values[i]!.dtype == target.dtype && values[i]!.shape.SequenceEqual(target.shape)))
+                {
+                    for (int i = 0; i < step.Inputs.Length; i++)
+                        if (i != step.InPlace) target.add_(values[step.Inputs[i]]!);
+                    output = target;
+                }
+                else output = step.Layer.Call(step.Inputs.Select(i => values[i]!).ToArray()); // broadcasting: as Add does
+                if (ReferenceEquals(output, target)) output = target.alias();
+            }
+            else if (step.Inputs.Length == 1)
             {
                 var x = values[step.Inputs[0]]!;
                 output = step.Layer.Call(x);

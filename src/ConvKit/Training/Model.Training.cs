@@ -289,7 +289,10 @@ public partial class Model
                     var xb = xs.narrow(0, start, len);
                     var yb = ys.narrow(0, start, len);
                     var wb = sw?.narrow(0, start, len);
-                    var (value, pred) = ComputeLoss(xb, yb, wb, head, needActivation);
+                    Tensor value, pred;
+                    // The forward pass without autograd bookkeeping; metric state stays ordinary tensors (created
+                    // outside inference mode), which may read inference tensors.
+                    using (inference_mode()) (value, pred) = ComputeLoss(xb, yb, wb, head, needActivation);
                     foreach (var r in RegularizationLosses()) value = value.add(r);
                     lossTracker.Update(value, len);
                     foreach (var m in metrics) m.UpdateState(yb, pred, wb);
@@ -329,20 +332,27 @@ public partial class Model
         cbs.PredictBegin(emptyLogs);
         try
         {
-            using var _ = no_grad();
+            // No autograd bookkeeping at all (no version counters, no views tracked); results are ordinary tensors
+            // again below, as callers may go on to use them with autograd.
             using var scope = NewDisposeScope();
-            var xs = PrepareInputs(x, device);
             var outputs = new Tensor[steps];
-            for (int b = 0; b < steps; b++)
+            using (inference_mode())
             {
-                cbs.PredictBatchBegin(b, emptyLogs);
-                long start = (long)b * batchSize, len = Math.Min(batchSize, n - start);
-                using (var batchScope = NewDisposeScope())
-                    outputs[b] = Forward([xs.narrow(0, start, len)])[0].MoveToOuterDisposeScope();
-                cbs.PredictBatchEnd(b, emptyLogs);
+                var xs = PrepareInputs(x, device);
+                for (int b = 0; b < steps; b++)
+                {
+                    cbs.PredictBatchBegin(b, emptyLogs);
+                    long start = (long)b * batchSize, len = Math.Min(batchSize, n - start);
+                    using (var batchScope = NewDisposeScope())
+                        outputs[b] = Forward([xs.narrow(0, start, len)])[0].MoveToOuterDisposeScope();
+                    cbs.PredictBatchEnd(b, emptyLogs);
+                }
             }
+            // One copy out of inference mode (an inference tensor can be neither saved for backward nor written in
+            // place outside it); the same copy makes a (N, H, W, C) result contiguous.
             var all = steps == 1 ? outputs[0] : cat(outputs, 0);
-            var result = Layout.ToKeras(all).MoveToOuterDisposeScope();
+            using var keras = all.dim() == 4 ? all.permute(0, 2, 3, 1) : all.alias();
+            var result = empty(keras.shape, keras.dtype, keras.device).copy_(keras).MoveToOuterDisposeScope();
             cbs.PredictEnd(emptyLogs);
             return result;
         }
@@ -412,10 +422,12 @@ public partial class Model
 
     Device ModelDevice() => parameters().FirstOrDefault()?.device ?? CPU;
 
-    static Tensor PrepareInputs(Tensor x, Device device)
+    /// <summary>Inputs on the model's device in its weights' floating type (float32 unless the model was converted).</summary>
+    Tensor PrepareInputs(Tensor x, Device device)
     {
         var t = x.device == device ? x : x.to(device);
-        if (t.dtype != float32) t = t.to_type(float32);
+        var dtype = parameters().FirstOrDefault()?.dtype is { } d && is_floating_point(d) ? d : float32;
+        if (t.dtype != dtype) t = t.to_type(dtype);
         return Layout.FromKeras(t);
     }
 

@@ -1,0 +1,101 @@
+// A Conv2D followed by an inference-mode BatchNormalization is one affine map per output channel:
+// bn(conv(x, W) + b) = conv(x, W·s) + (b - mean)·s + beta with s = gamma / sqrt(var + eps). Predict and Evaluate run
+// that single convolution, which saves a pass over every activation. The folded weights are cached and rebuilt when
+// libtorch's version counter shows any of the six source tensors written (training, loading, SetWeights, in-place
+// edits) or when a layer's weights were replaced (to(device), to(dtype)).
+using ConvKit.Layers;
+using ConvKit.Native;
+using static TorchSharp.torch;
+
+namespace ConvKit.Models;
+
+/// <summary>The folded kernel and bias of a Conv2D + BatchNormalization pair, cached by the sources' versions.</summary>
+internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : IDisposable
+{
+    readonly Tensor?[] sources = new Tensor?[6];
+    readonly long[] versions = new long[6];
+    Tensor? kernel, bias;
+
+    /// <summary>How many folds this process computed (tests: the cache must not refold unchanged weights).</summary>
+    internal static long Folds;
+
+    public Conv2D Conv => conv;
+
+    public BatchNormalization BatchNorm => bn;
+
+    /// <summary>Whether the pair can run folded now: batch normalization on its moving statistics, 4-D channel axis.</summary>
+    public bool Applies => !(bn.training && bn.Trainable) && bn.Axis is -1 or 3;
+
+    /// <summary>The folded (kernel, bias), or null when the sources' versions cannot be read (nothing is cached then).</summary>
+    public (Tensor Kernel, Tensor Bias)? Get()
+    {
+        Span<long> now = stackalloc long[6];
+        Tensor?[] current = [conv.Kernel, conv.Bias, bn.Gamma, bn.Beta, bn.MovingMean, bn.MovingVariance];
+        bool same = kernel is not null;
+        for (int i = 0; i < current.Length; i++)
+        {
+            if (current[i] is not { } t) continue;
+            if (TensorVersion.Of(t) is not { } v) return null;
+            now[i] = v;
+            same &= ReferenceEquals(t, sources[i]) && v == versions[i];
+        }
+        for (int i = 0; i < current.Length; i++) same &= (current[i] is null) == (sources[i] is null);
+        if (same) return (kernel!, bias!);
+
+        Dispose();
+        (kernel, bias) = Fold(conv, bn);
+        Interlocked.Increment(ref Folds);
+        current.CopyTo(sources, 0);
+        now.CopyTo(versions);
+        return (kernel, bias);
+    }
+
+    /// <summary>Folds in float64 (one rounding per weight); the results keep the kernel's dtype, device and a
+    /// channels-last layout, the one ConvKit's CPU convolutions read.</summary>
+    internal static (Tensor Kernel, Tensor Bias) Fold(Conv2D conv, BatchNormalization bn)
+    {
+        // Cached across calls: never inference tensors, never recorded by autograd, outside any dispose scope.
+        using var normal = inference_mode(false);
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var w = conv.Kernel!;
+        var dtype = w.dtype;
+        const ScalarType precise = ScalarType.Float64;
+        var mean = bn.MovingMean!.to_type(precise);
+        var s = (bn.MovingVariance!.to_type(precise) + bn.Epsilon).rsqrt();
+        if (bn.Gamma is { } gamma) s = s * gamma.to_type(precise);
+        var b = conv.Bias is { } cb ? cb.to_type(precise) : zeros_like(mean);
+        var shift = (b - mean) * s;
+        if (bn.Beta is { } beta) shift = shift + beta.to_type(precise);
+        var folded = (w.to_type(precise) * s.view(-1, 1, 1, 1)).to_type(dtype);
+        var kernel = Ops.ToChannelsLast(folded);
+        return (kernel.DetachFromDisposeScope(), shift.to_type(dtype).DetachFromDisposeScope());
+    }
+
+    public void Dispose()
+    {
+        kernel?.Dispose();
+        bias?.Dispose();
+        kernel = bias = null;
+        Array.Clear(sources);
+    }
+}
+
+/// <summary>
+/// A convolution step of the inference plan: the Conv2D, with the BatchNormalization it feeds folded in (when that
+/// applies at run time) and the ZeroPadding2D in front of it taken as its own padding.
+/// </summary>
+internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (int Top, int Bottom, int Left, int Right)? zeroPadding) : IDisposable
+{
+    public (int Top, int Bottom, int Left, int Right)? ZeroPadding => zeroPadding;
+
+    public Tensor Run(Tensor x)
+    {
+        if (fold is { Applies: true } && fold.Get() is { } folded) return conv.CallWith(x, folded.Kernel, folded.Bias, zeroPadding);
+        var y = conv.CallWith(x, conv.Kernel!, conv.Bias, zeroPadding);
+        if (fold is null) return y;
+        using (y) return fold.BatchNorm.Call(y);
+    }
+
+    public void Dispose() => fold?.Dispose();
+}
