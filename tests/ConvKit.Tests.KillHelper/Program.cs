@@ -50,13 +50,15 @@ static void FitUntilKilled(string dir)
     ]);
     model.Compile(new Adam(0.01), "sparse_categorical_crossentropy");
     var backup = new BackupAndRestore(Path.Combine(dir, "backup"), deleteCheckpoint: false);
-    // Callbacks run in list order: "saving" comes before BackupAndRestore and ModelCheckpoint write epoch N, "saved"
-    // after; "resumed" after BackupAndRestore restored the backup. Console.Out flushes every line.
+    // "saving" comes before ModelCheckpoint writes epoch N (callbacks run in list order) and BackupAndRestore, which
+    // writes once all epoch-end callbacks have run; so "saved" is printed when the next epoch begins.
+    // "resumed" follows BackupAndRestore's restore. Console.Out flushes every line.
     var saving = new LambdaCallback { OnEpochEndAction = (e, _) => Console.Out.WriteLine($"epoch {e + 1} saving") };
+    int resumed = 0;
     var report = new LambdaCallback
     {
-        OnTrainBeginAction = _ => Console.Out.WriteLine($"resumed {backup.ResumedFromEpoch ?? 0}"),
-        OnEpochEndAction = (e, _) => Console.Out.WriteLine($"epoch {e + 1} saved"),
+        OnTrainBeginAction = _ => Console.Out.WriteLine($"resumed {resumed = backup.ResumedFromEpoch ?? 0}"),
+        OnEpochBeginAction = (e, _) => { if (e > resumed) Console.Out.WriteLine($"epoch {e} saved"); },
     };
     model.Fit(x, y, batchSize: 16, epochs: 1_000_000, verbose: 0, seed: 9,
         callbacks: [saving, backup, new ModelCheckpoint(Path.Combine(dir, "model.safetensors"), monitor: "loss"), report]);
