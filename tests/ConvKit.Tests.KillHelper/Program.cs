@@ -38,6 +38,8 @@ for (; ; step++)
 // both are on disk, so the parent can aim its kill inside a save.
 static void FitUntilKilled(string dir)
 {
+    // One thread: the test runs beside others, and libtorch's threads waiting for a core made epochs take 20 ms to 1 s.
+    set_num_threads(1);
     using var g = new Generator(3);
     var x = randn([64, 8, 8, 1], generator: g);
     var y = randint(0, 3, [64], generator: g);
