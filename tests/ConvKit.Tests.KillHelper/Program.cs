@@ -1,4 +1,5 @@
-// Child process for CheckpointStoreKillTests: saves checkpoints in a loop until it is SIGKILLed.
+// Child process for CheckpointStoreKillTests ("<checkpoint path>") and FitKillTests ("fit <dir>"), SIGKILLed by them.
+// CheckpointStore mode saves checkpoints in a loop.
 // Each checkpoint holds a step counter and a weight vector filled with that step, so a torn or mixed file is
 // detectable; it resumes from the newest valid checkpoint so the parent can check steps never go backwards.
 using ConvKit.Callbacks;
@@ -33,9 +34,12 @@ for (; ; step++)
 }
 
 // "fit <dir>": trains a small CNN for many short epochs with BackupAndRestore and ModelCheckpoint in <dir>, resuming from
-// the backup if there is one; prints "epoch N saved" after each epoch's checkpoints are on disk.
+// the backup if there is one; prints "epoch N saving" before epoch N's checkpoints are written and "epoch N saved" once
+// both are on disk, so the parent can aim its kill inside a save.
 static void FitUntilKilled(string dir)
 {
+    // One thread: the test runs beside others, and libtorch's threads waiting for a core made epochs take 20 ms to 1 s.
+    set_num_threads(1);
     using var g = new Generator(3);
     var x = randn([64, 8, 8, 1], generator: g);
     var y = randint(0, 3, [64], generator: g);
@@ -48,12 +52,16 @@ static void FitUntilKilled(string dir)
     ]);
     model.Compile(new Adam(0.01), "sparse_categorical_crossentropy");
     var backup = new BackupAndRestore(Path.Combine(dir, "backup"), deleteCheckpoint: false);
+    // "saving" comes before ModelCheckpoint writes epoch N (callbacks run in list order) and BackupAndRestore, which
+    // writes once all epoch-end callbacks have run; so "saved" is printed when the next epoch begins.
+    // "resumed" follows BackupAndRestore's restore. Console.Out flushes every line.
+    var saving = new LambdaCallback { OnEpochEndAction = (e, _) => Console.Out.WriteLine($"epoch {e + 1} saving") };
+    int resumed = 0;
     var report = new LambdaCallback
     {
-        OnTrainBeginAction = _ => Console.Out.WriteLine($"resumed {backup.ResumedFromEpoch ?? 0}"),
-        OnEpochEndAction = (e, _) => { Console.Out.WriteLine($"epoch {e + 1} saved"); Console.Out.Flush(); },
+        OnTrainBeginAction = _ => Console.Out.WriteLine($"resumed {resumed = backup.ResumedFromEpoch ?? 0}"),
+        OnEpochBeginAction = (e, _) => { if (e > resumed) Console.Out.WriteLine($"epoch {e} saved"); },
     };
-    Console.Out.Flush();
     model.Fit(x, y, batchSize: 16, epochs: 1_000_000, verbose: 0, seed: 9,
-        callbacks: [backup, new ModelCheckpoint(Path.Combine(dir, "model.safetensors"), monitor: "loss"), report]);
+        callbacks: [saving, backup, new ModelCheckpoint(Path.Combine(dir, "model.safetensors"), monitor: "loss"), report]);
 }

@@ -148,6 +148,12 @@ public abstract class Callback
 
     /// <summary>After a prediction batch.</summary>
     public virtual void OnPredictBatchEnd(int batch, Logs logs) { }
+
+    // Run once every callback's OnTrainBegin / OnEpochEnd has run, for BackupAndRestore: callbacks reset their state
+    // in OnTrainBegin and update it (and the learning rate) in OnEpochEnd, wherever they are in the list.
+    internal virtual void AfterTrainBegin() { }
+
+    internal virtual void AfterEpochEnd(int epoch) { }
 }
 
 /// <summary>

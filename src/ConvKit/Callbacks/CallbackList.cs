@@ -26,13 +26,24 @@ internal sealed class CallbackList
 
     public History? History { get; }
 
-    public void TrainBegin(Logs logs) { foreach (var c in callbacks) c.OnTrainBegin(logs); }
+    /// <summary>The callbacks in call order, the added ones included.</summary>
+    public IReadOnlyList<Callback> Callbacks => callbacks;
+
+    public void TrainBegin(Logs logs)
+    {
+        foreach (var c in callbacks) c.OnTrainBegin(logs);
+        foreach (var c in callbacks) c.AfterTrainBegin();
+    }
 
     public void TrainEnd(Logs logs) { foreach (var c in callbacks) c.OnTrainEnd(logs); }
 
     public void EpochBegin(int epoch, Logs logs) { foreach (var c in callbacks) c.OnEpochBegin(epoch, logs); }
 
-    public void EpochEnd(int epoch, Logs logs) { foreach (var c in callbacks) c.OnEpochEnd(epoch, logs); }
+    public void EpochEnd(int epoch, Logs logs)
+    {
+        foreach (var c in callbacks) c.OnEpochEnd(epoch, logs);
+        foreach (var c in callbacks) c.AfterEpochEnd(epoch);
+    }
 
     public void TrainBatchBegin(int batch, Logs logs) { foreach (var c in callbacks) c.OnTrainBatchBegin(batch, logs); }
 

@@ -7,9 +7,10 @@ namespace ConvKit.Callbacks;
 /// Stops training when a monitored metric has stopped improving, with Keras 3's semantics: an epoch improves when
 /// it beats the best so far by more than <see cref="MinDelta"/>; after <see cref="Patience"/> epochs without
 /// improvement (and not in the first epoch) training stops. With <see cref="RestoreBestWeights"/> the weights of the
-/// best epoch are restored when training ends.
+/// best epoch are restored when training ends. Its counters (and the best weights) are saved in
+/// <see cref="BackupAndRestore"/>'s backups, so a resumed run stops at the same epoch as an uninterrupted one.
 /// </summary>
-public sealed class EarlyStopping : Callback
+public sealed class EarlyStopping : Callback, IStatefulCallback
 {
     readonly bool maximize;
     double? best;
@@ -67,13 +68,16 @@ public sealed class EarlyStopping : Callback
     public double? Best => best;
 
     /// <inheritdoc/>
+    public string StateKey => $"EarlyStopping({Monitor})";
+
+    /// <inheritdoc/>
     public override void OnTrainBegin(Logs logs)
     {
         wait = 0;
         StoppedEpoch = 0;
         best = null;
         BestEpoch = 0;
-        bestWeights = null;
+        ReplaceBestWeights(null);
     }
 
     /// <inheritdoc/>
@@ -86,13 +90,13 @@ public sealed class EarlyStopping : Callback
         }
         if (epoch < StartFromEpoch) return;
         var model = RequireModel();
-        if (RestoreBestWeights && bestWeights is null) bestWeights = model.GetWeights();
+        if (RestoreBestWeights && bestWeights is null) ReplaceBestWeights(model.GetWeights());
         wait++;
         if (IsImprovement(current, best))
         {
             best = current;
             BestEpoch = epoch;
-            if (RestoreBestWeights) bestWeights = model.GetWeights();
+            if (RestoreBestWeights) ReplaceBestWeights(model.GetWeights());
             // Only restart the wait if we beat both the baseline and our previous best.
             if (Baseline is null || IsImprovement(current, Baseline)) wait = 0;
             return;
@@ -113,6 +117,39 @@ public sealed class EarlyStopping : Callback
             if (Verbose > 0) Console.WriteLine($"Restoring model weights from the end of the best epoch: {BestEpoch + 1}.");
             RequireModel().SetWeights(bestWeights);
         }
+    }
+
+    /// <inheritdoc/>
+    public void SaveState(CallbackState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        state.Values["wait"] = wait;
+        state.Values["stopped_epoch"] = StoppedEpoch;
+        state.Values["best_epoch"] = BestEpoch;
+        if (best is { } b) state.Values["best"] = b;
+        if (bestWeights is not null) state.Tensors["best_weights"] = bestWeights;
+    }
+
+    /// <inheritdoc/>
+    public void LoadState(CallbackState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        wait = state.GetCount("wait");
+        StoppedEpoch = state.GetCount("stopped_epoch");
+        BestEpoch = state.GetCount("best_epoch");
+        best = state.Values.TryGetValue("best", out var b) ? b : null;
+        using var _ = no_grad();
+        ReplaceBestWeights(state.Tensors.TryGetValue("best_weights", out var w)
+            ? w.Select(t => t.detach().clone().DetachFromDisposeScope()).ToArray()
+            : null);
+    }
+
+    // Best weights are copies held across epochs, outside any dispose scope: release the old ones when replaced.
+    void ReplaceBestWeights(Tensor[]? weights)
+    {
+        if (bestWeights is not null)
+            foreach (var t in bestWeights) t.Dispose();
+        bestWeights = weights;
     }
 
     bool IsImprovement(double value, double? reference) =>

@@ -11,9 +11,9 @@ namespace ConvKit.Callbacks;
 /// failed save never destroys the last good checkpoint. Files use ConvKit's native safetensors format: weights only
 /// (<see cref="Models.Model.SaveWeights"/>, reload with <see cref="Models.Model.LoadWeights"/>) or the whole model
 /// (<see cref="Models.Model.Save"/>, reload with <see cref="Models.Model.Load"/>). To resume training use
-/// <see cref="BackupAndRestore"/>, which also saves the optimizer and RNG states.
+/// <see cref="BackupAndRestore"/>, which also saves the optimizer and RNG states, and this callback's best value.
 /// </summary>
-public sealed partial class ModelCheckpoint : Callback
+public sealed partial class ModelCheckpoint : Callback, IStatefulCallback
 {
     readonly bool maximize;
     double best;
@@ -60,6 +60,23 @@ public sealed partial class ModelCheckpoint : Callback
 
     /// <summary>How checkpoints are written; replaceable by the saving layer.</summary>
     internal ICheckpointWriter Writer { get; set; } = SafeTensorsCheckpointWriter.Instance;
+
+    /// <inheritdoc/>
+    public string StateKey => $"ModelCheckpoint({Monitor})";
+
+    /// <inheritdoc/>
+    public void SaveState(CallbackState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        state.Values["best"] = best;
+    }
+
+    /// <inheritdoc/>
+    public void LoadState(CallbackState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        best = state.Get("best");
+    }
 
     /// <inheritdoc/>
     /// <exception cref="ConvKitException">The path template names a missing log entry, or the file cannot be written.</exception>

@@ -3,9 +3,10 @@ namespace ConvKit.Callbacks;
 /// <summary>
 /// Multiplies the learning rate by <see cref="Factor"/> when a metric has not improved (by more than
 /// <see cref="MinDelta"/>) for <see cref="Patience"/> epochs, then waits <see cref="Cooldown"/> epochs; never below
-/// <see cref="MinLr"/>. Keras' <c>ReduceLROnPlateau</c>; reports <c>lr</c> in the epoch logs.
+/// <see cref="MinLr"/>. Keras' <c>ReduceLROnPlateau</c>; reports <c>lr</c> in the epoch logs. Its counters are saved
+/// in <see cref="BackupAndRestore"/>'s backups, so a resumed run reduces the rate at the same epochs.
 /// </summary>
-public sealed class ReduceLROnPlateau : Callback
+public sealed class ReduceLROnPlateau : Callback, IStatefulCallback
 {
     readonly bool maximize;
     double best;
@@ -62,7 +63,28 @@ public sealed class ReduceLROnPlateau : Callback
     }
 
     /// <inheritdoc/>
+    public string StateKey => $"ReduceLROnPlateau({Monitor})";
+
+    /// <inheritdoc/>
     public override void OnTrainBegin(Logs logs) => Reset();
+
+    /// <inheritdoc/>
+    public void SaveState(CallbackState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        state.Values["best"] = best;
+        state.Values["wait"] = wait;
+        state.Values["cooldown_counter"] = cooldownCounter;
+    }
+
+    /// <inheritdoc/>
+    public void LoadState(CallbackState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        best = state.Get("best");
+        wait = state.GetCount("wait");
+        cooldownCounter = state.GetCount("cooldown_counter");
+    }
 
     /// <inheritdoc/>
     public override void OnEpochEnd(int epoch, Logs logs)

@@ -65,8 +65,12 @@ public sealed class KerasH5FormatException : ConvKitException
 /// <remarks>
 /// Layout: the weights group has attribute <c>layer_names</c> (Keras splits long attributes into
 /// <c>layer_names0</c>, <c>layer_names1</c>, ...), one subgroup per layer with attribute <c>weight_names</c>, and
-/// the datasets at those paths relative to the layer group. Keras writes weights uncompressed, so a dataset larger
-/// than the file is rejected before reading: a corrupted size can never trigger a huge allocation.
+/// the datasets at those paths relative to the layer group. A corrupted file can make the reader neither allocate in
+/// proportion to the sizes it claims nor recurse without end: before PureHDF opens it, <see cref="Hdf5Preflight"/>
+/// checks every structure PureHDF will decode against its bounds, and a weight whose shape needs more bytes than the
+/// file holds is rejected before it is read. Keras writes weights contiguous and uncompressed; chunked (compressed)
+/// and virtual datasets, dense (fractal-heap) link and attribute storage, shared messages and soft or external links
+/// are not supported.
 /// </remarks>
 public static class KerasH5
 {
@@ -74,7 +78,7 @@ public static class KerasH5
     /// <param name="path">The .h5 file.</param>
     /// <returns>The layers and weights in file order.</returns>
     /// <exception cref="KerasH5FormatException">The file is not valid HDF5 or not in the Keras layout (the message
-    /// names the file, layer and weight; PureHDF's own exception is the inner exception).</exception>
+    /// names the file, layer and weight; when PureHDF found the problem, its exception is the inner exception).</exception>
     /// <exception cref="IOException">The file cannot be opened.</exception>
     public static KerasWeightsFile Read(string path)
     {
@@ -96,6 +100,7 @@ public static class KerasH5
         try
         {
             long fileLength = stream.Length;
+            Hdf5Preflight.Check(stream, (path, problem) => PreflightError(displayName, path, problem));
             stream.Position = 0;
             using var file = H5File.Open(stream, leaveOpen: true);
             IH5Group root = file;
@@ -132,6 +137,17 @@ public static class KerasH5
         }
     }
 
+    // Names the layer and weight from the HDF5 path of the object at fault: /[model_weights/]layer[/weight path].
+    static KerasH5FormatException PreflightError(string file, string path, string problem)
+    {
+        var rest = path.Trim('/');
+        if (rest == "model_weights" || rest.StartsWith("model_weights/", StringComparison.Ordinal)) rest = rest["model_weights".Length..].TrimStart('/');
+        var parts = rest.Split('/', 2);
+        string? layer = parts[0].Length > 0 ? parts[0] : null;
+        string? weight = parts.Length > 1 ? parts[1] : null;
+        return new KerasH5FormatException(file, layer, weight, path == "/" ? problem : $"object '{path}': {problem}");
+    }
+
     static KerasWeight ReadWeight(IH5Group group, string name, long fileLength, string file, string layer)
     {
         if (!group.LinkExists(name)) throw new KerasH5FormatException(file, layer, name, "the dataset is missing");
@@ -139,6 +155,9 @@ public static class KerasH5
         var type = ds.Type;
         if (type.Class != H5DataTypeClass.FloatingPoint || type.Size is not (2 or 4 or 8))
             throw new KerasH5FormatException(file, layer, name, $"expected float16/32/64 data, found {type.Class} of {type.Size} bytes");
+        // Chunked data goes through index structures the preflight does not follow, and may decompress to any size.
+        if (ds.Layout.Class is not (H5DataLayoutClass.Contiguous or H5DataLayoutClass.Compact))
+            throw new KerasH5FormatException(file, layer, name, $"{ds.Layout.Class} datasets are not supported (Keras writes weights contiguous)");
         var dims = ds.Space.Dimensions;
         long count = 1;
         var shape = new long[dims.Length];

@@ -31,16 +31,20 @@ public partial class Model
 
     /// <summary>
     /// Set to true (typically by a callback) to stop <see cref="Fit"/> after the current batch; the epoch then ends
-    /// normally (validation, epoch-end callbacks) and no further epoch starts. Fit resets it when it starts.
+    /// normally (validation, epoch-end callbacks) and no further epoch starts. Fit resets it when it starts, before
+    /// the callbacks' OnTrainBegin; set there, no epoch runs.
     /// </summary>
     public bool StopTraining { get; set; }
 
     /// <summary>The History of the last <see cref="Fit"/>.</summary>
     public History? History { get; private set; }
 
-    // Training state that BackupAndRestore saves and restores: the shuffle generator of the running Fit, the optimizer
-    // steps taken, and the epoch a restoring callback asks Fit to resume from (read right after OnTrainBegin, as Keras).
+    // Training state that BackupAndRestore saves and restores: the shuffle generator and callbacks of the running Fit,
+    // the optimizer steps taken, and the epoch a restoring callback asks Fit to resume from (read right after
+    // OnTrainBegin, as Keras).
     internal Generator? FitGenerator { get; private set; }
+
+    internal IReadOnlyList<Callback> FitCallbacks { get; private set; } = [];
 
     internal long StepsDone { get; set; }
 
@@ -149,12 +153,14 @@ public partial class Model
         var epochLogs = new Logs();
         bool wasTraining = training;
         FitGenerator = generator;
+        FitCallbacks = cbs.Callbacks;
         ResumeInitialEpoch = null;
         try
         {
             cbs.TrainBegin(emptyLogs);
             if (ResumeInitialEpoch is { } resumed) initialEpoch = resumed;
-            for (int epoch = initialEpoch; epoch < epochs; epoch++)
+            // StopTraining may already be set: a run resumed from a backup written after an early stop runs no epoch.
+            for (int epoch = initialEpoch; epoch < epochs && !StopTraining; epoch++)
             {
                 train();
                 lossTracker.ResetState();
@@ -197,13 +203,13 @@ public partial class Model
                     foreach (var (k, v) in val) epochLogs["val_" + k] = v;
                 }
                 cbs.EpochEnd(epoch, epochLogs);
-                if (StopTraining) break;
             }
         }
         finally
         {
             if (!wasTraining) eval();
             FitGenerator = null;
+            FitCallbacks = [];
             ResumeInitialEpoch = null;
         }
         cbs.TrainEnd(epochLogs);

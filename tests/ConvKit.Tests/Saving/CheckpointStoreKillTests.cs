@@ -14,7 +14,7 @@ public class CheckpointStoreKillTests(ITestOutputHelper output) : IDisposable
 
     [Fact]
     [Trait("Category", "Slow")]
-    public void SigkillAtRandomMomentsAlwaysLeavesALoadableCompleteCheckpoint()
+    public async Task SigkillAtRandomMomentsAlwaysLeavesALoadableCompleteCheckpoint()
     {
         int seed = Environment.TickCount;
         output.WriteLine($"seed {seed}, {Kills} kills");
@@ -25,14 +25,13 @@ public class CheckpointStoreKillTests(ITestOutputHelper output) : IDisposable
         var sw = Stopwatch.StartNew();
         for (int i = 0; i < Kills; i++)
         {
-            using var p = Process.Start(HelperStartInfo(store.LatestPath))!;
-            // Wait until at least one save of this run has completed, then kill at a random moment of the loop.
-            var first = p.StandardOutput.ReadLine();
-            if (first is null || !first.StartsWith("saved ", StringComparison.Ordinal))
-                Assert.Fail($"helper failed to start: {first} {p.StandardError.ReadToEnd()}");
-            Thread.Sleep(rng.Next(0, 60));
-            p.Kill();
-            p.WaitForExit();
+            using (var helper = KillHelperProcess.Start(store.LatestPath))
+            {
+                // Wait until at least one save of this run has completed, then kill at a random moment of the loop.
+                Assert.StartsWith("saved ", await helper.ReadLineAsync(TimeSpan.FromSeconds(60)));
+                await Task.Delay(rng.Next(0, 60));
+                await helper.KillAndReadRestAsync(TimeSpan.FromSeconds(30));
+            }
 
             var loaded = store.LoadLatestValid();
             long step = loaded.Tensors["step"].item<long>();
@@ -46,21 +45,5 @@ public class CheckpointStoreKillTests(ITestOutputHelper output) : IDisposable
             Assert.InRange(Directory.GetFiles(dir, AtomicFile.TempPrefix + "*").Length, 0, 1);
         }
         output.WriteLine($"reached step {lastStep}, {fallbacks} fallbacks to the previous file, {sw.Elapsed.TotalSeconds:F1} s");
-    }
-
-    internal static ProcessStartInfo HelperStartInfo(params string[] args)
-    {
-        // tests/ConvKit.Tests/bin/<Config>/<tfm>/ -> tests/ConvKit.Tests.KillHelper/bin/<Config>/<tfm>/
-        var baseDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        var tfm = baseDir.Name;
-        var config = baseDir.Parent!.Name;
-        var testsDir = baseDir.Parent.Parent!.Parent!.Parent!.FullName;
-        var dll = Path.Combine(testsDir, "ConvKit.Tests.KillHelper", "bin", config, tfm, "ConvKit.Tests.KillHelper.dll");
-        Assert.True(File.Exists(dll), $"kill helper not built: {dll}");
-        var host = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet" ? pp : "dotnet";
-        var psi = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        return psi;
     }
 }

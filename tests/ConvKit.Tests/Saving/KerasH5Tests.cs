@@ -38,7 +38,7 @@ public class KerasH5Tests
     {
         var e = Assert.Throws<KerasH5FormatException>(() => KerasH5.Read(new MemoryStream(new byte[4096]), "zeros.h5"));
         Assert.Contains("'zeros.h5'", e.Message);
-        Assert.NotNull(e.InnerException);
+        Assert.Contains("no HDF5 signature", e.Message);
         var st = Path.Combine(SafeTensorsFixtures.Dir, "python_reference.safetensors");
         Assert.Throws<KerasH5FormatException>(() => KerasH5.Read(st));
     }

@@ -14,17 +14,17 @@ namespace ConvKit.Tests.Saving;
 public partial class ReaderFuzzTests(ITestOutputHelper output)
 {
     const int SafeTensorsCases = 12_000;
-    const int H5Cases = 3_000;
+    const int H5Cases = 10_000;
     static readonly TimeSpan CaseLimit = TimeSpan.FromSeconds(5);
 
     // ConvKit's own reader: parsing copies the small input a few times, never allocates in proportion to the sizes
     // a header claims (tensor data is bounded by the file length, and these files are under 1 KiB).
     static long SafeTensorsAllocationBound(byte[] image) => 256 * 1024 + 64L * image.Length;
 
-    // PureHDF 2.2 reads metadata blocks with `new byte[count]` where count comes from the file (an int), so a
-    // corrupted length can make it allocate up to 2 GiB before it notices the end of the stream. KerasH5 bounds the
-    // dataset reads it controls; this is the ceiling PureHDF itself imposes on the rest.
-    const long PureHdfAllocationBound = int.MaxValue + 64L * 1024 * 1024;
+    // PureHDF 2.2 sizes buffers from counts in the file before checking them (up to 2 GiB for one corrupted length);
+    // KerasH5 checks the metadata against the file first (Hdf5Preflight), so a case allocates in proportion to the
+    // file, whatever its header claims.
+    static long H5AllocationBound(byte[] image) => 64L * 1024 * 1024 + image.Length;
 
     static void Warm(Action a)
     {
@@ -74,16 +74,20 @@ public partial class ReaderFuzzTests(ITestOutputHelper output)
         const int seed = 4242;
         output.WriteLine($"seed {seed}, {H5Cases} cases");
         var rng = new Random(seed);
-        var src = File.ReadAllBytes(Path.Combine(SafeTensorsFixtures.Dir, "keras_weights.h5"));
+        // h5py's default layout in three Keras variants: one layer_names attribute, split attributes, /model_weights.
+        var bases = new[] { "keras_weights.h5", "keras_split.h5", "keras_model.h5" }
+            .Select(f => File.ReadAllBytes(Path.Combine(SafeTensorsFixtures.Dir, f))).ToArray();
         var outcomes = new Dictionary<string, int>();
         long worst = 0;
-        Warm(() => KerasH5.Read(new MemoryStream(src[..100]), "warm-up"));
+        string worstCase = "";
+        Warm(() => KerasH5.Read(new MemoryStream(bases[0][..100]), "warm-up"));
+        foreach (var b in bases) Warm(() => KerasH5.Read(new MemoryStream(b), "warm-up"));
         var sw = Stopwatch.StartNew();
         for (int i = 0; i < H5Cases; i++)
         {
-            var image = (byte[])src.Clone();
+            var image = (byte[])bases[rng.Next(bases.Length)].Clone();
             string kind;
-            switch (rng.Next(4))
+            switch (rng.Next(5))
             {
                 case 0:
                     kind = "truncate";
@@ -97,20 +101,37 @@ public partial class ReaderFuzzTests(ITestOutputHelper output)
                     kind = "random bytes";
                     for (int k = rng.Next(1, 17); k > 0; k--) image[rng.Next(image.Length)] = (byte)rng.Next(256);
                     break;
-                default:
+                case 3:
                     kind = "0xff run"; // large lengths and undefined addresses
                     int at = rng.Next(image.Length - 8);
                     image.AsSpan(at, rng.Next(1, 9)).Fill(0xff);
                     break;
+                default:
+                {
+                    kind = "size field"; // a 1-8 byte integer in the metadata set to a boundary value
+                    int width = 1 << rng.Next(4);
+                    int pos = rng.Next(Math.Min(4096, image.Length) - width);
+                    ulong value = rng.Next(4) == 0 ? (ulong)rng.NextInt64() : SizeValues(image.Length)[rng.Next(SizeValues(image.Length).Length)];
+                    for (int k = 0; k < width; k++) image[pos + k] = (byte)(value >> (8 * k));
+                    break;
+                }
             }
+            long before = worst;
             var outcome = Run($"h5 case {i} ({kind})", image,
                 () => KerasH5.Read(new MemoryStream(image, writable: false), "fuzz.h5"), typeof(KerasH5FormatException),
-                PureHdfAllocationBound, ref worst);
+                H5AllocationBound(image), ref worst);
+            if (worst > before) worstCase = $"case {i} ({kind}, {outcome}, {image.Length}-byte file)";
             outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
         }
         output.WriteLine($"{sw.Elapsed.TotalSeconds:F1} s: " + string.Join(", ", outcomes.Select(p => $"{p.Key} {p.Value}")) +
-            $"; most managed bytes allocated by one case: {worst}");
+            $"; most managed bytes allocated by one case: {worst}, {worstCase}");
+        Assert.True(outcomes.GetValueOrDefault("rejected") > 0 && outcomes.GetValueOrDefault("loaded") > 0,
+            "the mutations should produce both valid and rejected files");
     }
+
+    static ulong[] SizeValues(int fileLength) =>
+        [0, 1, 7, 8, 255, 0xFFFF, 0x10000, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 1UL << 40, ulong.MaxValue, ulong.MaxValue - 1,
+         (ulong)fileLength - 1, (ulong)fileLength, (ulong)fileLength + 1];
 
     /// <summary>Runs one case on a worker so a hang fails the test instead of stalling it; checks the managed
     /// bytes allocated by the reader on that thread against <paramref name="maxAllocation"/>.</summary>
