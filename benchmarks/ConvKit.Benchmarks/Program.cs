@@ -24,8 +24,12 @@ namespace ConvKit.Benchmarks
 
     /// <summary>One benchmarked workload. Steps are training batches per timed epoch, or timed seconds for inference.</summary>
     sealed record Workload(string Key, string Model, Kind Kind, int Batch, int Height, int Width, int Channels, int Steps, int QuickSteps,
-        double Seconds, double QuickSeconds, int MinIterations, bool InQuick, int MaxRepeats = int.MaxValue)
+        double Seconds, double QuickSeconds, int MinIterations, bool InQuick, int MaxRepeats = int.MaxValue,
+        string? PeerModel = null, bool HasRaw = true)
     {
+        /// <summary>The model name peer_torch.py knows this workload's network by.</summary>
+        public string Peer => PeerModel ?? Model;
+
         public string Title => Kind switch
         {
             Kind.Train => $"{Model} {Height}x{Width}x{Channels} train b{Batch}",
@@ -99,6 +103,9 @@ namespace ConvKit.Benchmarks
             new("vgg16-infer-b16", "vgg16", Kind.Infer, 16, 224, 224, 3, 0, 0, 0, 0, 1, false, MaxRepeats: 1),
             new("resnet50-infer-b1", "resnet50", Kind.Infer, 1, 224, 224, 3, 0, 0, 2.5, 1.5, 3, true),
             new("resnet50-infer-b16", "resnet50", Kind.Infer, 16, 224, 224, 3, 0, 0, 0, 0, 1, false, MaxRepeats: 1),
+            // The network PyTorch runs (torchvision's v1.5), from ConvKit's zoo: ConvKit only, no hand-written twin.
+            new("resnet50tv-infer-b1", "resnet50_tv", Kind.Infer, 1, 224, 224, 3, 0, 0, 2.5, 1.5, 3, true, PeerModel: "resnet50", HasRaw: false),
+            new("resnet50tv-infer-b16", "resnet50_tv", Kind.Infer, 16, 224, 224, 3, 0, 0, 0, 0, 1, false, MaxRepeats: 1, PeerModel: "resnet50", HasRaw: false),
             new("fashion-epoch-b128", "lenet5", Kind.Epoch, 128, 28, 28, 1, 0, 0, 0, 0, 0, true),
         ];
 
@@ -144,6 +151,7 @@ namespace ConvKit.Benchmarks
                     int shift = (r + Array.IndexOf(workloads, w)) % impls.Length;
                     foreach (var impl in impls.Skip(shift).Concat(impls.Take(shift)))
                     {
+                        if (impl != "convkit" && !w.HasRaw) continue;
                         var m = RunWorker(w, impl, o);
                         results[impl][w].Add(m);
                         Console.Error.WriteLine($"  [{r + 1}/{o.Repeats}] {w.Key,-20} {impl,-8} {Describe(w, m)}");
@@ -214,10 +222,10 @@ namespace ConvKit.Benchmarks
             var cache = new Dictionary<(string, int), PeerResult?>();
             foreach (var w in workloads.Where(w => w.Kind != Kind.Epoch))
             {
-                var key = (w.Model, w.Batch);
+                var key = (w.Peer, w.Batch);
                 if (!cache.TryGetValue(key, out var pr))
                 {
-                    pr = RunPeerOnce(w.Model, w.Batch, o);
+                    pr = RunPeerOnce(w.Peer, w.Batch, o);
                     cache[key] = pr;
                     Console.Error.WriteLine($"  pytorch {w.Model} b{w.Batch}: {(pr is null ? "failed" : $"train {pr.Train:F1} infer {pr.Infer:F1} img/s rss {pr.RssMb:F0} MB")}");
                 }
@@ -322,10 +330,11 @@ namespace ConvKit.Benchmarks
                     Console.WriteLine($"  {w.Title,-34} ConvKit/raw {Ratio(ratio)}  {(ratio >= 0.95 ? "ok" : "SLOWER than 5%")}");
                 }
             }
-            if (workloads.Any(w => w.Model is "resnet50" or "vgg16"))
+            if (workloads.Any(w => w.Model is "resnet50" or "resnet50_tv" or "vgg16"))
             {
                 Console.WriteLine("Note: ConvKit's and raw resnet50 are Keras' ResNet-50 v1 (stride in the first 1x1 conv, biased convs); PyTorch runs torchvision's");
-                Console.WriteLine("      resnet50, which is v1.5 (stride in the 3x3 conv, no conv biases): similar but not identical FLOPs. VGG-16 is the same net in all three.");
+                Console.WriteLine("      resnet50, which is v1.5 (stride in the 3x3 conv, no conv biases): similar but not identical FLOPs. The resnet50_tv rows run");
+                Console.WriteLine("      v1.5 in ConvKit (zoo entry resnet50_tv) against the same PyTorch run: the same network. VGG-16 is the same net in all three.");
             }
             Console.WriteLine("raw TS = the same models written by hand in TorchSharp (RawTorch.cs), fed channels-last data and run in a process set up");
             Console.WriteLine("as ConvKit sets it up (glibc malloc tuning): ConvKit's own overhead. plain TS = the same code on NCHW-contiguous data with");
