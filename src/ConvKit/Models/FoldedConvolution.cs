@@ -16,8 +16,8 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
     readonly long[] versions = new long[6];
     Tensor? kernel, bias;
 
-    /// <summary>How many folds this process computed (tests: the cache must not refold unchanged weights).</summary>
-    internal static long Folds;
+    /// <summary>How many times this pair was folded (tests: the cache must not refold unchanged weights).</summary>
+    internal int Folds { get; private set; }
 
     public Conv2D Conv => conv;
 
@@ -44,7 +44,7 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
 
         Dispose();
         (kernel, bias) = Fold(conv, bn);
-        Interlocked.Increment(ref Folds);
+        Folds++;
         current.CopyTo(sources, 0);
         now.CopyTo(versions);
         return (kernel, bias);
@@ -85,7 +85,7 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
 /// A convolution step of the inference plan: the Conv2D, with the BatchNormalization it feeds folded in (when that
 /// applies at run time) and the ZeroPadding2D in front of it taken as its own padding.
 /// </summary>
-internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (int Top, int Bottom, int Left, int Right)? zeroPadding) : IDisposable
+internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (int Top, int Bottom, int Left, int Right)? zeroPadding)
 {
     public (int Top, int Bottom, int Left, int Right)? ZeroPadding => zeroPadding;
 
@@ -96,6 +96,32 @@ internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (in
         if (fold is null) return y;
         using (y) return fold.BatchNorm.Call(y);
     }
+}
 
-    public void Dispose() => fold?.Dispose();
+/// <summary>One <see cref="FoldedConvolution"/> per Conv2D+BatchNormalization pair, shared by the graphs of a model.</summary>
+internal sealed class FoldCache : IDisposable
+{
+    readonly Dictionary<(Conv2D, BatchNormalization), FoldedConvolution> folds = [];
+
+    public FoldedConvolution For(Conv2D conv, BatchNormalization bn)
+    {
+        lock (folds)
+        {
+            if (!folds.TryGetValue((conv, bn), out var f)) folds[(conv, bn)] = f = new FoldedConvolution(conv, bn);
+            return f;
+        }
+    }
+
+    /// <summary>Folds computed so far over all pairs.</summary>
+    internal int Folds
+    {
+        get { lock (folds) return folds.Values.Sum(f => f.Folds); }
+    }
+
+    /// <summary>Frees the folded weights; they are folded again on next use.</summary>
+    public void Dispose()
+    {
+        lock (folds)
+            foreach (var f in folds.Values) f.Dispose();
+    }
 }

@@ -35,8 +35,14 @@ internal sealed class FunctionalGraph
 
     Step[]? inferencePlan;
 
-    public FunctionalGraph(IReadOnlyList<SymbolicTensor> inputs, IReadOnlyList<SymbolicTensor> outputs, string modelName)
+    /// <param name="inputs">The graph's inputs.</param>
+    /// <param name="outputs">The graph's outputs.</param>
+    /// <param name="modelName">For error messages.</param>
+    /// <param name="folds">Folded convolution weights to share with another graph over the same layers (a sub-graph of a
+    /// model shares its model's), or null for a cache of its own.</param>
+    public FunctionalGraph(IReadOnlyList<SymbolicTensor> inputs, IReadOnlyList<SymbolicTensor> outputs, string modelName, FoldCache? folds = null)
     {
+        Folds = folds ?? new FoldCache();
         if (inputs.Count == 0) throw new GraphException($"model '{modelName}' needs at least one input.");
         if (outputs.Count == 0) throw new GraphException($"model '{modelName}' needs at least one output.");
         foreach (var x in inputs)
@@ -154,11 +160,10 @@ internal sealed class FunctionalGraph
     }
 
     /// <summary>Releases the folded weights cached by the inference plan.</summary>
-    public void ReleaseInferenceCaches()
-    {
-        foreach (var step in inferencePlan ?? []) step.Fused?.Dispose();
-        inferencePlan = null;
-    }
+    public void ReleaseInferenceCaches() => Folds.Dispose();
+
+    /// <summary>The folded Conv2D+BatchNormalization weights the inference plan uses.</summary>
+    public FoldCache Folds { get; }
 
     /// <summary>
     /// The schedule rewritten for inference: ZeroPadding2D -> Conv2D('valid') runs as one padded convolution;
@@ -206,7 +211,7 @@ internal sealed class FunctionalGraph
                 plan[i] = plan[i] with
                 {
                     Output = plan[j].Output,
-                    Fused = new FusedConvolution(conv, new FoldedConvolution(conv, bn), plan[i].Fused?.ZeroPadding),
+                    Fused = new FusedConvolution(conv, Folds.For(conv, bn), plan[i].Fused?.ZeroPadding),
                 };
             }
         }

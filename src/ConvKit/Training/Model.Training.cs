@@ -239,7 +239,7 @@ public partial class Model
             var pred = Forward([xb])[0];
             return (wb is null ? loss!.CallMean(yb, pred) : Training.Loss.Reduce(loss!.Call(yb, pred), wb), pred);
         }
-        var logits = head.Logits(xb);
+        var logits = head.Logits(xb, InferenceOptimizations && !is_grad_enabled());
         var value = wb is null ? loss!.CallFromLogitsMean(yb, logits) : Training.Loss.Reduce(loss!.CallFromLogits(yb, logits), wb);
         return (value, metricsNeedActivation ? head.Activation.Apply(logits.detach()) : logits);
     }
@@ -517,7 +517,7 @@ public partial class Model
             _ => null,
         };
         if (activation is null || !lossFn.CanFuse(activation)) return null;
-        fusedHead = new FusedHead(new FunctionalGraph(g.Inputs, [node.Inputs[0]], Name), node.Layer, activation);
+        fusedHead = new FusedHead(new FunctionalGraph(g.Inputs, [node.Inputs[0]], Name, g.Folds), node.Layer, activation);
         return fusedHead;
     }
 
@@ -525,9 +525,9 @@ public partial class Model
     {
         public ActivationFunction Activation { get; } = activation;
 
-        public Tensor Logits(Tensor x)
+        public Tensor Logits(Tensor x, bool optimized)
         {
-            var hidden = trunk.Run([x])[0];
+            var hidden = trunk.Run([x], optimized)[0];
             return layer is Dense d ? F.linear(hidden, d.Kernel!, d.Bias) : hidden;
         }
     }

@@ -34,6 +34,8 @@ public class InferencePlanTests
             conv.Bias?.copy_(randn(conv.Bias.shape, generator: g) * 0.05);
     }
 
+    static int Folds(Model model) => model.GraphForSummary!.Folds.Folds;
+
     static Tensor Predict(Model model, Tensor x, bool optimized)
     {
         model.InferenceOptimizations = optimized;
@@ -77,15 +79,15 @@ public class InferencePlanTests
         Randomize(model, 5);
         using var x = randn(4, 32, 32, 3);
         Predict(model, x, optimized: true).Dispose();
-        long folds = FoldedConvolution.Folds;
+        long folds = Folds(model);
         Predict(model, x, optimized: true).Dispose();
-        Assert.Equal(folds, FoldedConvolution.Folds); // nothing written: nothing refolded
+        Assert.Equal(folds, Folds(model)); // nothing written: nothing refolded
 
         // A user's in-place edit of one weight: that pair is refolded, and the output follows.
         var bn = model.Layers.OfType<BatchNormalization>().First();
         using (no_grad()) bn.Gamma!.mul_(3);
         AssertSame(model, x);
-        Assert.True(FoldedConvolution.Folds > folds);
+        Assert.True(Folds(model) > folds);
 
         // SetWeights (copy_), then a training step (optimizer and moving statistics), then a dtype change.
         var weights = model.GetWeights();
@@ -102,6 +104,28 @@ public class InferencePlanTests
         model.to(float64);
         using var x64 = x.to(float64);
         AssertSame(model, x64, 1e-12);
+    }
+
+    [Fact]
+    public void EvaluateThroughTheFusedSoftmaxHeadAgrees()
+    {
+        // A softmax-ended model evaluates cross-entropy from the logits of a sub-graph; that sub-graph runs the
+        // inference plan too, sharing the model's folded weights.
+        manual_seed(9);
+        using var model = ModelRegistry.Create("resnet20", new ModelOptions { InputShape = (32, 32, 3) });
+        Randomize(model, 10);
+        model.Compile(new SGD(), new SparseCategoricalCrossentropy(), ["accuracy"]);
+        using var x = randn(16, 32, 32, 3);
+        using var y = randint(0, 10, 16, dtype: int64);
+        model.InferenceOptimizations = false;
+        var plain = model.Evaluate(x, y, batchSize: 8, verbose: 0);
+        model.InferenceOptimizations = true;
+        long folds = Folds(model);
+        Predict(model, x, optimized: true).Dispose(); // folds once for both graphs
+        var fast = model.Evaluate(x, y, batchSize: 8, verbose: 0);
+        Assert.Equal(plain["accuracy"], fast["accuracy"]);
+        Assert.True(Math.Abs(plain["loss"] - fast["loss"]) < 1e-5 * Math.Max(1, plain["loss"]), $"{plain["loss"]} vs {fast["loss"]}");
+        Assert.Equal(folds + model.Layers.OfType<BatchNormalization>().Count(), Folds(model));
     }
 
     [Fact]
