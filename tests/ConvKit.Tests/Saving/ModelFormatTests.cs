@@ -115,6 +115,7 @@ public class ModelFormatTests : IDisposable
             new Activation("tanh"),
             new BatchNormalization(momentum: 0.9, epsilon: 1e-5, center: false),
             new ZeroPadding2D(((1, 0), (0, 2)).Item1, (0, 2)),
+            new AdaptiveAveragePooling2D((5, 3)),
             new GlobalMaxPooling2D(keepDims: true),
             new Flatten(),
             new Dense(5, useBias: false),
