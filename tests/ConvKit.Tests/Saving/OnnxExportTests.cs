@@ -19,7 +19,7 @@ public class OnnxExportTests(ITestOutputHelper log)
     // Over ~5 s even at their smallest input (tens of millions of weights to build and serialize, or hundreds of layers).
     static bool IsBig(string name) =>
         name.StartsWith("vgg", StringComparison.Ordinal) || name.StartsWith("alexnet", StringComparison.Ordinal)
-        || name is "resnet18" or "resnet34" or "resnet50" or "resnet101" or "resnet152" or "resnet_cifar" or "inception_v3";
+        || name is "resnet18" or "resnet34" or "resnet50" or "resnet101" or "resnet152" or "resnet_cifar" or "inception_v3" or "inception_v3_tv";
 
     public static TheoryData<string> FastModels() => Names(big: false);
 
