@@ -16,7 +16,7 @@ public class RegistryConventionTests
     }
 
     // torchvision's VGG keeps its 25088x4096 first dense layer at any input size (the adaptive pooling hands it 7x7
-    // maps): a training pass takes ~10 s on 2 cores even at 32x32, so these run with the Slow tests.
+    // maps): building it and a training pass take ~10 s on 2 cores even at 32x32, so these run with the Slow tests.
     static bool HeavyAtAnySize(string name) => name is "vgg16_tv" or "vgg19_tv";
 
     public static TheoryData<string> LightNames() => [.. ModelRegistry.All.Select(e => e.Name).Where(n => !HeavyAtAnySize(n))];
@@ -94,8 +94,15 @@ public class RegistryConventionTests
     }
 
     [Theory]
-    [MemberData(nameof(Names))]
-    public void NoTopWithPoolingAndCustomShapeAndClasses(string name)
+    [MemberData(nameof(LightNames))]
+    public void NoTopWithPoolingAndCustomShapeAndClasses(string name) => CheckNoTopAndCustomTop(name);
+
+    [Theory]
+    [Trait("Category", "Slow")]
+    [MemberData(nameof(HeavyNames))]
+    public void NoTopWithPoolingAndCustomShapeAndClassesOfHeavyModels(string name) => CheckNoTopAndCustomTop(name);
+
+    static void CheckNoTopAndCustomTop(string name)
     {
         var info = ModelRegistry.Get(name);
         int size = info.MinInputSize + 3, channels = info.DefaultInputShape[2] == 1 ? 2 : 4;

@@ -165,6 +165,7 @@ public sealed class TorchvisionImportTests : IDisposable
     }
 
     [Fact]
+    [Trait("Category", "Slow")] // two Inception v3 builds and runs; the mapping itself is checked above, the numbers against torchvision in FullModelImportTests
     public void InceptionV3StateDictWithAuxLogitsLoads()
     {
         var options = new ModelOptions { InputShape = (75, 75, 3), Classes = 5 };
