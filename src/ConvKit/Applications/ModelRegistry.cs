@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using ConvKit.Layers;
 using ConvKit.Models;
+using ConvKit.Saving;
 
 namespace ConvKit.Applications;
 
@@ -36,6 +37,13 @@ public sealed record ModelInfo(string Name, string Family, string Paper, int? Ye
     int MinInputSize, int DefaultClasses, Preprocessing Preprocessing, long ParamCount, ReferenceAccuracy? Accuracy)
 {
     internal Func<ResolvedOptions, Model> Builder { get; init; } = null!;
+
+    /// <summary>
+    /// For models built after a PyTorch module (<c>*_tv</c>): where each layer's tensors are in the state dict, and which
+    /// modules of published files the model leaves out. Null for the others, whose .safetensors weights load with
+    /// <see cref="StateDictMapping.Default"/>.
+    /// </summary>
+    public StateDictMapping? StateDict { get; init; }
 
     Lazy<long> MacsAtDefaults { get; init; } = null!;
 
@@ -126,7 +134,7 @@ public static class ModelRegistry
         {
             try
             {
-                WeightsOption.Apply(model, info.Name, resolved, weights, options.WeightsCache);
+                WeightsOption.Apply(model, info, resolved, weights, options.WeightsCache);
             }
             catch
             {
@@ -225,6 +233,22 @@ public static class ModelRegistry
             yield return new ModelInfo(name, "ResNet", resPaper, 2016, "torchvision (v1.5: stride in the 3x3 convolution, no conv bias)",
                 imagenet, 32, 1000, Preprocessing.Torch, pars, acc).WithBuilder(TorchvisionResNet.Build(spec, name));
         }
+        // torchvision's AlexNet, VGG, GoogLeNet and Inception v3, named after their state-dict keys. Counts are torchvision's
+        // num_params plus the BN moving statistics ConvKit counts (GoogLeNet 6,624,904 + 14,560; Inception v3 23,834,568 + 34,432).
+        const string tvWeights = "torchvision IMAGENET1K_V1";
+        yield return new ModelInfo("alexnet_tv", "AlexNet", alexPaper, 2012, "torchvision (One weird trick variant: 64-192-384-256-256 filters, adaptive 6x6 pooling)",
+            imagenet, 63, 1000, Preprocessing.Torch, 61_100_840, ImageNet(56.522, 79.066, tvWeights)).WithBuilder(TorchvisionAlexNet.Build);
+        yield return new ModelInfo("vgg16_tv", "VGG", vggPaper, 2014, "torchvision (adaptive 7x7 pooling before the classifier)",
+            imagenet, 32, 1000, Preprocessing.Torch, 138_357_544, ImageNet(71.592, 90.382, tvWeights)).WithBuilder(TorchvisionVgg.Build(Vgg.D, "vgg16_tv"));
+        yield return new ModelInfo("vgg19_tv", "VGG", vggPaper, 2014, "torchvision (adaptive 7x7 pooling before the classifier)",
+            imagenet, 32, 1000, Preprocessing.Torch, 143_667_240, ImageNet(72.376, 90.876, tvWeights)).WithBuilder(TorchvisionVgg.Build(Vgg.E, "vgg19_tv"));
+        // torchvision runs these two with transform_input=True, which maps torch-normalized input to [-1, 1]: 'tf' here.
+        yield return new ModelInfo("googlenet_tv", "GoogLeNet", googPaper, 2014, "torchvision (batch norm, 3x3 in the '5x5' branch, ceil-mode pooling)",
+            imagenet, 15, 1000, Preprocessing.TF, 6_639_464, ImageNet(69.778, 89.53, tvWeights)).WithBuilder(TorchvisionGoogLeNet.Build)
+            with { StateDict = TorchvisionGoogLeNet.StateDict };
+        yield return new ModelInfo("inception_v3_tv", "Inception", v3Paper, 2016, "torchvision (batch norm with scale, count-include-pad average pooling)",
+            (299, 299, 3), 75, 1000, Preprocessing.TF, 23_869_000, ImageNet(77.294, 93.45, tvWeights)).WithBuilder(TorchvisionInceptionV3.Build)
+            with { StateDict = TorchvisionInceptionV3.StateDict };
         yield return new ModelInfo("resnet_cifar", "ResNet", resPaper, 2016, "seed 001 (CIFAR ResNet, 64-512 filters)", cifar, 8, 10,
             Preprocessing.None, 11_188_362, null).WithBuilder(ResNet.BuildSeed001Cifar);
 

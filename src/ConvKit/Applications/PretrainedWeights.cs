@@ -114,8 +114,9 @@ public sealed record WeightsCache(string Directory, bool Offline = false)
 /// <summary>Loads the weights named by <see cref="ModelOptions.Weights"/> into a freshly built model.</summary>
 internal static class WeightsOption
 {
-    public static void Apply(Model model, string registryName, ResolvedOptions o, string weights, WeightsCache? cache)
+    public static void Apply(Model model, ModelInfo info, ResolvedOptions o, string weights, WeightsCache? cache)
     {
+        string registryName = info.Name;
         string path;
         if (string.Equals(weights, "imagenet", StringComparison.OrdinalIgnoreCase))
         {
@@ -134,7 +135,7 @@ internal static class WeightsOption
         }
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
-            model.LoadTorchvisionWeights(path);
+            model.LoadTorchvisionWeights(path, info.StateDict ?? StateDictMapping.Default);
             return;
         }
         var file = KerasH5.Read(path);

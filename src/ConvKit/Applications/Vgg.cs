@@ -12,7 +12,8 @@ public static class Vgg
     /// <param name="ConvsPerBlock">Number of convolutions in each of the five blocks.</param>
     public sealed record Config(char Letter, IReadOnlyList<int> ConvsPerBlock);
 
-    static readonly int[] BlockFilters = [64, 128, 256, 512, 512];
+    /// <summary>Filters of the five blocks.</summary>
+    internal static IReadOnlyList<int> BlockFilters { get; } = [64, 128, 256, 512, 512];
 
     /// <summary>VGG-11.</summary>
     public static Config A { get; } = new('A', [1, 1, 2, 2, 2]);
@@ -36,7 +37,7 @@ public static class Vgg
     {
         var inputs = Heads.Input(o);
         SymbolicTensor x = inputs;
-        for (int b = 0; b < BlockFilters.Length; b++)
+        for (int b = 0; b < BlockFilters.Count; b++)
         {
             for (int i = 1; i <= c.ConvsPerBlock[b]; i++)
             {

@@ -87,6 +87,31 @@ public static class ConvArithmetic
         padding == Padding.Same ? SamePadding(input, kernel, stride, dilation) : (0, 0);
 
     /// <summary>
+    /// PyTorch's adaptive pooling window of output <paramref name="index"/> along one axis, when <paramref name="input"/>
+    /// cells are pooled to <paramref name="output"/>: cells [floor(i·n / o), ceil((i + 1)·n / o)). Windows cover the
+    /// input, overlap by at most one cell, and repeat cells when the output is larger than the input.
+    /// </summary>
+    public static (int Start, int End) AdaptiveWindow(int input, int output, int index)
+    {
+        long start = (long)index * input / output;
+        long end = ((long)(index + 1) * input + output - 1) / output;
+        return ((int)start, (int)end);
+    }
+
+    /// <summary>
+    /// The output length of torch's max pooling with <c>ceil_mode=True</c> and no padding, and the zero cells to add
+    /// after the input (bottom/right) so that a 'valid' pooling of the padded input has that length: the last window
+    /// may hang over the edge, but must start inside the input.
+    /// </summary>
+    public static (int Output, int PadAfter) CeilModePooling(int input, int kernel, int stride)
+    {
+        if (input == Shape.Unknown) return (Shape.Unknown, 0);
+        int output = (int)Math.Floor((input - kernel + stride - 1) / (double)stride) + 1;
+        if ((long)(output - 1) * stride >= input) output--; // torch: the last window starts inside the input
+        return output < 1 ? (0, 0) : (output, Math.Max(0, (output - 1) * stride + kernel - input));
+    }
+
+    /// <summary>
     /// Walks a stack of windows over an input of <paramref name="inputSize"/> pixels and reports, for each step, the
     /// output size, the padding and the receptive field, as one computes them by hand: "what output size and receptive
     /// field does this stack give?"

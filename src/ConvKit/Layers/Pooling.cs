@@ -157,3 +157,57 @@ public class GlobalMaxPooling2D : GlobalPooling2D
     /// <inheritdoc/>
     public override Tensor Call(Tensor inputs) => inputs.amax([2, 3], keepdim: KeepDims);
 }
+
+/// <summary>
+/// PyTorch's <c>AdaptiveAvgPool2d</c> (Keras has no such layer): averages each sample's map to a fixed
+/// <see cref="OutputSize"/> whatever the input size. Output cell i along an axis of n input cells averages cells
+/// [floor(i·n / o), ceil((i + 1)·n / o)) (<see cref="ConvArithmetic.AdaptiveWindow"/>): the identity when n = o, a
+/// plain average pooling with window and stride n / o when o divides n, overlapping windows otherwise, repeated cells
+/// when n &lt; o. torchvision's AlexNet and VGG put it before their classifier so that any input size reaches the
+/// 6x6 / 7x7 map the first dense layer expects.
+/// </summary>
+public class AdaptiveAveragePooling2D : Layer
+{
+    /// <summary>Creates the layer.</summary>
+    /// <param name="outputSize">The (height, width) of the output map.</param>
+    /// <param name="name">Layer name; null for an automatic one.</param>
+    /// <exception cref="LayerArgumentException">A size is not positive.</exception>
+    public AdaptiveAveragePooling2D(Size2 outputSize, string? name = null) : base(name)
+    {
+        OutputSize = outputSize;
+        if (outputSize.Height <= 0 || outputSize.Width <= 0) throw ArgumentError("output_size", $"must be positive; received output_size={outputSize}.");
+    }
+
+    /// <summary>The (height, width) of the output map.</summary>
+    public Size2 OutputSize { get; }
+
+    /// <inheritdoc/>
+    public override Shape ComputeOutputShape(Shape inputShape)
+    {
+        if (inputShape.Rank != 3)
+            throw new ShapeException($"{Describe} expects inputs of shape (height, width, channels); received {inputShape.ToBatchString()}.");
+        return new Shape(OutputSize.Height, OutputSize.Width, inputShape[2]);
+    }
+
+    /// <inheritdoc/>
+    public override Tensor Call(Tensor inputs) => F.adaptive_avg_pool2d(inputs, [OutputSize.Height, OutputSize.Width]);
+
+    /// <summary>
+    /// The identity when the input already has the output size, a regular window when the output size divides the
+    /// input's; otherwise the windows differ from cell to cell and the layer is reported as mixing all positions.
+    /// </summary>
+    public override WindowInfo? Window(IReadOnlyList<Shape> inputShapes)
+    {
+        var s = inputShapes[0];
+        if (s[0] == OutputSize.Height && s[1] == OutputSize.Width) return null;
+        if (s[0] > 0 && s[1] > 0 && s[0] % OutputSize.Height == 0 && s[1] % OutputSize.Width == 0)
+        {
+            var k = new Size2(s[0] / OutputSize.Height, s[1] / OutputSize.Width);
+            return new WindowInfo(k, k, 1, 0);
+        }
+        return WindowInfo.Global;
+    }
+
+    /// <inheritdoc/>
+    protected override bool FixedDimension(int rank, int d) => false;
+}

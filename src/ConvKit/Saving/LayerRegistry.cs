@@ -165,6 +165,8 @@ public static class LayerRegistry
         RegisterPooling<MaxPool2D>("MaxPool2D", (p, s, pad, n) => new MaxPool2D(p, s, pad, n));
         RegisterPooling<AveragePooling2D>("AveragePooling2D", (p, s, pad, n) => new AveragePooling2D(p, s, pad, n));
         RegisterPooling<AvgPool2D>("AvgPool2D", (p, s, pad, n) => new AvgPool2D(p, s, pad, n));
+        Register<AdaptiveAveragePooling2D>("AdaptiveAveragePooling2D", l => new JsonObject { ["output_size"] = Arr(l.OutputSize) },
+            (c, name) => new AdaptiveAveragePooling2D(S2(c["output_size"]), name));
         Register<GlobalAveragePooling2D>("GlobalAveragePooling2D", l => new JsonObject { ["keepdims"] = l.KeepDims },
             (c, name) => new GlobalAveragePooling2D((bool)c["keepdims"]!, name));
         Register<GlobalMaxPooling2D>("GlobalMaxPooling2D", l => new JsonObject { ["keepdims"] = l.KeepDims },

@@ -15,6 +15,7 @@ internal static class OnnxLowerings
         OnnxExport.Register<MaxPool2D>(MaxPool);
         OnnxExport.Register<AveragePooling2D>(AvgPool);
         OnnxExport.Register<AvgPool2D>(AvgPool);
+        OnnxExport.Register<AdaptiveAveragePooling2D>(AdaptiveAvgPool);
         OnnxExport.Register<GlobalAveragePooling2D>((c, l) => GlobalPool(c, "GlobalAveragePool", l.KeepDims));
         OnnxExport.Register<GlobalMaxPooling2D>((c, l) => GlobalPool(c, "GlobalMaxPool", l.KeepDims));
         OnnxExport.Register<BatchNormalization>(BatchNorm);
@@ -126,6 +127,54 @@ internal static class OnnxLowerings
             Pads(c.InputShapes[0], l.PoolSize, l.Strides, l.Padding, 1),
             OnnxAttribute.Int("count_include_pad", 0),
         ], name: c.Output);
+
+    /// <summary>
+    /// ONNX has no adaptive pooling, but adaptive average pooling is linear and separable: along each axis it multiplies
+    /// by a constant (output, input) averaging matrix A (A[i, j] = 1 / |window i| for j in window i). With x in
+    /// (N, C, H, W): y = A_h · x · A_wᵀ, two MatMuls; an axis whose size does not change is skipped (A is the identity).
+    /// </summary>
+    static void AdaptiveAvgPool(OnnxLayerContext c, AdaptiveAveragePooling2D l)
+    {
+        var x = c.InputShapes[0];
+        var (oh, ow) = (l.OutputSize.Height, l.OutputSize.Width);
+        if (x[0] == Shape.Unknown || x[1] == Shape.Unknown)
+        {
+            if (oh != 1 || ow != 1)
+                throw new ConvKitException($"{c.Layer.Describe}: ONNX has no adaptive pooling; its lowering needs the input's height and width, which are unknown. Export with a fixed input shape.");
+            c.Graph.AddNode("GlobalAveragePool", [c.Inputs[0]], [c.Output], name: c.Output);
+            return;
+        }
+        int h = x[0], w = x[1];
+        bool poolH = h != oh, poolW = w != ow;
+        if (!poolH && !poolW)
+        {
+            c.Graph.AddNode("Identity", [c.Inputs[0]], [c.Output], name: c.Output);
+            return;
+        }
+        string input = c.Inputs[0];
+        if (poolW)
+        {
+            // x · A_wᵀ: (N, C, H, W) x (W, OW).
+            var product = poolH ? c.NewName("pooled_width") : c.Output;
+            c.Graph.AddNode("MatMul", [input, c.Constant(AveragingMatrix(w, ow, transpose: true), w, ow)], [product], name: product);
+            input = product;
+        }
+        if (poolH)
+            // A_h · x: (OH, H) x (N, C, H, OW), broadcast over N and C.
+            c.Graph.AddNode("MatMul", [c.Constant(AveragingMatrix(h, oh, transpose: false), oh, h), input], [c.Output], name: c.Output);
+    }
+
+    /// <summary>Row-major (output, input) averaging matrix of an adaptive pooling axis, or its transpose.</summary>
+    static float[] AveragingMatrix(int input, int output, bool transpose)
+    {
+        var m = new float[input * output];
+        for (int i = 0; i < output; i++)
+        {
+            var (start, end) = ConvArithmetic.AdaptiveWindow(input, output, i);
+            for (int j = start; j < end; j++) m[transpose ? j * output + i : i * input + j] = 1f / (end - start);
+        }
+        return m;
+    }
 
     static void GlobalPool(OnnxLayerContext c, string op, bool keepDims)
     {

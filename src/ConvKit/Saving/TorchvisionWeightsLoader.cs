@@ -6,6 +6,22 @@ using static TorchSharp.torch;
 
 namespace ConvKit.Saving;
 
+/// <summary>
+/// How a model's layers are found in a PyTorch state dict: the state-dict prefix (module path) of each layer, and the
+/// modules of the file that the model leaves out on purpose (torchvision's auxiliary classifiers).
+/// </summary>
+/// <param name="KeyOf">Maps a layer name to its module path, e.g. <c>layer1_0_conv1</c> to <c>layer1.0.conv1</c>.</param>
+/// <param name="IgnoredModules">Module paths whose tensors may be in the file without a layer to take them (<c>aux1</c>
+/// covers <c>aux1.conv.conv.weight</c>); any other unused tensor is an error.</param>
+public sealed record StateDictMapping(Func<string, string> KeyOf, IReadOnlyList<string> IgnoredModules)
+{
+    /// <summary>Layer names are module paths with '.' replaced by '_' (torchvision's ResNet, AlexNet, VGG, GoogLeNet); nothing ignored.</summary>
+    public static StateDictMapping Default { get; } = new(name => name.Replace('_', '.'), []);
+
+    /// <summary>Whether a tensor of the file belongs to an ignored module.</summary>
+    public bool Ignores(string key) => IgnoredModules.Any(m => key.Length > m.Length && key[m.Length] == '.' && key.StartsWith(m, StringComparison.Ordinal));
+}
+
 /// <summary>Loads PyTorch/torchvision state dicts saved as safetensors.</summary>
 public static class TorchvisionWeightsLoader
 {
@@ -22,10 +38,26 @@ public static class TorchvisionWeightsLoader
     /// <exception cref="WeightsMismatchException">A key is missing, unexpected or mis-shaped (the message names file, layer and key).</exception>
     /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
-    public static WeightsLoadResult LoadTorchvisionWeights(this Model model, string path, Func<string, string>? keyOf = null)
+    public static WeightsLoadResult LoadTorchvisionWeights(this Model model, string path, Func<string, string>? keyOf = null) =>
+        model.LoadTorchvisionWeights(path, keyOf is null ? StateDictMapping.Default : StateDictMapping.Default with { KeyOf = keyOf });
+
+    /// <summary>
+    /// Loads a PyTorch state dict with an explicit mapping: layer names to module paths, and modules of the file the
+    /// model leaves out (the registry's <see cref="Applications.ModelInfo.StateDict"/> for each <c>*_tv</c> model).
+    /// Tensors of ignored modules are not read; every other tensor must be used.
+    /// </summary>
+    /// <param name="model">The model.</param>
+    /// <param name="path">The .safetensors file.</param>
+    /// <param name="mapping">Where each layer's tensors are, and which modules to ignore.</param>
+    /// <returns>What was loaded.</returns>
+    /// <exception cref="WeightsMismatchException">A key is missing, unexpected or mis-shaped (the message names file, layer and key).</exception>
+    /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
+    public static WeightsLoadResult LoadTorchvisionWeights(this Model model, string path, StateDictMapping mapping)
     {
         ArgumentNullException.ThrowIfNull(model);
-        keyOf ??= name => name.Replace('_', '.');
+        ArgumentNullException.ThrowIfNull(mapping);
+        var keyOf = mapping.KeyOf;
         using var file = SafeTensors.Read(path);
         var used = new HashSet<string>();
         var plans = new List<(LayerWeight Target, Tensor Value)>();
@@ -50,7 +82,7 @@ public static class TorchvisionWeightsLoader
                 }
                 layers++;
             }
-            var unexpected = file.Names.Where(n => !used.Contains(n) && !n.EndsWith(".num_batches_tracked", StringComparison.Ordinal)).ToList();
+            var unexpected = file.Names.Where(n => !used.Contains(n) && !n.EndsWith(".num_batches_tracked", StringComparison.Ordinal) && !mapping.Ignores(n)).ToList();
             if (unexpected.Count > 0)
                 throw new WeightsMismatchException(path, null, unexpected[0],
                     $"{unexpected.Count} tensor(s) of the file match no layer of model '{model.Name}': {string.Join(", ", unexpected.Take(8))}{(unexpected.Count > 8 ? ", ..." : "")}.");

@@ -15,6 +15,14 @@ public class RegistryConventionTests
         return data;
     }
 
+    // torchvision's VGG keeps its 25088x4096 first dense layer at any input size (the adaptive pooling hands it 7x7
+    // maps): building it and a training pass take ~10 s on 2 cores even at 32x32, so these run with the Slow tests.
+    static bool HeavyAtAnySize(string name) => name is "vgg16_tv" or "vgg19_tv";
+
+    public static TheoryData<string> LightNames() => [.. ModelRegistry.All.Select(e => e.Name).Where(n => !HeavyAtAnySize(n))];
+
+    public static TheoryData<string> HeavyNames() => [.. ModelRegistry.All.Select(e => e.Name).Where(HeavyAtAnySize)];
+
     // The published or seed-computed counts, written independently of the registry's metadata.
     static readonly Dictionary<string, long> Facts = new()
     {
@@ -22,11 +30,15 @@ public class RegistryConventionTests
         ["vgg16"] = 138_357_544, ["vgg19"] = 143_667_240, ["vgg16_cifar"] = 33_638_218, ["googlenet"] = 6_994_392,
         ["googlenet_cifar"] = 7_033_402, ["inception_v3"] = 23_851_784, ["resnet50"] = 25_636_712, ["resnet101"] = 44_707_176,
         ["resnet152"] = 60_419_944, ["resnet_cifar"] = 11_188_362, ["resnet20"] = 274_042, ["cifar100_cnn"] = 325_956,
+        // torchvision's num_params (eval models, no auxiliary heads) plus the BN moving statistics (non-trainable, below).
+        ["alexnet_tv"] = 61_100_840, ["vgg16_tv"] = 138_357_544, ["vgg19_tv"] = 143_667_240,
+        ["googlenet_tv"] = 6_624_904 + 14_560, ["inception_v3_tv"] = 23_834_568 + 34_432,
     };
 
     static readonly Dictionary<string, long> NonTrainableFacts = new()
     {
         ["alexnet"] = 2_752, ["inception_v3"] = 34_432, ["resnet50"] = 53_120,
+        ["alexnet_tv"] = 0, ["vgg16_tv"] = 0, ["googlenet_tv"] = 14_560, ["inception_v3_tv"] = 34_432,
     };
 
     /// <summary>The smallest cheap options for a forward/backward pass: the minimum input, with the top.</summary>
@@ -51,8 +63,15 @@ public class RegistryConventionTests
     }
 
     [Theory]
-    [MemberData(nameof(Names))]
-    public void ForwardAndBackwardAtTheSmallestInputAreFinite(string name)
+    [MemberData(nameof(LightNames))]
+    public void ForwardAndBackwardAtTheSmallestInputAreFinite(string name) => CheckForwardAndBackward(name);
+
+    [Theory]
+    [Trait("Category", "Slow")]
+    [MemberData(nameof(HeavyNames))]
+    public void ForwardAndBackwardOfHeavyModelsAtTheSmallestInputAreFinite(string name) => CheckForwardAndBackward(name);
+
+    static void CheckForwardAndBackward(string name)
     {
         var info = ModelRegistry.Get(name);
         var options = Small(info);
@@ -75,8 +94,15 @@ public class RegistryConventionTests
     }
 
     [Theory]
-    [MemberData(nameof(Names))]
-    public void NoTopWithPoolingAndCustomShapeAndClasses(string name)
+    [MemberData(nameof(LightNames))]
+    public void NoTopWithPoolingAndCustomShapeAndClasses(string name) => CheckNoTopAndCustomTop(name);
+
+    [Theory]
+    [Trait("Category", "Slow")]
+    [MemberData(nameof(HeavyNames))]
+    public void NoTopWithPoolingAndCustomShapeAndClassesOfHeavyModels(string name) => CheckNoTopAndCustomTop(name);
+
+    static void CheckNoTopAndCustomTop(string name)
     {
         var info = ModelRegistry.Get(name);
         int size = info.MinInputSize + 3, channels = info.DefaultInputShape[2] == 1 ? 2 : 4;

@@ -11,13 +11,15 @@ keras.applications' .h5 files are laid out (root attribute layer_names, per-laye
 '<layer>/<weight>:0', HWIO conv kernels, (in, out) dense kernels); inputs (NHWC) and outputs go to a safetensors file
 (written by hand: u64 header length, JSON, raw little-endian data).
 
-torchvision part: torchvision's own models with seeded random weights and random BN
-statistics (resnet50 so far), their state dicts as safetensors (as the HF hub / timm publish them), and their outputs.
+torchvision part: torchvision's own models (resnet50, alexnet, vgg16, googlenet and inception_v3 with their auxiliary
+heads in the state dict) with seeded random weights, BN statistics drawn around the fixture batch's and weights scaled
+to logits of a trained model's spread, their state dicts as safetensors (as the HF hub / timm publish them), and their
+outputs in float64; and a LeNet-5 written as a plain PyTorch module, for loading with an explicit key mapping.
 
 Usage (Debian's interpreter: python3-torch, python3-torchvision, python3-h5py, python3-numpy):
   /usr/bin/python3 make_import_fixtures.py                 # small committed fixtures -> Fixtures/Import/
   /usr/bin/python3 make_import_fixtures.py --full DIR      # full-size Keras vgg16/resnet50/inception_v3 -> DIR
-  /usr/bin/python3 make_import_fixtures.py --torchvision DIR  # torchvision resnet50 -> DIR
+  /usr/bin/python3 make_import_fixtures.py --torchvision DIR  # torchvision models and a PyTorch LeNet-5 -> DIR
 """
 import json
 import math
@@ -361,31 +363,103 @@ def keras_case(out_dir, name, seed, shape, build, batch=4):
 
 # ---------------------------------------------------------------- torchvision
 
-def torchvision_case(out_dir, name, seed, size, batch=2):
+LOGIT_STD = 3.0  # a trained ImageNet classifier's logits: spread ~3, largest ~10-15
+
+
+def rescale_outputs(model, x, modules, target):
+    """Data-dependent scaling (as LSUV): each module's weight and bias are multiplied so that its output on this batch has
+    standard deviation target(module), in one forward pass (the layers are linear in (weight, bias), so the rescaled
+    output is the hook's return value). Without it torchvision's default initializations give AlexNet/VGG activations
+    that shrink layer after layer and logits near 0, which would make an absolute bound meaningless."""
+    def hook(module, _, output):
+        factor = target(module) / output.std().item()
+        module.weight.mul_(factor)
+        if module.bias is not None:
+            module.bias.mul_(factor)
+        return output * factor
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+
+
+def torchvision_case(out_dir, name, seed, size, batch=2, aux=(), rescale=None, **kwargs):
+    """torchvision's own model with seeded random weights; BN running statistics from the fixture batch, perturbed.
+    aux: auxiliary heads, kept in the state dict but left out of the statistics pass (they only run in training, and
+    Inception v3's needs inputs of 299x299). rescale: None, "classifier" (the last Linear, for logits of spread
+    LOGIT_STD) or "all" (every Conv2d/Linear to unit spread, the classifier to LOGIT_STD; for models without BN)."""
     import torchvision
     torch.manual_seed(seed)
-    model = getattr(torchvision.models, name)()
-    x = torch.randn(batch, 3, size, size)
+    model = getattr(torchvision.models, name)(**kwargs)
+    h, w = (size, size) if isinstance(size, int) else size
+    x = torch.randn(batch, 3, h, w)
     # Running statistics from this batch (momentum 1), then perturbed, so activations stay O(1) as in a trained model.
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.momentum = 1.0
-                m.weight.uniform_(0.8, 1.2)
-                m.bias.normal_(0, 0.1)
-        model.train()(x)
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.add_(torch.randn_like(m.running_mean) * 0.1 * m.running_var.sqrt())
-                m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25)).clamp_(min=1e-2)
+        for m in norms:
+            m.momentum = 1.0
+            m.weight.uniform_(0.8, 1.2)
+            m.bias.normal_(0, 0.1)
+        if norms:
+            heads = {n: getattr(model, n) for n in aux}
+            for n in aux:
+                setattr(model, n, None)
+            model.train()(x)
+            for n, m in heads.items():
+                setattr(model, n, m)
+        for m in norms:
+            m.running_mean.add_(torch.randn_like(m.running_mean) * 0.1 * m.running_var.sqrt())
+            m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25)).clamp_(min=1e-2)
     model.eval()
+    if rescale is not None:
+        layers = [m for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+                  and not any(n.startswith(a + ".") for a in aux)]
+        classifier = layers[-1]
+        rescale_outputs(model, x, layers if rescale == "all" else [classifier],
+                        lambda m: LOGIT_STD if m is classifier else 1.0)
+    state = {k: v.numpy() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+    write_safetensors(os.path.join(out_dir, name + "_tv.safetensors"), state)
     with torch.no_grad():
         y = model.double()(x.double())
-    state = {k: v.float().numpy() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
-    write_safetensors(os.path.join(out_dir, name + "_tv.safetensors"), state)
     write_safetensors(os.path.join(out_dir, name + "_tv_io.safetensors"),
                       {"input": x.permute(0, 2, 3, 1).numpy(), "output": y.float().numpy()})
-    print(f"{name} (torchvision): {len(state)} tensors, output {tuple(y.shape)}")
+    print(f"{name} (torchvision): {len(state)} tensors, input {h}x{w}, output {tuple(y.shape)}, "
+          f"max |logit| {y.abs().max().item():.2f}")
+
+
+class TorchLeNet5(torch.nn.Module):
+    """Seed 001's LeNet-5 written as a PyTorch user writes it: conv 6@5x5 'same' + ReLU, max 2, conv 16@5x5 + ReLU,
+    max 2, flatten (C, H, W), 120 ReLU, 84 ReLU, 10 logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = torch.nn.Conv2d(6, 16, 5)
+        self.fc1 = torch.nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = torch.nn.Linear(120, 84)
+        self.fc3 = torch.nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def torch_lenet5_case(out_dir, seed=5, batch=4):
+    torch.manual_seed(seed)
+    model = TorchLeNet5().eval()
+    x = torch.rand(batch, 1, 28, 28)
+    rescale_outputs(model, x, [model.conv1, model.conv2, model.fc1, model.fc2, model.fc3],
+                    lambda m: LOGIT_STD if m is model.fc3 else 1.0)
+    with torch.no_grad():
+        y = model.double()(x.double())
+    write_safetensors(os.path.join(out_dir, "lenet5_torch.safetensors"), {k: v.float().numpy() for k, v in model.state_dict().items()})
+    write_safetensors(os.path.join(out_dir, "lenet5_torch_io.safetensors"),
+                      {"input": x.permute(0, 2, 3, 1).numpy(), "output": y.float().numpy()})
+    print(f"lenet5 (PyTorch module): output {tuple(y.shape)}, max |logit| {y.abs().max().item():.2f}")
 
 
 def main():
@@ -402,6 +476,15 @@ def main():
         out = args[1]
         os.makedirs(out, exist_ok=True)
         torchvision_case(out, "resnet50", 150, 64)
+        # Sizes where AlexNet's / VGG's adaptive pooling is not the identity (7x6 -> 6x6, 4x3 -> 7x7), where GoogLeNet's
+        # ceil-mode poolings pad (and not everywhere), and where Inception v3's last modules still see 3x3 maps.
+        torchvision_case(out, "alexnet", 151, (255, 223), rescale="all")
+        torchvision_case(out, "vgg16", 152, (128, 96), rescale="all", init_weights=True)
+        torchvision_case(out, "googlenet", 153, (83, 79), aux=("aux1", "aux2"), rescale="classifier",
+                         aux_logits=True, transform_input=False, init_weights=True)
+        torchvision_case(out, "inception_v3", 154, 139, aux=("AuxLogits",), rescale="classifier",
+                         aux_logits=True, transform_input=False, init_weights=True)
+        torch_lenet5_case(out)
         return
     os.makedirs(HERE, exist_ok=True)
     keras_case(HERE, "lenet5", 1, (28, 28, 1), lenet5)

@@ -131,4 +131,43 @@ public class ConvArithmeticTests
         Assert.Contains("7/1/1", Row("conv2d_2"));
         Assert.Contains("global", Row("flatten"));
     }
+
+    [Theory]
+    // torch.nn.functional.max_pool2d(zeros(1, 1, n, n), k, s, ceil_mode=True).shape[-1] for n = 1..19 (0: torch refuses).
+    [InlineData(3, 2, new[] { 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9 })]
+    [InlineData(2, 2, new[] { 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10 })]
+    [InlineData(3, 1, new[] { 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17 })]
+    [InlineData(5, 3, new[] { 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6 })]
+    public void CeilModePoolingMatchesTorch(int kernel, int stride, int[] torchOutputs)
+    {
+        for (int n = 1; n <= torchOutputs.Length; n++)
+        {
+            var (output, pad) = ConvArithmetic.CeilModePooling(n, kernel, stride);
+            Assert.Equal(torchOutputs[n - 1], output);
+            if (output == 0) continue;
+            // A 'valid' pooling of the padded input has torch's length, and its last window starts inside the input.
+            Assert.Equal(output, ConvArithmetic.OutputLength(n + pad, kernel, stride, Padding.Valid));
+            Assert.True((output - 1) * stride < n);
+            Assert.True(pad < kernel);
+        }
+    }
+
+    [Fact]
+    public void AdaptiveWindowsAreTorchs()
+    {
+        // torch's adaptive_avg_pool2d start_index / end_index: floor(i * n / o), ceil((i + 1) * n / o).
+        (int, int)[] Windows(int n, int o) => Enumerable.Range(0, o).Select(i => ConvArithmetic.AdaptiveWindow(n, o, i)).ToArray();
+        Assert.Equal([(0, 3), (2, 5), (4, 7)], Windows(7, 3));
+        Assert.Equal([(0, 2), (2, 4), (4, 6)], Windows(6, 3));
+        Assert.Equal([(0, 1), (0, 1), (0, 1)], Windows(1, 3));
+        Assert.Equal([(0, 1), (0, 2), (1, 2)], Windows(2, 3));
+        for (int n = 1; n <= 20; n++)
+        for (int o = 1; o <= 8; o++)
+        {
+            var w = Windows(n, o);
+            Assert.Equal(0, w[0].Item1);
+            Assert.Equal(n, w[^1].Item2);
+            Assert.All(w, x => Assert.True(x.Item2 > x.Item1 && x.Item2 - x.Item1 <= (n + o - 1) / o + 1));
+        }
+    }
 }

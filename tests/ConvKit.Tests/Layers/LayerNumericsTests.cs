@@ -180,6 +180,53 @@ public class LayerNumericsTests
     }
 
     /// <summary>
+    /// Averaging matrix of one adaptive pooling axis, written from torch's definition (windows
+    /// [floor(i·n/o), ceil((i+1)·n/o))) rather than taken from ConvArithmetic: (o, n), rows summing to 1.
+    /// </summary>
+    static Tensor AdaptiveMatrix(int n, int o)
+    {
+        var m = zeros(o, n, dtype: float64);
+        for (int i = 0; i < o; i++)
+        {
+            int start = (int)Math.Floor(i * n / (double)o), end = (int)Math.Ceiling((i + 1) * n / (double)o);
+            for (int j = start; j < end; j++) m[i, j] = 1.0 / (end - start);
+        }
+        return m;
+    }
+
+    [Theory]
+    [InlineData(13, 11, 6, 6)]  // overlapping windows (AlexNet at 300x300)
+    [InlineData(1, 1, 6, 6)]    // one cell repeated (AlexNet at its 63x63 minimum)
+    [InlineData(14, 7, 7, 7)]   // 2x1 windows along height, identity along width
+    [InlineData(7, 7, 7, 7)]    // the identity (VGG at 224)
+    [InlineData(5, 9, 3, 2)]
+    public void AdaptiveAveragePooling2DAveragesTorchsWindows(int h, int w, int oh, int ow)
+    {
+        using var _ = Backend.NameScope();
+        using var scope = NewDisposeScope();
+        manual_seed(h * 100 + w);
+        var layer = new AdaptiveAveragePooling2D((oh, ow));
+        Assert.Equal(new Shape(oh, ow, 3), layer.ComputeOutputShape(new Shape(h, w, 3)));
+        var ah = AdaptiveMatrix(h, oh).to(float32);
+        var aw = AdaptiveMatrix(w, ow).to(float32);
+        // y = A_h · x · A_wᵀ on each (h, w) map; on channels-last memory, as ConvKit's convolutions leave their outputs.
+        var x = Ops.ToChannelsLast(randn(2, 3, h, w));
+        CheckAgainstReference(layer, x, input => matmul(matmul(ah, input), aw.t()));
+        // The same through a float64 loop over the windows.
+        var y = layer.Apply(x).to(float64);
+        var x64 = x.to(float64);
+        for (int i = 0; i < oh; i++)
+        for (int j = 0; j < ow; j++)
+        {
+            var (t, b) = ConvArithmetic.AdaptiveWindow(h, oh, i);
+            var (l, r) = ConvArithmetic.AdaptiveWindow(w, ow, j);
+            var mean = x64[.., .., t..b, l..r].mean([2, 3]);
+            double diff = (mean - y[.., .., i, j]).abs().max().item<double>();
+            Assert.True(diff < 1e-6, $"cell ({i}, {j}): max difference {diff}");
+        }
+    }
+
+    /// <summary>
     /// The layers' float32 gradients against central finite differences of the same computation in float64. The layers
     /// themselves stay float32 (Module.to(float64) swaps the parameter handles the layers hold), so the float64 side
     /// runs Ops.Conv2D and F.linear on float64 copies of the layers' weights.

@@ -113,18 +113,50 @@ public class FullModelImportTests(GeneratedImportFixtures fx, ITestOutputHelper 
     }
 
     [Theory]
-    [InlineData("resnet50", 64)]
-    public void TorchvisionModelsMatchTheReference(string name, int size)
+    [InlineData("resnet50", 64, 64)]
+    [InlineData("alexnet", 255, 223)]   // adaptive pooling 7x6 -> 6x6: overlapping windows along height, identity along width
+    [InlineData("vgg16", 128, 96)]      // adaptive pooling 4x3 -> 7x7: overlapping windows and repeated cells
+    [InlineData("googlenet", 83, 79)]   // ceil-mode poolings that pad and that do not; aux1/aux2 in the file, ignored
+    [InlineData("inception_v3", 139, 139)] // AuxLogits in the file, ignored; 3x3 maps in Mixed_7b/7c
+    public void TorchvisionModelsMatchTheReference(string name, int height, int width)
     {
         using var model = ModelRegistry.Create(name + "_tv", new ModelOptions
         {
-            InputShape = (size, size, 3), ClassifierActivation = null, Weights = fx.File_(name + "_tv.safetensors"),
+            InputShape = (height, width, 3), ClassifierActivation = null, Weights = fx.File_(name + "_tv.safetensors"),
         });
-        // Logits reach |7.5|: FP32 is checked relative to their scale, the mapping exactly in float64.
-        double diff = KerasImportTests.MaxAbsDiff(model, fx.File_(name + "_tv_io.safetensors"), relative: true);
-        Assert.True(diff < KerasImportTests.Tolerance, $"{name}_tv: max abs difference / max |reference| = {diff:g3}");
-        double diff64 = MaxAbsDiff64(model, fx.File_(name + "_tv_io.safetensors"));
-        log.WriteLine($"{name}_tv: FP32 max abs difference / max(1, max |reference|) {diff:g3}; float64 {diff64:g3}");
+        var io = fx.File_(name + "_tv_io.safetensors");
+        // Logits of a trained classifier's spread (the generator scales the last layer to a standard deviation of 3).
+        double abs = KerasImportTests.MaxAbsDiff(model, io), scale = MaxAbs(io);
+        double diff64 = MaxAbsDiff64(model, io);
+        log.WriteLine($"{name}_tv at {height}x{width}: FP32 max abs difference {abs:g3} (max |logit| {scale:g3}, relative {abs / scale:g3}); float64 {diff64:g3}");
+        // ResNet-50's 50 layers accumulate FP32 rounding past 1e-4 on its |7.5| logits (see the Keras test above): relative there.
+        double bound = name == "resnet50" ? KerasImportTests.Tolerance * Math.Max(1, scale) : KerasImportTests.Tolerance;
+        Assert.True(abs < bound, $"{name}_tv: FP32 max abs difference {abs:g3} (max |logit| {scale:g3})");
         Assert.True(diff64 < 1e-5, $"{name}_tv (float64): max abs difference {diff64:g3}");
+    }
+
+    [Fact]
+    public void APyTorchLeNet5LoadsOntoTheZooModelWithAnExplicitKeyMapping()
+    {
+        // The generator's TorchLeNet5 names its modules conv1, conv2, fc1, fc2, fc3; the zoo's lenet5 has Keras' names.
+        var torchName = new Dictionary<string, string>
+        {
+            ["conv2d"] = "conv1", ["conv2d_1"] = "conv2", ["dense"] = "fc1", ["dense_1"] = "fc2", ["dense_2"] = "fc3",
+        };
+        using var model = ModelRegistry.Create("lenet5", new ModelOptions { ClassifierActivation = null });
+        var result = model.LoadTorchvisionWeights(fx.File_("lenet5_torch.safetensors"), keyOf: name => torchName[name]);
+        Assert.Equal((5, 10), (result.LayersLoaded, result.WeightsLoaded));
+        var io = fx.File_("lenet5_torch_io.safetensors");
+        double abs = KerasImportTests.MaxAbsDiff(model, io), diff64 = MaxAbsDiff64(model, io);
+        log.WriteLine($"lenet5 (PyTorch): FP32 max abs difference {abs:g3} (max |logit| {MaxAbs(io):g3}); float64 {diff64:g3}");
+        Assert.True(abs < KerasImportTests.Tolerance, $"lenet5 (PyTorch): FP32 max abs difference {abs:g3}");
+        Assert.True(diff64 < 1e-5, $"lenet5 (PyTorch, float64): max abs difference {diff64:g3}");
+    }
+
+    static double MaxAbs(string ioPath)
+    {
+        using var io = SafeTensors.Read(ioPath);
+        using var y = io.Get("output");
+        return y.abs().max().item<float>();
     }
 }

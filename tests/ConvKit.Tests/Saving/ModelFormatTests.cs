@@ -18,7 +18,7 @@ public class ModelFormatTests : IDisposable
     string PathOf(string name) => Path.Combine(dir, name);
 
     // Big weight tensors (VGG/AlexNet classifiers, deep ResNets, Inception) make a round trip take seconds.
-    static readonly string[] BigModels = ["alexnet", "alexnet_plain", "vgg", "resnet50", "resnet101", "resnet152", "inception_v3", "googlenet", "resnet34", "resnet110"];
+    static readonly string[] BigModels = ["alexnet", "alexnet_plain", "vgg", "resnet50", "resnet101", "resnet152", "inception_v3", "googlenet", "resnet34", "resnet110", "alexnet_tv"];
 
     static bool IsBig(string name) => BigModels.Any(b => name == b || (b == "vgg" && name.StartsWith("vgg", StringComparison.Ordinal)));
 
@@ -115,6 +115,7 @@ public class ModelFormatTests : IDisposable
             new Activation("tanh"),
             new BatchNormalization(momentum: 0.9, epsilon: 1e-5, center: false),
             new ZeroPadding2D(((1, 0), (0, 2)).Item1, (0, 2)),
+            new AdaptiveAveragePooling2D((5, 3)),
             new GlobalMaxPooling2D(keepDims: true),
             new Flatten(),
             new Dense(5, useBias: false),

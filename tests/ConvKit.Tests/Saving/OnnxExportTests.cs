@@ -19,7 +19,7 @@ public class OnnxExportTests(ITestOutputHelper log)
     // Over ~5 s even at their smallest input (tens of millions of weights to build and serialize, or hundreds of layers).
     static bool IsBig(string name) =>
         name.StartsWith("vgg", StringComparison.Ordinal) || name.StartsWith("alexnet", StringComparison.Ordinal)
-        || name is "resnet18" or "resnet34" or "resnet50" or "resnet101" or "resnet152" or "resnet_cifar" or "inception_v3";
+        || name is "resnet18" or "resnet34" or "resnet50" or "resnet101" or "resnet152" or "resnet_cifar" or "inception_v3" or "inception_v3_tv";
 
     public static TheoryData<string> FastModels() => Names(big: false);
 
@@ -133,6 +133,42 @@ public class OnnxExportTests(ITestOutputHelper log)
         Assert.Equal([2, 3, 3, 1], y.Dimensions.ToArray());
         Assert.All(y.ToArray(), v => Assert.Equal(3f, v, 5));
     }
+
+    [Fact]
+    public void AdaptiveAveragePoolingLowersToAveragingMatMuls()
+    {
+        // Overlapping windows, one cell repeated (AlexNet at its minimum input), one axis unchanged, the identity.
+        Model model;
+        using (Backend.NameScope())
+        {
+            var x = new Input((13, 11, 3));
+            var a = new AdaptiveAveragePooling2D((6, 6)).Apply(x);
+            var b = new AdaptiveAveragePooling2D((13, 4)).Apply(x);
+            var same = new AdaptiveAveragePooling2D((13, 11)).Apply(x);
+            var cell = new GlobalMaxPooling2D(keepDims: true).Apply(x);
+            var repeated = new AdaptiveAveragePooling2D((6, 6)).Apply(cell);
+            model = new Model([x], [a, b, same, repeated]);
+        }
+        using (model)
+        {
+            Assert.Equal(5, OpCount(model.ToOnnx(), "MatMul")); // 2 + 1 (width only) + 0 (identity) + 2
+            log.WriteLine($"adaptive average pooling: {CheckAgainstOnnxRuntime(model, seed: 13)}");
+        }
+        // Unknown spatial sizes: only the global case (output 1x1) has a lowering.
+        using (Backend.NameScope())
+        {
+            var x = new Input((-1, -1, 3));
+            using var global = new Model(x, new AdaptiveAveragePooling2D(1).Apply(new Conv2D(2, 3).Apply(x)));
+            Assert.Equal(1, OpCount(global.ToOnnx(), "GlobalAveragePool"));
+            using var six = new Model(x, new AdaptiveAveragePooling2D(6, name: "to_six").Apply(x));
+            var e = Assert.Throws<ConvKitException>(() => six.ToOnnx());
+            Assert.Contains("'to_six'", e.Message);
+            Assert.Contains("fixed input shape", e.Message);
+        }
+    }
+
+    /// <summary>Nodes of an op type in a serialized model: NodeProto's op_type is field 4 (tag 0x22), length-prefixed.</summary>
+    static int OpCount(byte[] onnx, string op) => Occurrences(onnx, [0x22, (byte)op.Length, .. System.Text.Encoding.ASCII.GetBytes(op)]);
 
     [Fact]
     public void EveryOtherBuiltInLayerMatches()

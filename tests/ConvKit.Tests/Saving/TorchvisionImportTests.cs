@@ -17,8 +17,8 @@ public sealed class TorchvisionImportTests : IDisposable
     static readonly ModelOptions Small = new() { InputShape = (32, 32, 3), Classes = 5 };
 
     /// <summary>torchvision's key for each weight: 'layer1_0_conv1' kernel is 'layer1.0.conv1.weight'.</summary>
-    static Dictionary<string, Tensor> StateDict(ConvKit.Models.Model model) => KerasWeightsLoader.WeightedLayers(model)
-        .SelectMany(l => l.OwnWeights.Select(w => (Key: l.Name.Replace('_', '.') + "." + w.Name switch
+    static Dictionary<string, Tensor> StateDict(ConvKit.Models.Model model, Func<string, string>? keyOf = null) => KerasWeightsLoader.WeightedLayers(model)
+        .SelectMany(l => l.OwnWeights.Select(w => (Key: (keyOf ?? StateDictMapping.Default.KeyOf)(l.Name) + "." + w.Name switch
         {
             "kernel" or "gamma" => "weight",
             "beta" => "bias",
@@ -78,5 +78,111 @@ public sealed class TorchvisionImportTests : IDisposable
         Assert.Equal("fc", e.LayerName);
         Assert.Contains("(5, 512)", e.Message);
         Assert.Contains("(1000, 512)", e.Message);
+    }
+
+    [Fact]
+    public void InceptionV3LayerNamesMapToTorchvisionsModulePaths()
+    {
+        Assert.Equal("Conv2d_1a_3x3.conv", TorchvisionInceptionV3.KeyOf("Conv2d_1a_3x3_conv"));
+        Assert.Equal("Conv2d_4a_3x3.bn", TorchvisionInceptionV3.KeyOf("Conv2d_4a_3x3_bn"));
+        Assert.Equal("Mixed_5b.branch5x5_1.conv", TorchvisionInceptionV3.KeyOf("Mixed_5b_branch5x5_1_conv"));
+        Assert.Equal("Mixed_5b.branch_pool.bn", TorchvisionInceptionV3.KeyOf("Mixed_5b_branch_pool_bn"));
+        Assert.Equal("Mixed_7c.branch3x3dbl_3b.conv", TorchvisionInceptionV3.KeyOf("Mixed_7c_branch3x3dbl_3b_conv"));
+        Assert.Equal("fc", TorchvisionInceptionV3.KeyOf("fc"));
+        // Every weighted layer gets a distinct prefix, and names and keys agree up to '.' -> '_'.
+        using var model = ModelRegistry.Create("inception_v3_tv", new ModelOptions { InputShape = (75, 75, 3), Classes = 5 });
+        var layers = KerasWeightsLoader.WeightedLayers(model).Select(l => l.Name).ToList();
+        Assert.Equal(94 * 2 + 1, layers.Count); // 94 BasicConv2d (conv + bn), fc
+        var keys = layers.Select(TorchvisionInceptionV3.KeyOf).ToList();
+        Assert.Equal(keys.Count, keys.Distinct().Count());
+        Assert.All(layers.Zip(keys), p => Assert.Equal(p.First, p.Second.Replace('.', '_')));
+    }
+
+    [Fact]
+    public void FeatureMapsHaveTorchvisionsSizes()
+    {
+        // The sizes torchvision's forward() comments give at 224x224 (299x299 for Inception v3).
+        static Shape At(ConvKit.Models.Model m, string layer) => m.GetLayer(layer).InboundNodes[0].Output.Shape;
+        using (var g = ModelRegistry.Create("googlenet_tv"))
+        {
+            Assert.Equal(new Shape(56, 56, 64), At(g, "maxpool1"));
+            Assert.Equal(new Shape(28, 28, 192), At(g, "maxpool2"));
+            Assert.Equal(new Shape(28, 28, 480), At(g, "inception3b"));
+            Assert.Equal(new Shape(14, 14, 480), At(g, "maxpool3"));
+            Assert.Equal(new Shape(7, 7, 832), At(g, "maxpool4"));
+            Assert.Equal(new Shape(7, 7, 1024), At(g, "inception5b"));
+        }
+        using (var v3 = ModelRegistry.Create("inception_v3_tv"))
+        {
+            Assert.Equal(new Shape(35, 35, 192), At(v3, "maxpool2"));
+            Assert.Equal(new Shape(35, 35, 256), At(v3, "Mixed_5b"));
+            Assert.Equal(new Shape(17, 17, 768), At(v3, "Mixed_6e"));
+            Assert.Equal(new Shape(8, 8, 2048), At(v3, "Mixed_7c"));
+        }
+        using (var a = ModelRegistry.Create("alexnet_tv", new ModelOptions { IncludeTop = false }))
+            Assert.Equal(new Shape(6, 6, 256), a.ModelOutputShape);
+        // Away from 224 the adaptive pooling still hands the classifier a 6x6 map.
+        using var small = ModelRegistry.Create("alexnet_tv", new ModelOptions { InputShape = (63, 127, 3), Classes = 5 });
+        Assert.Equal(new Shape(1, 3, 256), small.GetLayer("avgpool").InboundNodes[0].Inputs[0].Shape);
+        Assert.Equal(new Shape(6, 6, 256), At(small, "avgpool"));
+    }
+
+    [Fact]
+    public void AuxiliaryHeadsAreIgnoredOnlyWhereTheRegistrySaysSo()
+    {
+        var options = new ModelOptions { InputShape = (32, 32, 3), Classes = 5 };
+        using var model = ModelRegistry.Create("googlenet_tv", options);
+        var sd = StateDict(model);
+        Assert.Contains("inception3a.branch2.1.bn.running_var", sd.Keys);
+        Assert.Contains("conv1.conv.weight", sd.Keys);
+        // torchvision's published GoogLeNet holds its training-only auxiliary classifiers.
+        sd["aux1.conv.conv.weight"] = zeros(128, 512, 1, 1);
+        sd["aux1.conv.bn.num_batches_tracked"] = tensor(3L);
+        sd["aux2.fc2.bias"] = zeros(1000);
+        var withAux = Save(sd, "googlenet_aux.safetensors");
+        var result = model.LoadTorchvisionWeights(withAux, TorchvisionGoogLeNet.StateDict);
+        Assert.Equal(57 * 2 + 1, result.LayersLoaded); // 57 BasicConv2d (conv + bn), fc
+        using (var loaded = ModelRegistry.Create("googlenet_tv", options with { Weights = withAux }))
+            Assert.True(loaded.GetLayer("fc").OwnWeights[0].Value.eq(model.GetLayer("fc").OwnWeights[0].Value).all().item<bool>());
+
+        // Without the registry's list (the plain overload), or anything else unexpected, the key is named.
+        var e = Assert.Throws<WeightsMismatchException>(() => model.LoadTorchvisionWeights(withAux));
+        Assert.StartsWith("aux", e.WeightName);
+        Assert.Contains("aux1.conv.conv.weight", e.Message);
+        foreach (var stray in new[] { "inception3a.branch5.weight", "aux3.fc.weight", "aux1x.weight", "aux1" })
+        {
+            var extra = new Dictionary<string, Tensor>(sd) { [stray] = zeros(2) };
+            e = Assert.Throws<WeightsMismatchException>(() =>
+                ModelRegistry.Create("googlenet_tv", options with { Weights = Save(extra, "stray.safetensors") }).Dispose());
+            Assert.Equal(stray, e.WeightName);
+        }
+        // The ignore list belongs to googlenet_tv: ResNet's file with the same keys is refused.
+        using var resnet = ModelRegistry.Create("resnet18_tv", Small);
+        var rsd = new Dictionary<string, Tensor>(StateDict(resnet)) { ["aux1.fc2.bias"] = zeros(1000) };
+        e = Assert.Throws<WeightsMismatchException>(() =>
+            ModelRegistry.Create("resnet18_tv", Small with { Weights = Save(rsd, "rn_aux.safetensors") }).Dispose());
+        Assert.Equal("aux1.fc2.bias", e.WeightName);
+    }
+
+    [Fact]
+    [Trait("Category", "Slow")] // two Inception v3 builds and runs; the mapping itself is checked above, the numbers against torchvision in FullModelImportTests
+    public void InceptionV3StateDictWithAuxLogitsLoads()
+    {
+        var options = new ModelOptions { InputShape = (75, 75, 3), Classes = 5 };
+        using var source = ModelRegistry.Create("inception_v3_tv", options);
+        var sd = StateDict(source, TorchvisionInceptionV3.KeyOf);
+        Assert.Contains("Mixed_6b.branch7x7dbl_3.conv.weight", sd.Keys);
+        Assert.Equal(new long[] { 128, 128, 7, 1 }, sd["Mixed_6b.branch7x7dbl_2.conv.weight"].shape);
+        sd["AuxLogits.conv0.conv.weight"] = zeros(128, 768, 1, 1);
+        sd["AuxLogits.fc.weight"] = zeros(1000, 768);
+        using (no_grad())
+            foreach (var w in source.Weights) w.Value.add_(rand_like(w.Value) * 0.01);
+        var path = Save(sd, "inception_v3.safetensors");
+        using var target = ModelRegistry.Create("inception_v3_tv", options with { Weights = path });
+        using var x = randn(2, 75, 75, 3);
+        using var a = source.Predict(x);
+        using var b = target.Predict(x);
+        double diff = (a - b).abs().max().item<float>();
+        Assert.True(diff < 1e-6, $"max abs difference {diff}");
     }
 }
