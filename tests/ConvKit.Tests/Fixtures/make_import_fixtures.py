@@ -17,6 +17,7 @@ statistics (resnet50 so far), their state dicts as safetensors (as the HF hub / 
 Usage (Debian's interpreter: python3-torch, python3-torchvision, python3-h5py, python3-numpy):
   /usr/bin/python3 make_import_fixtures.py                 # small committed fixtures -> Fixtures/Import/
   /usr/bin/python3 make_import_fixtures.py --full DIR      # full-size Keras vgg16/resnet50/inception_v3 -> DIR
+  /usr/bin/python3 make_import_fixtures.py --full DIR --fp32-check  # also PyTorch's FP32 error, layer by layer
   /usr/bin/python3 make_import_fixtures.py --torchvision DIR  # torchvision resnet50 -> DIR
 """
 import json
@@ -32,7 +33,6 @@ import torch.nn.functional as F
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Import")
 torch.set_num_threads(1)
-DTYPE = torch.float64  # the reference; fp32 is only for the conditioning check (--fp32-check)
 
 
 def write_safetensors(path, tensors):
@@ -52,12 +52,23 @@ def write_safetensors(path, tensors):
 
 
 class Keras:
-    """Builds a Keras model eagerly on one batch (NCHW float64 torch tensors) and records its weights."""
+    """Builds a Keras model eagerly on one batch (NCHW torch tensors) and records its weights and layer outputs.
 
-    def __init__(self, seed):
+    BatchNormalization's moving statistics are drawn around the statistics of that batch. With `replay` (a Keras
+    built before) the weights are not drawn but taken from it, in order: the same network, run again in another
+    dtype; `local` then feeds every layer the replayed network's output of its inputs, to measure each layer's own
+    rounding.
+    """
+
+    def __init__(self, seed, dtype=torch.float64, replay=None, local=False, record=False):
         self.rng = np.random.default_rng(seed)
+        self.dtype = dtype
         self.layers = []  # (name, [(weight name, float32 array in Keras layout)]) in creation order
         self.counters = {}
+        self.record = record
+        self.outputs = {}  # name -> output, when recording
+        self.replay = iter(replay.layers) if replay is not None else None
+        self.reference = replay.outputs if (replay is not None and local) else None
 
     def name(self, prefix, name):
         if name is not None:
@@ -66,17 +77,30 @@ class Keras:
         self.counters[prefix] = n + 1
         return prefix if n == 0 else f"{prefix}_{n}"
 
-    def add(self, prefix, name, weights):
+    def add(self, prefix, name, make=list):
+        """Names the layer and returns its weights: make() draws them (or replays the recorded ones)."""
         name = self.name(prefix, name)
+        if self.replay is not None:
+            recorded, weights = next(self.replay)
+            assert recorded == name, (recorded, name)
+        else:
+            weights = make()
         self.layers.append((name, weights))
-        return name
+        return name, [self.t(w) for _, w in weights]
+
+    def out(self, name, y):
+        """Records a layer's output (local replay: passes the reference output on instead)."""
+        if self.record:
+            self.outputs[name] = y
+        if self.reference is not None:
+            return self.reference[name].to(self.dtype)
+        return y
 
     def normal(self, std, *shape):
         return (self.rng.standard_normal(shape) * std).astype(np.float32)
 
-    @staticmethod
-    def t(a):
-        return torch.from_numpy(a).to(DTYPE)
+    def t(self, a):
+        return torch.from_numpy(a).to(self.dtype)
 
     @staticmethod
     def same_pads(size, k, s, d=1):
@@ -90,12 +114,19 @@ class Keras:
         left, right = self.same_pads(x.shape[3], k[1], s[1])
         return F.pad(x, (left, right, top, bottom), value=value)
 
+    def conv_pads(self, x, k, s):
+        """Keras 'same' padding as F.conv2d's own padding where it is symmetric (no padded copy), else padded."""
+        (top, bottom), (left, right) = self.same_pads(x.shape[2], k[0], s[0]), self.same_pads(x.shape[3], k[1], s[1])
+        if (top, left) == (bottom, right):
+            return x, (top, left)
+        return F.pad(x, (left, right, top, bottom)), 0
+
     @staticmethod
     def activate(x, activation):
         if activation is None:
             return x
         if activation == "relu":
-            return F.relu(x)
+            return F.relu(x, inplace=True)  # only on a layer's own fresh output
         if activation == "softmax":
             return torch.softmax(x, dim=-1)
         raise ValueError(activation)
@@ -104,86 +135,92 @@ class Keras:
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
         s = (strides, strides) if isinstance(strides, int) else strides
         cin = x.shape[1]
-        k = self.normal(math.sqrt(2.0 / (kh * kw * cin)), kh, kw, cin, filters)  # HWIO
-        weights = [("kernel:0", k)]
-        b = None
-        if use_bias:
-            b = self.normal(0.1, filters)
-            weights.append(("bias:0", b))
-        name = self.add("conv2d", name, weights)
-        if padding == "same":
-            x = self.pad_same(x, (kh, kw), s)
-        y = F.conv2d(x, self.t(k).permute(3, 2, 0, 1), self.t(b) if b is not None else None, stride=s)
-        return self.activate(y, activation)
+
+        def make():
+            k = self.normal(math.sqrt(2.0 / (kh * kw * cin)), kh, kw, cin, filters)  # HWIO
+            return [("kernel:0", k)] + ([("bias:0", self.normal(0.1, filters))] if use_bias else [])
+
+        name, w = self.add("conv2d", name, make)
+        x, pads = self.conv_pads(x, (kh, kw), s) if padding == "same" else (x, 0)
+        y = F.conv2d(x, w[0].permute(3, 2, 0, 1), w[1] if use_bias else None, stride=s, padding=pads)
+        return self.out(name, self.activate(y, activation))
 
     def batch_norm(self, x, epsilon=1e-3, center=True, scale=True, name=None):
         c = x.shape[1]
-        mean = x.mean(dim=(0, 2, 3)).numpy()
-        var = x.var(dim=(0, 2, 3)).numpy()
-        mm = (mean + self.rng.standard_normal(c) * 0.1 * np.sqrt(var)).astype(np.float32)
-        # Floor at the median variance: channels with almost no spread in a tiny batch (1x1 maps) would otherwise
-        # amplify rounding differences 1/sqrt(var)-fold, layer after layer, and the check would test conditioning.
-        mv = (np.maximum(var, max(np.median(var), 1e-2)) * self.rng.uniform(0.8, 1.25, c)).astype(np.float32)
-        gamma = self.rng.uniform(0.8, 1.2, c).astype(np.float32)
-        beta = self.normal(0.1, c)
-        weights = ([("gamma:0", gamma)] if scale else []) + ([("beta:0", beta)] if center else []) + \
-                  [("moving_mean:0", mm), ("moving_variance:0", mv)]
-        self.add("batch_normalization", name, weights)
-        y = (x - self.t(mm)[None, :, None, None]) / torch.sqrt(self.t(mv)[None, :, None, None] + epsilon)
-        if scale:
-            y = y * self.t(gamma)[None, :, None, None]
+
+        def make():
+            mean = x.mean(dim=(0, 2, 3)).numpy()
+            var = x.var(dim=(0, 2, 3)).numpy()
+            mm = (mean + self.rng.standard_normal(c) * 0.1 * np.sqrt(var)).astype(np.float32)
+            # Floor at the median variance: channels with almost no spread in a tiny batch (1x1 maps) would otherwise
+            # amplify rounding differences 1/sqrt(var)-fold, layer after layer, and the check would test conditioning.
+            mv = (np.maximum(var, max(np.median(var), 1e-2)) * self.rng.uniform(0.8, 1.25, c)).astype(np.float32)
+            gamma = self.rng.uniform(0.8, 1.2, c).astype(np.float32)
+            beta = self.normal(0.1, c)
+            return ([("gamma:0", gamma)] if scale else []) + ([("beta:0", beta)] if center else []) + \
+                [("moving_mean:0", mm), ("moving_variance:0", mv)]
+
+        name, w = self.add("batch_normalization", name, make)
+        mm, mv = (v[None, :, None, None] for v in w[-2:])
+        factor = 1 / torch.sqrt(mv + epsilon) * (w[0][None, :, None, None] if scale else 1)
+        y = (x - mm).mul_(factor)
         if center:
-            y = y + self.t(beta)[None, :, None, None]
-        return y
+            y.add_(w[1 if scale else 0][None, :, None, None])
+        return self.out(name, y)
 
     def dense(self, x, units, activation=None, name=None):
         fan_in = x.shape[1]
-        k = self.normal(math.sqrt((2.0 if activation == "relu" else 1.0) / fan_in), fan_in, units)  # (in, out)
-        b = self.normal(0.1, units)
-        self.add("dense", name, [("kernel:0", k), ("bias:0", b)])
-        return self.activate(x @ self.t(k) + self.t(b), activation)
+        std = math.sqrt((2.0 if activation == "relu" else 1.0) / fan_in)
+        name, (k, b) = self.add("dense", name, lambda: [
+            ("kernel:0", self.normal(std, fan_in, units)),  # (in, out)
+            ("bias:0", self.normal(0.1, units))])
+        return self.out(name, self.activate(x @ k + b, activation))
 
     def flatten(self, x, name=None):
-        self.add("flatten", name, [])
-        return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # Keras: (H, W, C) order
+        name, _ = self.add("flatten", name)
+        return self.out(name, x.permute(0, 2, 3, 1).reshape(x.shape[0], -1))  # Keras: (H, W, C) order
 
     def relu(self, x, name=None):
-        self.add("activation", name, [])
-        return F.relu(x)
+        name, _ = self.add("activation", name)
+        return self.out(name, F.relu(x))
+
+    def dropout(self, x, name=None):
+        name, _ = self.add("dropout", name)
+        return self.out(name, x)
 
     def max_pool(self, x, pool, strides=None, padding="valid", name=None):
         strides = strides or pool
-        self.add("max_pooling2d", name, [])
+        name, _ = self.add("max_pooling2d", name)
         if padding == "same":
             x = self.pad_same(x, (pool, pool), (strides, strides), value=-math.inf)
-        return F.max_pool2d(x, pool, strides)
+        return self.out(name, F.max_pool2d(x, pool, strides))
 
     def avg_pool(self, x, pool, strides=None, padding="valid", name=None):
         strides = strides or pool
-        self.add("average_pooling2d", name, [])
+        name, _ = self.add("average_pooling2d", name)
         if padding != "same":
-            return F.avg_pool2d(x, pool, strides)
+            return self.out(name, F.avg_pool2d(x, pool, strides))
         # Keras averages over the window cells inside the input only.
         ones = torch.ones_like(x[:1, :1])
         total = F.avg_pool2d(self.pad_same(x, (pool, pool), (strides, strides)), pool, strides)
         count = F.avg_pool2d(self.pad_same(ones, (pool, pool), (strides, strides)), pool, strides)
-        return total / count
+        return self.out(name, total / count)
 
     def zero_pad(self, x, p, name=None):
-        self.add("zero_padding2d", name, [])
-        return F.pad(x, (p, p, p, p))
+        name, _ = self.add("zero_padding2d", name)
+        return self.out(name, F.pad(x, (p, p, p, p)))
 
     def gap(self, x, name=None):
-        self.add("global_average_pooling2d", name, [])
-        return x.mean(dim=(2, 3))
+        name, _ = self.add("global_average_pooling2d", name)
+        return self.out(name, x.mean(dim=(2, 3)))
 
     def concat(self, xs, name=None):
-        self.add("concatenate", name, [])
-        return torch.cat(xs, dim=1)
+        name, _ = self.add("concatenate", name)
+        return self.out(name, torch.cat(xs, dim=1))
 
     def add_(self, a, b, name=None):
-        self.add("add", name, [])
-        return a + b
+        name, _ = self.add("add", name)
+        return self.out(name, a + b)
 
     def write_h5(self, path):
         def names(xs):
@@ -348,15 +385,38 @@ def inception_v3(k, x, last=None, include_top=True, classes=1000, activation="so
     return x
 
 
-def keras_case(out_dir, name, seed, shape, build, batch=4):
-    k = Keras(seed)
+def keras_case(out_dir, name, seed, shape, build, batch=4, fp32_check=False):
+    k = Keras(seed, record=fp32_check)
     x = k.rng.standard_normal((batch,) + shape).astype(np.float32)  # NHWC, as Keras takes it
+    nchw = lambda a, dtype: torch.from_numpy(a).to(dtype).permute(0, 3, 1, 2)
     with torch.no_grad():
-        y = build(k, torch.from_numpy(x).to(DTYPE).permute(0, 3, 1, 2))
+        y = build(k, nchw(x, torch.float64))
     y = y.permute(0, 2, 3, 1) if y.dim() == 4 else y
     k.write_h5(os.path.join(out_dir, name + ".h5"))
     write_safetensors(os.path.join(out_dir, name + "_io.safetensors"), {"input": x, "output": y.numpy()})
-    print(f"{name}: {sum(w.size for _, ws in k.layers for _, w in ws)} weights, output {tuple(y.shape)}")
+    print(f"{name}: {sum(w.size for _, ws in k.layers for _, w in ws)} weights, output {tuple(y.shape)}", flush=True)
+    if fp32_check:
+        fp32_report(k, build, nchw(x, torch.float32))
+
+
+def fp32_report(reference, build, x):
+    """PyTorch's own FP32 on the same weights and test images, layer by layer: the error carried from the input
+    (relative to the layer's max |output|) and the layer's own rounding (its float64 inputs rounded to FP32)."""
+    runs = []
+    for local in (False, True):
+        k = Keras(0, dtype=torch.float32, replay=reference, local=local, record=True)
+        with torch.no_grad():
+            build(k, x)
+        runs.append(k.outputs)
+    print(f"  {'layer':<28} {'max |y|':>9} {'carried':>9} {'own':>9}")
+    for layer, ref in reference.outputs.items():
+        scale = ref.abs().max().item()
+        carried, own = ((run[layer].double() - ref).abs().max().item() for run in runs)
+        print(f"  {layer:<28} {scale:9.3g} {carried / max(scale, 1e-30):9.2e} {own / max(scale, 1e-30):9.2e}")
+    last = list(reference.outputs)[-1]
+    diff = (runs[0][last].double() - reference.outputs[last]).abs().max().item()
+    print(f"  PyTorch {torch.__version__} FP32: max abs difference {diff:.3g} on outputs up to "
+          f"{reference.outputs[last].abs().max().item():.3g}", flush=True)
 
 
 # ---------------------------------------------------------------- torchvision
@@ -393,10 +453,13 @@ def main():
     if args[:1] == ["--full"]:
         out = args[1]
         os.makedirs(out, exist_ok=True)
+        check = "--fp32-check" in args
         # Logits (classifier_activation=None): 1000 softmax probabilities near 0.001 would hide differences.
-        keras_case(out, "vgg16", 16, (32, 32, 3), lambda k, x: vgg16(k, x, activation=None), batch=2)
-        keras_case(out, "resnet50", 50, (64, 64, 3), lambda k, x: resnet50(k, x, activation=None), batch=2)
-        keras_case(out, "inception_v3", 3, (75, 75, 3), lambda k, x: inception_v3(k, x, activation=None), batch=2)
+        keras_case(out, "vgg16", 16, (32, 32, 3), lambda k, x: vgg16(k, x, activation=None), batch=2, fp32_check=check)
+        keras_case(out, "resnet50", 50, (64, 64, 3), lambda k, x: resnet50(k, x, activation=None), batch=2,
+                   fp32_check=check)
+        keras_case(out, "inception_v3", 3, (75, 75, 3), lambda k, x: inception_v3(k, x, activation=None), batch=2,
+                   fp32_check=check)
         return
     if args[:1] == ["--torchvision"]:
         out = args[1]
