@@ -5,8 +5,11 @@ Keras part: the Keras architectures are written out again here, layer by layer, 
 keras.applications' code (vgg16.py, resnet.py, inception_v3.py) and the seeds' LeNet-5/GoogLeNet: Keras 'same'
 padding (asymmetric when the total is odd: the extra row/column goes after), BatchNormalization epsilon (1e-3,
 1.001e-5 in ResNet), Flatten in (H, W, C) order, Keras' automatic layer names (conv2d, conv2d_1, ...). Weights are
-seeded random float32; BatchNormalization moving statistics are drawn around the statistics of the fixture batch, so
-activations stay O(1) through deep networks as in a trained model. The weights are written exactly as
+seeded random float32 (He-normal kernels; LeCun-normal classifiers, about Keras' default scale: logits up to 2-15).
+A network with BatchNormalization is built first in FP32 on calibration images, whose statistics at each layer,
+slightly perturbed, become the moving statistics, as a trained model's are population statistics; other (test)
+images then see a network conditioned like a trained one, and its float64 outputs on them are the reference. The
+weights are written exactly as
 keras.applications' .h5 files are laid out (root attribute layer_names, per-layer weight_names, datasets
 '<layer>/<weight>:0', HWIO conv kernels, (in, out) dense kernels); inputs (NHWC) and outputs go to a safetensors file
 (written by hand: u64 header length, JSON, raw little-endian data).
@@ -54,15 +57,17 @@ def write_safetensors(path, tensors):
 class Keras:
     """Builds a Keras model eagerly on one batch (NCHW torch tensors) and records its weights and layer outputs.
 
-    BatchNormalization's moving statistics are drawn around the statistics of that batch. With `replay` (a Keras
-    built before) the weights are not drawn but taken from it, in order: the same network, run again in another
-    dtype; `local` then feeds every layer the replayed network's output of its inputs, to measure each layer's own
-    rounding.
+    With `calibration` the batch is calibration images, and BatchNormalization's moving statistics are their
+    statistics at that layer (slightly perturbed): a trained network's are population statistics, so images it was
+    not built on see a network conditioned like a trained one. With `replay` (a Keras built before) the weights are
+    not drawn but taken from it, in order: the same network, run on other images or in another dtype; `local` then
+    feeds every layer the replayed network's output of its inputs, to measure each layer's own rounding.
     """
 
-    def __init__(self, seed, dtype=torch.float64, replay=None, local=False, record=False):
+    def __init__(self, seed, dtype=torch.float64, calibration=False, replay=None, local=False, record=False):
         self.rng = np.random.default_rng(seed)
         self.dtype = dtype
+        self.calibration = calibration
         self.layers = []  # (name, [(weight name, float32 array in Keras layout)]) in creation order
         self.counters = {}
         self.record = record
@@ -149,12 +154,13 @@ class Keras:
         c = x.shape[1]
 
         def make():
+            # Moving statistics of the calibration images, then perturbed (a trained model's moving averages are near,
+            # not at, the statistics of any one batch).
+            assert self.calibration, "BatchNormalization's moving statistics need calibration images"
             mean = x.mean(dim=(0, 2, 3)).numpy()
             var = x.var(dim=(0, 2, 3)).numpy()
             mm = (mean + self.rng.standard_normal(c) * 0.1 * np.sqrt(var)).astype(np.float32)
-            # Floor at the median variance: channels with almost no spread in a tiny batch (1x1 maps) would otherwise
-            # amplify rounding differences 1/sqrt(var)-fold, layer after layer, and the check would test conditioning.
-            mv = (np.maximum(var, max(np.median(var), 1e-2)) * self.rng.uniform(0.8, 1.25, c)).astype(np.float32)
+            mv = np.maximum(var * self.rng.uniform(0.8, 1.25, c), 1e-2).astype(np.float32)
             gamma = self.rng.uniform(0.8, 1.2, c).astype(np.float32)
             beta = self.normal(0.1, c)
             return ([("gamma:0", gamma)] if scale else []) + ([("beta:0", beta)] if center else []) + \
@@ -385,16 +391,27 @@ def inception_v3(k, x, last=None, include_top=True, classes=1000, activation="so
     return x
 
 
-def keras_case(out_dir, name, seed, shape, build, batch=4, fp32_check=False):
-    k = Keras(seed, record=fp32_check)
+def keras_case(out_dir, name, seed, shape, build, batch=4, calibration=0, fp32_check=False):
+    """Writes NAME.h5 and NAME_io.safetensors: `batch` test images and the network's float64 outputs. With
+    `calibration` > 0 the network is first built in FP32 on that many other images, which sets BatchNormalization's
+    moving statistics (a trained model's), then run again in float64, with the same weights, on the test images."""
+    k = Keras(seed)
     x = k.rng.standard_normal((batch,) + shape).astype(np.float32)  # NHWC, as Keras takes it
     nchw = lambda a, dtype: torch.from_numpy(a).to(dtype).permute(0, 3, 1, 2)
+    if calibration:
+        calib = np.random.default_rng([seed, 1]).standard_normal((calibration,) + shape).astype(np.float32)
+        k.dtype, k.calibration = torch.float32, True
+        with torch.no_grad():
+            build(k, nchw(calib, torch.float32))
+        k = Keras(seed, replay=k)
+    k.record = fp32_check
     with torch.no_grad():
         y = build(k, nchw(x, torch.float64))
     y = y.permute(0, 2, 3, 1) if y.dim() == 4 else y
     k.write_h5(os.path.join(out_dir, name + ".h5"))
     write_safetensors(os.path.join(out_dir, name + "_io.safetensors"), {"input": x, "output": y.numpy()})
-    print(f"{name}: {sum(w.size for _, ws in k.layers for _, w in ws)} weights, output {tuple(y.shape)}", flush=True)
+    print(f"{name}: {sum(w.size for _, ws in k.layers for _, w in ws)} weights, input {x.shape}, output "
+          f"{tuple(y.shape)}, max |output| {y.abs().max().item():.3g}", flush=True)
     if fp32_check:
         fp32_report(k, build, nchw(x, torch.float32))
 
@@ -457,9 +474,9 @@ def main():
         # Logits (classifier_activation=None): 1000 softmax probabilities near 0.001 would hide differences.
         keras_case(out, "vgg16", 16, (32, 32, 3), lambda k, x: vgg16(k, x, activation=None), batch=2, fp32_check=check)
         keras_case(out, "resnet50", 50, (64, 64, 3), lambda k, x: resnet50(k, x, activation=None), batch=2,
-                   fp32_check=check)
+                   calibration=8, fp32_check=check)
         keras_case(out, "inception_v3", 3, (75, 75, 3), lambda k, x: inception_v3(k, x, activation=None), batch=2,
-                   fp32_check=check)
+                   calibration=8, fp32_check=check)
         return
     if args[:1] == ["--torchvision"]:
         out = args[1]
@@ -469,8 +486,10 @@ def main():
     os.makedirs(HERE, exist_ok=True)
     keras_case(HERE, "lenet5", 1, (28, 28, 1), lenet5)
     keras_case(HERE, "googlenet_3a", 2, (32, 32, 3), googlenet_stem_3a)
-    keras_case(HERE, "resnet50_conv2", 3, (32, 32, 3), lambda k, x: resnet50(k, x, stages=1, include_top=False))
-    keras_case(HERE, "inception_v3_mixed0", 4, (75, 75, 3), lambda k, x: inception_v3(k, x, last="mixed0"), batch=2)
+    keras_case(HERE, "resnet50_conv2", 3, (32, 32, 3), lambda k, x: resnet50(k, x, stages=1, include_top=False),
+               calibration=8)
+    keras_case(HERE, "inception_v3_mixed0", 4, (75, 75, 3), lambda k, x: inception_v3(k, x, last="mixed0"), batch=2,
+               calibration=8)
 
 
 if __name__ == "__main__":
