@@ -62,41 +62,35 @@ public sealed class GeneratedImportFixtures : IDisposable
 public class FullModelImportTests(GeneratedImportFixtures fx, ITestOutputHelper log) : IClassFixture<GeneratedImportFixtures>
 {
     [Theory]
-    [InlineData("vgg16", 32)]      // Flatten of 1x1x512 into fc1
-    [InlineData("resnet50", 64)]
+    [InlineData("vgg16", 32)]         // Flatten of 1x1x512 into fc1
+    [InlineData("googlenet", 224)]    // seed 002's, Keras' automatic layer names
+    [InlineData("resnet50", 224)]
+    [InlineData("inception_v3", 299)] // mixed8-10 on 8x8 maps
     public void KerasApplicationsModelsMatchTheReference(string name, int size)
     {
-        // Logits: FP32 is checked relative to their scale (max |logit| or 1, whichever is larger).
+        // Issue #5: FP32 logits within 1e-4 (max abs) of the float64 reference. The seeded random networks (BN
+        // statistics from calibration images, see the generator) run at their native sizes; ResNet-50 and Inception
+        // v3 meet it with a margin of 1.5 or more (ConvKit 5.2e-5 to 6.5e-5 across runs and with Predict's BN folding,
+        // PyTorch 1.13's FP32 7.0e-5 and 7.1e-5 on the same weights). At 64x64 and 139x139 FP32 rounding alone, in
+        // ConvKit and PyTorch alike, exceeds 1e-4.
         using var model = ModelRegistry.Create(name, new ModelOptions
         {
             InputShape = (size, size, 3), ClassifierActivation = null, Weights = fx.File_(name + ".h5"),
         });
-        double diff = KerasImportTests.MaxAbsDiff(model, fx.File_(name + "_io.safetensors"), relative: true);
-        log.WriteLine($"{name}: max abs difference / max(1, max |reference|) {diff:g3}");
-        // ResNet-50's 50 layers of seeded random weights accumulate FP32 rounding: on this machine 1.04e-4 with oneDNN's
-        // AVX-512 channels-last kernels, 9.8e-5 under AVX2, PyTorch 1.13's own FP32 4.0e-5 (same weights, same float64
-        // reference). The bound leaves room for the kernels' rounding; the mapping is checked exactly in float64 below.
-        double bound = name == "resnet50" ? 2e-4 : KerasImportTests.Tolerance;
-        Assert.True(diff < bound, $"{name}: max abs difference / max(1, max |reference|) {diff:g3}");
-        // The mapping itself, free of FP32 rounding.
-        double diff64 = MaxAbsDiff64(model, fx.File_(name + "_io.safetensors"));
-        log.WriteLine($"{name} (float64): max abs difference {diff64:g3}");
+        var io = fx.File_(name + "_io.safetensors");
+        double diff = KerasImportTests.MaxAbsDiff(model, io);
+        // The mapping itself, free of FP32 rounding (the reference logits are stored as float32, hence 1e-5).
+        double diff64 = MaxAbsDiff64(model, io);
+        log.WriteLine($"{name}: max abs difference FP32 {diff:g3}, float64 {diff64:g3}, on logits up to {MaxAbs(io):g3}");
+        Assert.True(diff < KerasImportTests.Tolerance, $"{name}: FP32 max abs difference {diff:g3}");
         Assert.True(diff64 < 1e-5, $"{name} (float64): max abs difference {diff64:g3}");
     }
 
-    [Fact]
-    public void InceptionV3MatchesTheReferenceInFloat64()
+    static double MaxAbs(string ioPath)
     {
-        // At 75x75 the last modules run on 3x3 and 1x1 maps with BN statistics from a 2-sample batch: random weights
-        // make that chain ill-conditioned, so FP32 rounding alone moves the output by ~1e-3. In float64 the mapping is
-        // checked exactly (the logits are stored as float32, hence 1e-5).
-        using var model = ModelRegistry.Create("inception_v3", new ModelOptions
-        {
-            InputShape = (75, 75, 3), ClassifierActivation = null, Weights = fx.File_("inception_v3.h5"),
-        });
-        double diff = MaxAbsDiff64(model, fx.File_("inception_v3_io.safetensors"));
-        log.WriteLine($"inception_v3 (float64): max abs difference {diff:g3}");
-        Assert.True(diff < 1e-5, $"inception_v3 (float64): max abs difference {diff:g3}");
+        using var io = SafeTensors.Read(ioPath);
+        using var output = io.Get("output");
+        return output.abs().max().item<float>();
     }
 
     /// <summary>Converts the model to float64 and returns the max absolute difference to the reference.</summary>
@@ -113,7 +107,7 @@ public class FullModelImportTests(GeneratedImportFixtures fx, ITestOutputHelper 
     }
 
     [Theory]
-    [InlineData("resnet50", 64, 64)]
+    [InlineData("resnet50", 224, 224)] // native size (at 64x64 the FP32 rounding of any implementation exceeds 1e-4, see the Keras test)
     [InlineData("alexnet", 255, 223)]   // adaptive pooling 7x6 -> 6x6: overlapping windows along height, identity along width
     [InlineData("vgg16", 128, 96)]      // adaptive pooling 4x3 -> 7x7: overlapping windows and repeated cells
     [InlineData("googlenet", 83, 79)]   // ceil-mode poolings that pad and that do not; aux1/aux2 in the file, ignored
@@ -129,9 +123,7 @@ public class FullModelImportTests(GeneratedImportFixtures fx, ITestOutputHelper 
         double abs = KerasImportTests.MaxAbsDiff(model, io), scale = MaxAbs(io);
         double diff64 = MaxAbsDiff64(model, io);
         log.WriteLine($"{name}_tv at {height}x{width}: FP32 max abs difference {abs:g3} (max |logit| {scale:g3}, relative {abs / scale:g3}); float64 {diff64:g3}");
-        // ResNet-50's 50 layers accumulate FP32 rounding past 1e-4 on its |7.5| logits (see the Keras test above): relative there.
-        double bound = name == "resnet50" ? KerasImportTests.Tolerance * Math.Max(1, scale) : KerasImportTests.Tolerance;
-        Assert.True(abs < bound, $"{name}_tv: FP32 max abs difference {abs:g3} (max |logit| {scale:g3})");
+        Assert.True(abs < KerasImportTests.Tolerance, $"{name}_tv: FP32 max abs difference {abs:g3} (max |logit| {scale:g3})");
         Assert.True(diff64 < 1e-5, $"{name}_tv (float64): max abs difference {diff64:g3}");
     }
 
@@ -153,10 +145,4 @@ public class FullModelImportTests(GeneratedImportFixtures fx, ITestOutputHelper 
         Assert.True(diff64 < 1e-5, $"lenet5 (PyTorch, float64): max abs difference {diff64:g3}");
     }
 
-    static double MaxAbs(string ioPath)
-    {
-        using var io = SafeTensors.Read(ioPath);
-        using var y = io.Get("output");
-        return y.abs().max().item<float>();
-    }
 }
