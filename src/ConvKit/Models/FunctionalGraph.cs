@@ -191,8 +191,8 @@ internal sealed class FunctionalGraph
         for (int i = 0; i < plan.Length; i++)
         {
             // ZeroPadding2D whose only reader is a 'valid' convolution: the convolution pads.
-            if (plan[i].Layer is ZeroPadding2D zp && OnlyReader(plan[i].Output, out int j)
-                && plan[j].Layer is Conv2D { Padding: Padding.Valid } conv && plan[j].Inputs.Length == 1)
+            if (plan[i].Layer is ZeroPadding2D zp && Exactly<ZeroPadding2D>(zp) && OnlyReader(plan[i].Output, out int j)
+                && plan[j].Layer is Conv2D { Padding: Padding.Valid } conv && Exactly<Conv2D>(conv) && plan[j].Inputs.Length == 1)
             {
                 removed[i] = true;
                 plan[j] = plan[j] with
@@ -204,8 +204,9 @@ internal sealed class FunctionalGraph
         }
         for (int i = 0; i < plan.Length; i++)
         {
-            if (removed[i] || plan[i].Layer is not Conv2D conv || !conv.Activation.IsLinear) continue;
-            if (OnlyReader(plan[i].Output, out int j) && plan[j].Layer is BatchNormalization { Axis: -1 or 3 } bn && plan[j].Inputs.Length == 1)
+            if (removed[i] || plan[i].Layer is not Conv2D conv || !Exactly<Conv2D>(conv) || !conv.Activation.IsLinear) continue;
+            if (OnlyReader(plan[i].Output, out int j) && plan[j].Layer is BatchNormalization { Axis: -1 or 3 } bn
+                && Exactly<BatchNormalization>(bn) && plan[j].Inputs.Length == 1)
             {
                 removed[j] = true;
                 plan[i] = plan[i] with
@@ -248,6 +249,9 @@ internal sealed class FunctionalGraph
         }).ToArray();
         return inferencePlan;
     }
+
+    /// <summary>Only ConvKit's own layers are rewritten: a subclass may override Call.</summary>
+    static bool Exactly<T>(Layer layer) where T : Layer => layer.GetType() == typeof(T);
 
     /// <summary>Built-in layers (exact types: a subclass may override Call) whose output never shares its input's memory.</summary>
     static bool AllocatesOutput(Layer layer) => layer.GetType() is var t
