@@ -117,12 +117,7 @@ public class Conv2D : Layer
     }
 
     /// <inheritdoc/>
-    public override Tensor Call(Tensor inputs)
-    {
-        var y = Ops.Conv2DChannelsFirst(inputs, kernel!, bias, KernelSize, Strides, Padding, DilationRate, Groups, Describe);
-        // y is ours alone and convolution does not keep its output for backward: activate in place.
-        return Activation.IsLinear ? y : Activation.ApplyInPlace(y);
-    }
+    public override Tensor Call(Tensor inputs) => CallWith(inputs, kernel!, bias, null);
 
     /// <summary>
     /// The layer's computation with other weights (a folded BatchNormalization) and, when <paramref name="zeroPadding"/>
@@ -133,6 +128,7 @@ public class Conv2D : Layer
         var y = zeroPadding is { } pads
             ? Ops.Conv2DPadded(inputs, kernel, bias, KernelSize, Strides, pads, DilationRate, Groups, Describe)
             : Ops.Conv2DChannelsFirst(inputs, kernel, bias, KernelSize, Strides, Padding, DilationRate, Groups, Describe);
+        // y is ours alone and convolution does not keep its output for backward: activate in place.
         return Activation.IsLinear ? y : Activation.ApplyInPlace(y);
     }
 

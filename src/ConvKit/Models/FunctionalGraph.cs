@@ -28,6 +28,7 @@ internal sealed class FunctionalGraph
     readonly int[] inputSlots;
     readonly int[] outputSlots;
     readonly int slotCount;
+    readonly HashSet<int> keepSlots;
 
     /// <summary>One layer call; in the inference plan possibly fused with its neighbours, or in place on input
     /// <see cref="InPlace"/> (-1: not in place).</summary>
@@ -129,22 +130,22 @@ internal sealed class FunctionalGraph
         var slot = new Dictionary<SymbolicTensor, int>();
         int Slot(SymbolicTensor t) => slot.TryGetValue(t, out var s) ? s : slot[t] = slot.Count;
         inputSlots = inputs.Select(Slot).ToArray();
-        var lastUse = new Dictionary<int, int>();
-        var stepList = new List<Step>();
-        for (int i = 0; i < Schedule.Count; i++)
-        {
-            var node = Schedule[i];
-            var ins = node.Inputs.Select(Slot).ToArray();
-            foreach (var s in ins) lastUse[s] = i;
-            stepList.Add(new Step(node.Layer, ins, Slot(node.Output), []));
-        }
+        var stepList = Schedule.Select(node => new Step(node.Layer, node.Inputs.Select(Slot).ToArray(), Slot(node.Output), [])).ToArray();
         outputSlots = outputs.Select(Slot).ToArray();
-        var keep = new HashSet<int>(inputSlots.Concat(outputSlots));
-        steps = stepList.Select((s, i) => s with
-        {
-            FreeAfter = s.Inputs.Distinct().Where(x => lastUse[x] == i && !keep.Contains(x)).ToArray(),
-        }).ToArray();
+        keepSlots = new HashSet<int>(inputSlots.Concat(outputSlots));
+        steps = WithFreeAfter(stepList);
         slotCount = slot.Count;
+    }
+
+    /// <summary>The steps with, for each, the slots whose last reader it is (graph inputs and outputs are never freed).</summary>
+    Step[] WithFreeAfter(Step[] plan)
+    {
+        var lastUse = new Dictionary<int, int>();
+        for (int i = 0; i < plan.Length; i++) foreach (var x in plan[i].Inputs) lastUse[x] = i;
+        return plan.Select((st, i) => st with
+        {
+            FreeAfter = st.Inputs.Distinct().Where(x => lastUse[x] == i && !keepSlots.Contains(x)).ToArray(),
+        }).ToArray();
     }
 
     bool ComputeSequentialLike(Dictionary<Node, int> nodeDepth)
@@ -174,7 +175,6 @@ internal sealed class FunctionalGraph
     Step[] InferencePlan()
     {
         if (inferencePlan is not null) return inferencePlan;
-        var keep = new HashSet<int>(inputSlots.Concat(outputSlots));
         int[] Readers(IEnumerable<Step> plan)
         {
             var r = new int[slotCount];
@@ -184,7 +184,7 @@ internal sealed class FunctionalGraph
         var readers = Readers(steps);
         var readerOf = new Dictionary<int, int>();
         for (int i = 0; i < steps.Length; i++) foreach (var x in steps[i].Inputs) readerOf[x] = i;
-        bool OnlyReader(int slot, out int step) => readerOf.TryGetValue(slot, out step) && readers[slot] == 1 && !keep.Contains(slot);
+        bool OnlyReader(int slot, out int step) => readerOf.TryGetValue(slot, out step) && readers[slot] == 1 && !keepSlots.Contains(slot);
 
         var plan = steps.Select(st => st with { FreeAfter = [] }).ToArray();
         var removed = new bool[plan.Length];
@@ -225,7 +225,7 @@ internal sealed class FunctionalGraph
         for (int i = 0; i < plan.Length; i++)
         {
             var st = plan[i];
-            bool Owned(int slot) => fresh[slot] && readers[slot] == 1 && !keep.Contains(slot);
+            bool Owned(int slot) => fresh[slot] && readers[slot] == 1 && !keepSlots.Contains(slot);
             int inPlace = -1;
             if (st.Layer.GetType() == typeof(Activation) || st.Layer.GetType() == typeof(ReLU))
             {
@@ -241,12 +241,7 @@ internal sealed class FunctionalGraph
             fresh[st.Output] = inPlace >= 0 || st.Fused is not null || AllocatesOutput(st.Layer);
         }
 
-        var lastUse = new Dictionary<int, int>();
-        for (int i = 0; i < plan.Length; i++) foreach (var x in plan[i].Inputs) lastUse[x] = i;
-        inferencePlan = plan.Select((st, i) => st with
-        {
-            FreeAfter = st.Inputs.Distinct().Where(x => lastUse[x] == i && !keep.Contains(x)).ToArray(),
-        }).ToArray();
+        inferencePlan = WithFreeAfter(plan);
         return inferencePlan;
     }
 
