@@ -28,7 +28,7 @@ public sealed record KerasWeightsFile(string Path, IReadOnlyList<KerasLayerWeigh
 }
 
 /// <summary>A Keras HDF5 weights file is malformed or not in the expected layout.</summary>
-public sealed class KerasH5FormatException : ConvKitException
+public sealed class KerasH5FormatException : WeightsFileException
 {
     /// <summary>Creates the exception; the message names the file, and the layer and weight when known.</summary>
     /// <param name="file">Path or display name of the file.</param>
@@ -37,25 +37,7 @@ public sealed class KerasH5FormatException : ConvKitException
     /// <param name="problem">What is wrong.</param>
     /// <param name="inner">Underlying cause (often a PureHDF exception), if any.</param>
     public KerasH5FormatException(string file, string? layer, string? weight, string problem, Exception? inner = null)
-        : base(Format(file, layer, weight, problem), inner!)
-    {
-        FilePath = file;
-        LayerName = layer;
-        WeightName = weight;
-    }
-
-    /// <summary>Path or display name of the file.</summary>
-    public string FilePath { get; }
-
-    /// <summary>Layer being read when the problem was found, or null.</summary>
-    public string? LayerName { get; }
-
-    /// <summary>Weight being read when the problem was found, or null.</summary>
-    public string? WeightName { get; }
-
-    static string Format(string file, string? layer, string? weight, string problem) =>
-        $"Invalid Keras HDF5 weights file '{file}'" + (layer is null ? "" : $", layer '{layer}'") +
-        (weight is null ? "" : $", weight '{weight}'") + $": {problem}";
+        : base("Invalid Keras HDF5 weights file", file, layer, weight, problem, inner) { }
 }
 
 /// <summary>

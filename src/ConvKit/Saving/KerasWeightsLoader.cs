@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace ConvKit.Saving;
 
 /// <summary>A weights file does not fit the model: a missing, unexpected or mis-shaped weight.</summary>
-public sealed class WeightsMismatchException : ConvKitException
+public sealed class WeightsMismatchException : WeightsFileException
 {
     /// <summary>Creates the exception; the message names the file, the layer and the weight.</summary>
     /// <param name="file">The weights file.</param>
@@ -15,22 +15,7 @@ public sealed class WeightsMismatchException : ConvKitException
     /// <param name="weight">The weight, if known.</param>
     /// <param name="problem">What does not fit.</param>
     public WeightsMismatchException(string file, string? layer, string? weight, string problem)
-        : base($"Cannot load weights from '{file}'" + (layer is null ? "" : $", layer '{layer}'") +
-               (weight is null ? "" : $", weight '{weight}'") + $": {problem}")
-    {
-        FilePath = file;
-        LayerName = layer;
-        WeightName = weight;
-    }
-
-    /// <summary>The weights file.</summary>
-    public string FilePath { get; }
-
-    /// <summary>The layer concerned, or null.</summary>
-    public string? LayerName { get; }
-
-    /// <summary>The weight concerned, or null.</summary>
-    public string? WeightName { get; }
+        : base("Cannot load weights from", file, layer, weight, problem, null) { }
 }
 
 /// <summary>What a weight import did.</summary>
