@@ -378,11 +378,20 @@ public class OnnxExportTests(ITestOutputHelper log)
     static (double Abs, double Relative) CheckAgainstOnnxRuntime(Model model, ulong seed, bool channelsLast = true, int opset = 13)
     {
         var gen = new TorchSharp.torch.Generator(seed);
+        // Explicit scalars, alive (using) until the end: TorchSharp 0.107 passes an implicit Scalar's handle to native code
+        // without keeping the Scalar alive, so a GC on another test thread can finalize it mid-call ("Unknown scalar
+        // type"; seen here once in a full run).
+        using var half = 0.5.ToScalar();
+        using var spread = 0.2.ToScalar();
+        using var one = 1.0.ToScalar();
+        using var zero = 0.0.ToScalar();
         using (no_grad())
             foreach (var w in model.Weights.Where(w => w.Owner is BatchNormalization))
             {
-                if (w.Name is "moving_variance") w.Value.copy_(rand(w.Value.shape, generator: gen) + 0.5);
-                else w.Value.copy_(randn(w.Value.shape, generator: gen) * 0.2 + (w.Name == "gamma" ? 1 : 0));
+                using var r = w.Name is "moving_variance" ? rand(w.Value.shape, generator: gen) : randn(w.Value.shape, generator: gen);
+                if (w.Name is "moving_variance") r.add_(half);
+                else r.mul_(spread).add_(w.Name == "gamma" ? one : zero);
+                w.Value.copy_(r);
             }
         model.eval();
         var bytes = model.ToOnnx(opset, channelsLast);
