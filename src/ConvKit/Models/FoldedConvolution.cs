@@ -34,12 +34,15 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
         bool same = kernel is not null;
         for (int i = 0; i < current.Length; i++)
         {
-            if (current[i] is not { } t) continue;
+            if (current[i] is not { } t)
+            {
+                same &= sources[i] is null;
+                continue;
+            }
             if (TensorVersion.Of(t) is not { } v) return null;
             now[i] = v;
             same &= ReferenceEquals(t, sources[i]) && v == versions[i];
         }
-        for (int i = 0; i < current.Length; i++) same &= (current[i] is null) == (sources[i] is null);
         if (same) return (kernel!, bias!);
 
         Dispose();
