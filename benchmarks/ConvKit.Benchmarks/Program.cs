@@ -172,7 +172,11 @@ namespace ConvKit.Benchmarks
             var self = Environment.ProcessPath!;
             var psi = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             // TorchSharp as a raw user runs it: glibc's malloc defaults (and NCHW-contiguous inputs, see Worker).
-            if (impl == "plain") psi.Environment["CONVKIT_MALLOC_TUNING"] = "0";
+            if (impl == "plain")
+            {
+                psi.Environment["CONVKIT_MALLOC_TUNING"] = "0";
+                psi.Environment["CONVKIT_CPU_POOL"] = "0";
+            }
             if (Path.GetFileNameWithoutExtension(self) == "dotnet")
             {
                 psi.FileName = self;

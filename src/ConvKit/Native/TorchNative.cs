@@ -37,8 +37,15 @@ public static class TorchNative
 #pragma warning restore CA2255
     internal static void ModuleInit() => Initialize();
 
-    /// <summary>Installs the loader fix when this system needs it. Idempotent and thread-safe.</summary>
+    /// <summary>Installs the loader fix when this system needs it, then ConvKit's CPU tensor pool
+    /// (<see cref="CpuMemoryPool"/>). Idempotent and thread-safe.</summary>
     public static void Initialize()
+    {
+        InitializeLoader();
+        CpuMemoryPool.Install();
+    }
+
+    static void InitializeLoader()
     {
         lock (Gate)
         {
