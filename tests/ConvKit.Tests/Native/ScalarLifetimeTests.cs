@@ -73,8 +73,8 @@ public class ScalarLifetimeTests(ITestOutputHelper log)
     }
 
     /// <summary>
-    /// The collector harness reproduces the failure with plain TorchSharp, <c>x * 0.5</c>: here in 1 to 3 s, about
-    /// once per 10⁵ calls ("Unknown scalar type" from at::native::mul, or "Expected false to be true" from
+    /// The collector harness reproduces the failure with plain TorchSharp, <c>x * 0.5</c>: here in 1 to 10 s (11 runs),
+    /// once per 10⁵ to 10⁶ calls ("Unknown scalar type" from at::native::mul, or "Expected false to be true" from
     /// c10::Scalar::toDouble). Should this test fail, TorchSharp keeps its Scalars alive now (or the runtime no longer
     /// lets the race happen), and ConvKit's explicit Scalars could go.
     /// </summary>
