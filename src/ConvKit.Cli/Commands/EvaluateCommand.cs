@@ -1,6 +1,7 @@
 using System.CommandLine;
 using ConvKit.Data;
 using Spectre.Console;
+using TorchSharp;
 
 namespace ConvKit.Cli.Commands;
 
@@ -28,7 +29,8 @@ public static class EvaluateCommand
                     ?? throw new ArgumentException("--dataset is required for a model file without training.json beside it.");
                 var datasetInfo = Datasets.Get(datasetName);
                 using var splits = TrainCommand.LoadDataset(console, datasetInfo, parse.GetValue(data));
-                using var x = splits.Test.Images.to(TorchSharp.torch.float32).div_(255f);
+                using var maxPixel = 255f.ToScalar(); // alive until div_ returns, unlike an implicit Scalar
+                using var x = splits.Test.Images.to(torch.float32).div_(maxPixel);
                 var result = model.Evaluate(x, splits.Test.Labels, batchSize: parse.GetValue(batchSize), verbose: 0);
                 var table = new Table().AddColumns("metric", "value");
                 foreach (var (k, v) in result) table.AddRow(k, k.Contains("accuracy", StringComparison.Ordinal) ? $"{v:P2}" : $"{v:F4}");

@@ -9,6 +9,7 @@ using ConvKit.Layers;
 using ConvKit.Models;
 using ConvKit.Training;
 using Spectre.Console;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Cli.Commands;
@@ -77,7 +78,9 @@ public static class TrainCommand
         trainee.Compile(optimizer: MakeOptimizer(s.Optimizer, s.LearningRate), loss: "sparse_categorical_crossentropy", metrics: ["accuracy"]);
         console.Output.WriteLine($"Training {info.Name} on {datasetInfo.Name}: {train.Count} images {inputShape.ToBatchString()}, {classes} classes, " +
             $"{s.Epochs} epochs, batch {s.BatchSize}, {s.Optimizer}{(s.Augment ? ", augmented" : "")}, validation split {s.ValidationSplit}, seed {s.Seed}.");
-        using var x = train.Images.to(float32).div_(255f);
+        // A Scalar kept alive until the divisions return: TorchSharp's implicit ones can be freed mid-call by a GC.
+        using var maxPixel = 255f.ToScalar();
+        using var x = train.Images.to(float32).div_(maxPixel);
         var callbacks = new List<Callback>
         {
             new ProgbarLogger(console.Output, interactive: ReferenceEquals(console.Output, Console.Out) && !Console.IsOutputRedirected),
@@ -89,7 +92,7 @@ public static class TrainCommand
             callbacks: callbacks, validationSplit: s.ValidationSplit, seed: s.Seed);
         var trainTime = clock.Elapsed;
 
-        using var xTest = splits.Test.Images.to(float32).div_(255f);
+        using var xTest = splits.Test.Images.to(float32).div_(maxPixel);
         // The compiled model; augmentation layers are the identity in inference.
         var test = trainee.Evaluate(xTest, splits.Test.Labels, batchSize: 256, verbose: 0);
         TrainedModelFolder.Save(Path.Combine(outDir, "model"), net,

@@ -2,6 +2,8 @@
 // the model's keras.applications preprocessing, and report the top classes with names.
 using ConvKit.Models;
 using StbImageSharp;
+using ConvKit.Native;
+using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -89,7 +91,7 @@ public sealed class ImageClassifier : IDisposable
         var x = LoadImages(list, Model.ModelInputShape, Preprocessing);
         var y = Model.Predict(x);
         // Models built with classifier_activation=None give logits; softmax-activated outputs already sum to one.
-        bool isProbability = (y >= 0).all().item<bool>() && (y.sum(1) - 1).abs().max().item<float>() < 1e-3;
+        bool isProbability = y.ge(Scalars.Zero).all().item<bool>() && y.sum(1).sub(Scalars.One).abs().max().item<float>() < 1e-3;
         var p = isProbability ? y : y.softmax(1);
         int k = Math.Min(top, (int)p.shape[1]);
         var (values, indices) = p.topk(k, dim: 1);
@@ -126,6 +128,7 @@ public sealed class ImageClassifier : IDisposable
     public static Tensor Preprocess(Tensor rgb, Preprocessing preprocessing)
     {
         int c = (int)rgb.shape[^1];
+        using var maxPixel = 255.ToScalar();
         switch (preprocessing)
         {
             case Preprocessing.Caffe when c == 3:
@@ -133,14 +136,16 @@ public sealed class ImageClassifier : IDisposable
                 using (var mean = tensor(new[] { 103.939f, 116.779f, 123.68f }))
                     return bgr - mean;
             case Preprocessing.TF:
-                return rgb / 127.5 - 1;
+                using (var halfRange = 127.5.ToScalar())
+                using (var scaled = rgb.div(halfRange))
+                    return scaled.sub(Scalars.One);
             case Preprocessing.Torch when c == 3:
                 using (var mean = tensor(new[] { 0.485f, 0.456f, 0.406f }))
                 using (var std = tensor(new[] { 0.229f, 0.224f, 0.225f }))
-                using (var scaled = rgb / 255)
+                using (var scaled = rgb.div(maxPixel))
                     return (scaled - mean) / std;
             default:
-                return rgb / 255; // the seeds' models take pixels scaled to [0, 1]
+                return rgb.div(maxPixel); // the seeds' models take pixels scaled to [0, 1]
         }
     }
 
@@ -172,7 +177,8 @@ public sealed class ImageClassifier : IDisposable
         var resized = rh == ih && rw == iw ? chw
             : F.interpolate(chw.unsqueeze(0), [rh, rw], mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
         long top = (rh - h) / 2, left = (rw - w) / 2;
-        return resized.narrow(1, top, h).narrow(2, left, w).clamp(0, 255);
+        using var maxPixel = 255.ToScalar();
+        return resized.narrow(1, top, h).narrow(2, left, w).clamp(Scalars.Zero, maxPixel);
     }
 
     /// <inheritdoc/>

@@ -1,3 +1,5 @@
+using ConvKit.Native;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Data;
@@ -17,7 +19,8 @@ public static class Augment
         if (!(p >= 0 && p <= 1)) throw new ArgumentOutOfRangeException(nameof(p), $"probability must be in [0, 1], got {p}");
         long n = x.shape[0];
         using var draw = rand([n], generator: generator, device: x.device);
-        using var chosen = draw.lt(p);
+        using var probability = p.ToScalar();
+        using var chosen = draw.lt(probability);
         using var mask = chosen.view(n, 1, 1, 1);
         using var flipped = x.flip(3);
         return where(mask, flipped, x);
@@ -40,10 +43,12 @@ public static class Augment
         // Crop origin in the padded image; origin maxDy means no shift.
         using var oy = randint(0, 2 * maxDy + 1, [n, 1], generator: generator, device: x.device);
         using var ox = randint(0, 2 * maxDx + 1, [n, 1], generator: generator, device: x.device);
-        using var ar = arange(h, ScalarType.Int64, x.device);
-        using var ac = arange(w, ScalarType.Int64, x.device);
-        using var rows = oy.add(ar);                        // (n, h)
-        using var cols = ox.add(ac);                        // (n, w)
+        using var height = h.ToScalar();
+        using var width = w.ToScalar();
+        using var ar = arange(Scalars.Zero, height, Scalars.One, ScalarType.Int64, x.device);
+        using var ac = arange(Scalars.Zero, width, Scalars.One, ScalarType.Int64, x.device);
+        using var rows = oy.add(ar, Scalars.One);           // (n, h)
+        using var cols = ox.add(ac, Scalars.One);           // (n, w)
         using var rowsView = rows.view(n, 1, h, 1);
         using var rowIndex = rowsView.expand(n, c, h, wp);
         using var band = padded.gather(2, rowIndex);        // (n, c, h, wp)
@@ -66,7 +71,9 @@ public static class Augment
             throw new ArgumentOutOfRangeException(nameof(minScale), $"expected 0 < minScale <= maxScale, got {minScale}, {maxScale}");
         long n = x.shape[0];
         using var u = rand([n], generator: generator, device: x.device);
-        using var scale = u.mul(maxScale - minScale).add_(minScale);
+        using var range = (maxScale - minScale).ToScalar();
+        using var low = minScale.ToScalar();
+        using var scale = u.mul(range).add_(low, Scalars.One);
         // The grid maps output to input coordinates, so the content scale s needs the inverse 1/s on the diagonal.
         using var inv = scale.reciprocal();
         using var theta = zeros([n, 2, 3], ScalarType.Float32, x.device);

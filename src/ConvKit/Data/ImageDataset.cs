@@ -62,7 +62,8 @@ public sealed class ImageDataset : IDisposable
     public Tensor ToFloatNchw(float scale = 1f / 255f)
     {
         using var f = Images.to_type(ScalarType.Float32);
-        f.mul_(scale);
+        using var factor = scale.ToScalar();
+        f.mul_(factor);
         using var view = f.permute(0, 3, 1, 2);
         return view.contiguous();
     }

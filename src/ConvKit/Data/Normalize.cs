@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Data;
@@ -37,7 +38,8 @@ public static class Normalize
     {
         ArgumentNullException.ThrowIfNull(x);
         using var f = x.to_type(ScalarType.Float32);
-        return f.mul(factor);
+        using var scale = factor.ToScalar();
+        return f.mul(scale);
     }
 
     /// <summary>Per-channel mean and (population) standard deviation of <paramref name="x"/>, channels on

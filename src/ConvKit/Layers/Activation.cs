@@ -50,7 +50,7 @@ public class ELU : Activation
     /// <summary>Creates the layer.</summary>
     /// <exception cref="LayerArgumentException">alpha is not finite.</exception>
     public ELU(double alpha = 1.0, string? name = null)
-        : base(new ActivationFunction("elu", x => TorchSharp.torch.nn.functional.elu(x, alpha)), name)
+        : base(new ActivationFunction("elu", x => Activations.EluOf(x, alpha)), name)
     {
         if (!double.IsFinite(alpha)) throw ArgumentError("alpha", $"must be finite; received alpha={alpha}.");
         Alpha = alpha;

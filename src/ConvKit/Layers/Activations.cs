@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -65,7 +66,9 @@ public static class Activations
     public static ActivationFunction Linear { get; } = new("linear", x => x);
 
     /// <summary>Exponential linear unit (alpha 1).</summary>
-    public static ActivationFunction Elu { get; } = new("elu", x => F.elu(x, 1.0), x => F.elu(x, 1.0, inplace: true));
+    // The "in-place" form computes out of place, as F.elu(inplace: true) does in TorchSharp 0.107 (its elu_(double)
+    // calls elu): a true elu_ would make backward work from the result, exp(x) as (e^x - 1) + 1, changing gradients.
+    public static ActivationFunction Elu { get; } = new("elu", x => EluOf(x, 1.0), x => EluOf(x, 1.0));
 
     /// <summary>Scaled ELU.</summary>
     public static ActivationFunction Selu { get; } = new("selu", x => F.selu(x), x => F.selu(x, inplace: true));
@@ -81,9 +84,11 @@ public static class Activations
 
     /// <summary>Leaky ReLU with a given negative slope.</summary>
     public static ActivationFunction LeakyReLUWith(double negativeSlope) =>
-        new("leaky_relu", x => F.leaky_relu(x, negativeSlope), x => F.leaky_relu(x, negativeSlope, inplace: true));
+        new("leaky_relu", x => LeakyReLUOf(x, negativeSlope, inPlace: false), x => LeakyReLUOf(x, negativeSlope, inPlace: true));
 
     /// <summary>softplus(x) = log(1 + e^x).</summary>
+    // TorchSharp 0.107 turns beta and threshold into Scalars inside softplus and has no overload taking them, so this
+    // one call still leaves two Scalars to the finalizer (see ConvKit.Native.Scalars).
     public static ActivationFunction Softplus { get; } = new("softplus", x => F.softplus(x));
 
     /// <summary>Hard sigmoid (Keras 3: relu6(x + 3) / 6).</summary>
@@ -91,6 +96,20 @@ public static class Activations
 
     /// <summary>min(max(x, 0), 6).</summary>
     public static ActivationFunction ReLU6 { get; } = new("relu6", x => F.relu6(x), x => F.relu6(x, inplace: true));
+
+    // F.elu and F.leaky_relu with their Scalars alive until the call returns (ConvKit.Native.Scalars says why).
+    internal static Tensor EluOf(Tensor x, double alpha)
+    {
+        using var a = alpha.ToScalar();
+        using var unit = 1.0.ToScalar(); // scale and input scale
+        return x.elu(a, unit, unit);
+    }
+
+    static Tensor LeakyReLUOf(Tensor x, double negativeSlope, bool inPlace)
+    {
+        using var slope = negativeSlope.ToScalar();
+        return inPlace ? x.leaky_relu_(slope).alias() : x.leaky_relu(slope);
+    }
 
     /// <summary>Looks an activation up by Keras' name; null or empty means linear.</summary>
     /// <exception cref="LayerArgumentException">Unknown name.</exception>

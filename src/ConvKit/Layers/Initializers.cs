@@ -1,3 +1,5 @@
+using ConvKit.Native;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Layers;
@@ -121,8 +123,12 @@ public static class Initializers
     {
         target.uniform_(-Erf2OverSqrt2, Erf2OverSqrt2);
         target.erfinv_();
-        target.mul_(std * Math.Sqrt(2.0)).add_(mean);
-        target.clamp_(mean - 2 * std, mean + 2 * std);
+        using var scale = (std * Math.Sqrt(2.0)).ToScalar();
+        using var shift = mean.ToScalar();
+        using var low = (mean - 2 * std).ToScalar();
+        using var high = (mean + 2 * std).ToScalar();
+        target.mul_(scale).add_(shift, Scalars.One);
+        target.clamp_(low, high);
     }
 
     sealed class VarianceScaling(string name, double scale, FanMode mode, bool uniform) : Initializer
@@ -156,7 +162,11 @@ public static class Initializers
         public override IReadOnlyDictionary<string, double> Parameters { get; } =
             name == "constant" ? new Dictionary<string, double> { ["value"] = value } : new Dictionary<string, double>();
 
-        public override void Fill(Tensor target, long fanIn, long fanOut) => target.fill_(value);
+        public override void Fill(Tensor target, long fanIn, long fanOut)
+        {
+            using var v = value.ToScalar();
+            target.fill_(v);
+        }
     }
 
     sealed class NormalInit(string name, double mean, double std, bool truncated) : Initializer
@@ -189,5 +199,9 @@ public static class Initializers
 public sealed record L2(double Factor = 0.01)
 {
     /// <summary>The penalty for one weight.</summary>
-    public Tensor Penalty(Tensor weight) => weight.square().sum().mul(Factor);
+    public Tensor Penalty(Tensor weight)
+    {
+        using var factor = Factor.ToScalar();
+        return weight.pow(Scalars.Two).sum().mul(factor); // square(), whose 2 TorchSharp would make itself
+    }
 }

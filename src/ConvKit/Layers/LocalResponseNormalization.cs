@@ -1,3 +1,5 @@
+using ConvKit.Native;
+using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -87,8 +89,11 @@ public class Rescaling : Layer
     /// <inheritdoc/>
     public override Tensor Call(Tensor inputs)
     {
-        var y = inputs.mul(Scale);
-        return Offset == 0 ? y : y.add_(Offset);
+        using var scale = Scale.ToScalar();
+        var y = inputs.mul(scale);
+        if (Offset == 0) return y;
+        using var offset = Offset.ToScalar();
+        return y.add_(offset, Scalars.One);
     }
 
     /// <inheritdoc/>

@@ -1,4 +1,5 @@
 using ConvKit.Models;
+using ConvKit.Native;
 using static TorchSharp.torch;
 
 namespace ConvKit.Layers;
@@ -50,8 +51,8 @@ public class Add : Merge
     /// <inheritdoc/>
     public override Tensor Call(IReadOnlyList<Tensor> inputs)
     {
-        var sum = inputs[0].add(inputs[1]);
-        for (int i = 2; i < inputs.Count; i++) sum.add_(inputs[i]);
+        var sum = inputs[0].add(inputs[1], Scalars.One);
+        for (int i = 2; i < inputs.Count; i++) sum.add_(inputs[i], Scalars.One);
         return sum;
     }
 

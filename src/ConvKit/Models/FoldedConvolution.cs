@@ -5,6 +5,7 @@
 // edits) or when a layer's weights were replaced (to(device), to(dtype)).
 using ConvKit.Layers;
 using ConvKit.Native;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Models;
@@ -65,11 +66,12 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
         var dtype = w.dtype;
         const ScalarType precise = ScalarType.Float64;
         var mean = bn.MovingMean!.to_type(precise);
-        var s = (bn.MovingVariance!.to_type(precise) + bn.Epsilon).rsqrt();
+        using var epsilon = bn.Epsilon.ToScalar();
+        var s = bn.MovingVariance!.to_type(precise).add(epsilon, Scalars.One).rsqrt();
         if (bn.Gamma is { } gamma) s = s * gamma.to_type(precise);
         var b = conv.Bias is { } cb ? cb.to_type(precise) : zeros_like(mean);
         var shift = (b - mean) * s;
-        if (bn.Beta is { } beta) shift = shift + beta.to_type(precise);
+        if (bn.Beta is { } beta) shift = shift.add(beta.to_type(precise), Scalars.One);
         var folded = (w.to_type(precise) * s.view(-1, 1, 1, 1)).to_type(dtype);
         var kernel = Ops.ToChannelsLast(folded);
         return (kernel.DetachFromDisposeScope(), shift.to_type(dtype).DetachFromDisposeScope());

@@ -1,4 +1,5 @@
 using ConvKit.Layers;
+using ConvKit.Native;
 using static TorchSharp.torch;
 
 namespace ConvKit.Models;
@@ -279,7 +280,7 @@ internal sealed class FunctionalGraph
                 else if (step.Inputs.All(i => values[i]!.dtype == target.dtype && values[i]!.shape.SequenceEqual(target.shape)))
                 {
                     for (int i = 0; i < step.Inputs.Length; i++)
-                        if (i != step.InPlace) target.add_(values[step.Inputs[i]]!);
+                        if (i != step.InPlace) target.add_(values[step.Inputs[i]]!, Scalars.One);
                     output = target;
                 }
                 else output = step.Layer.Call(step.Inputs.Select(i => values[i]!).ToArray()); // broadcasting: as Add does

@@ -35,7 +35,7 @@ internal static unsafe class TensorVersion
         using var probe = zeros(1);
         if (candidateIsInference(probe.Handle) != 0) return;
         long before = candidateVersion(probe.Handle);
-        using (no_grad()) probe.add_(1);
+        using (no_grad()) probe.add_(Scalars.One, Scalars.One);
         if (candidateVersion(probe.Handle) != before + 1) return;
         version = candidateVersion;
         isInference = candidateIsInference;

@@ -135,7 +135,7 @@ public static class VerifiedConvolution
         long k = cols.shape[1] / groups;
         // (g, O/g, K) @ (N, g, K, L) -> (N, g, O/g, L)
         var y = w.reshape(groups, o / groups, k).matmul(cols.reshape(n, groups, k, oh * ow)).reshape(n, o, oh, ow);
-        if (bias is not null) y = y.add(bias.reshape(1, o, 1, 1));
+        if (bias is not null) y = y.add(bias.reshape(1, o, 1, 1), Scalars.One);
         return Ops.ToChannelsLast(y).MoveToOuterDisposeScope();
     }
 

@@ -1,4 +1,6 @@
 using ConvKit.Layers;
+using ConvKit.Native;
+using static TorchSharp.ScalarExtensionMethods;
 using static TorchSharp.torch;
 
 namespace ConvKit.Saving;
@@ -209,7 +211,8 @@ internal static class OnnxLowerings
         }
         // Any other axis (or a 2-D input): the inference transform folded into y = x * s + t, broadcast along the axis.
         using var scope = NewDisposeScope();
-        var inv = (variance.detach().to(float64) + l.Epsilon).rsqrt();
+        using var epsilon = l.Epsilon.ToScalar();
+        var inv = variance.detach().to(float64).add(epsilon, Scalars.One).rsqrt();
         var s = l.Gamma is { } gm ? gm.detach().to(float64) * inv : inv;
         var t = (l.Beta is { } bt ? bt.detach().to(float64) : TorchSharp.torch.zeros(n, dtype: float64)) - mean.detach().to(float64) * s;
         long[] dims = [n, .. Enumerable.Repeat(1L, rank - 1 - axis)];

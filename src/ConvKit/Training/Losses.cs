@@ -1,4 +1,6 @@
 using ConvKit.Layers;
+using ConvKit.Native;
+using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -20,6 +22,10 @@ public abstract class Loss
 
     /// <summary>Clamping bound for probabilities, Keras' <c>epsilon()</c>.</summary>
     public const double Epsilon = 1e-7;
+
+    // Keras clips probabilities to [eps, 1 - eps]; the bounds as Scalars rooted for good (ConvKit.Native.Scalars says why).
+    private protected static readonly Scalar ClipLow = Epsilon.ToScalar();
+    private protected static readonly Scalar ClipHigh = (1 - Epsilon).ToScalar();
 
     /// <summary>The per-element loss of predictions <paramref name="yPred"/> (probabilities unless the loss says otherwise).</summary>
     public abstract Tensor Call(Tensor yTrue, Tensor yPred);
@@ -55,7 +61,8 @@ public abstract class Loss
         if (sampleWeight is null) return perElement.mean();
         var w = sampleWeight;
         if (perElement.dim() > 1) w = w.reshape([w.shape[0], .. Enumerable.Repeat(1L, (int)perElement.dim() - 1)]);
-        return perElement.mul(w).sum().div(perElement.numel());
+        using var count = perElement.numel().ToScalar();
+        return perElement.mul(w).sum().div(count);
     }
 
     /// <summary>The class axis of a prediction in internal layout: 1 for images (NCHW), otherwise the last.</summary>
@@ -82,7 +89,7 @@ public sealed class SparseCategoricalCrossentropy(bool fromLogits = false) : Los
         if (FromLogits) return CallFromLogits(labels, yPred);
         // Keras: renormalise, clip to [eps, 1 - eps], then the negative log of the true class.
         var axis = ClassAxis(yPred);
-        var p = yPred.div(yPred.sum(axis, keepdim: true)).clamp(Epsilon, 1 - Epsilon).log();
+        var p = yPred.div(yPred.sum(axis, keepdim: true)).clamp(ClipLow, ClipHigh).log();
         return F.nll_loss(axis == 1 ? p : MoveClassAxis(p), labels, reduction: nn.Reduction.None);
     }
 
@@ -150,7 +157,7 @@ public sealed class CategoricalCrossentropy : SmoothedCrossentropy
     {
         if (FromLogits) return CallFromLogits(yTrue, yPred);
         var axis = ClassAxis(yPred);
-        var p = yPred.div(yPred.sum(axis, keepdim: true)).clamp(Epsilon, 1 - Epsilon).log();
+        var p = yPred.div(yPred.sum(axis, keepdim: true)).clamp(ClipLow, ClipHigh).log();
         return Smooth(yTrue, yPred, axis).mul(p).sum(axis).neg();
     }
 
@@ -169,7 +176,9 @@ public sealed class CategoricalCrossentropy : SmoothedCrossentropy
         var y = yTrue.dtype == yPred.dtype ? yTrue : yTrue.to_type(yPred.dtype);
         if (LabelSmoothing == 0) return y;
         long classes = yPred.shape[axis < 0 ? yPred.dim() + axis : axis];
-        return y.mul(1 - LabelSmoothing).add(LabelSmoothing / classes);
+        using var keep = (1 - LabelSmoothing).ToScalar();
+        using var share = (LabelSmoothing / classes).ToScalar();
+        return y.mul(keep).add(share, Scalars.One);
     }
 }
 
@@ -189,9 +198,9 @@ public sealed class BinaryCrossentropy : SmoothedCrossentropy
     {
         if (FromLogits) return CallFromLogits(yTrue, yPred);
         var y = Smooth(yTrue, yPred);
-        var p = yPred.clamp(Epsilon, 1 - Epsilon);
+        var p = yPred.clamp(ClipLow, ClipHigh);
         // -(y log p + (1 - y) log(1 - p))
-        var ll = y.mul(p.log()).add(y.neg().add(1).mul(p.neg().add(1).log()));
+        var ll = y.mul(p.log()).add(OneMinus(y).mul(OneMinus(p).log()), Scalars.One);
         return ll.neg().mean([ClassAxis(yPred)]);
     }
 
@@ -206,8 +215,13 @@ public sealed class BinaryCrossentropy : SmoothedCrossentropy
     {
         var y = yTrue.dtype == yPred.dtype ? yTrue : yTrue.to_type(yPred.dtype);
         if (y.dim() == yPred.dim() - 1) y = y.unsqueeze(-1);
-        return LabelSmoothing == 0 ? y : y.mul(1 - LabelSmoothing).add(0.5 * LabelSmoothing);
+        if (LabelSmoothing == 0) return y;
+        using var keep = (1 - LabelSmoothing).ToScalar();
+        using var share = (0.5 * LabelSmoothing).ToScalar();
+        return y.mul(keep).add(share, Scalars.One);
     }
+
+    static Tensor OneMinus(Tensor t) => t.neg().add(Scalars.One, Scalars.One);
 }
 
 /// <summary>Mean of squared differences over the last axis.</summary>
@@ -217,7 +231,7 @@ public sealed class MeanSquaredError() : Loss("mean_squared_error")
     public override Tensor Call(Tensor yTrue, Tensor yPred)
     {
         var y = yTrue.dtype == yPred.dtype ? yTrue : yTrue.to_type(yPred.dtype);
-        return yPred.sub(y).square().mean([ClassAxis(yPred)]);
+        return yPred.sub(y).pow(Scalars.Two).mean([ClassAxis(yPred)]); // square(), whose 2 TorchSharp would make itself
     }
 }
 

@@ -1,3 +1,5 @@
+using ConvKit.Native;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Training;
@@ -69,15 +71,15 @@ public abstract class MeanMetric : Metric
         {
             // add_ promotes the float32 (or, for boolean values, int64) sum into the float64 total: no cast op.
             using var sum = values.sum();
-            total.add_(sum);
+            total.add_(sum, Scalars.One);
             count += values.numel();
             return;
         }
         weightTotal ??= zeros(1, dtype: float64, device: values.device).DetachFromDisposeScope();
         var w = sampleWeight.to_type(float64);
         if (values.dim() > 1) w = w.reshape([w.shape[0], .. Enumerable.Repeat(1L, (int)values.dim() - 1)]).expand(values.shape);
-        total.add_(values.to_type(float64).mul(w).sum());
-        weightTotal.add_(w.sum());
+        total.add_(values.to_type(float64).mul(w).sum(), Scalars.One);
+        weightTotal.add_(w.sum(), Scalars.One);
     }
 
     /// <inheritdoc/>
@@ -112,7 +114,8 @@ public sealed class Mean : Metric
     {
         using var _ = no_grad();
         total ??= zeros(1, dtype: float64, device: value.device).DetachFromDisposeScope();
-        total.add_(value, alpha: weight);
+        using var alpha = weight.ToScalar();
+        total.add_(value, alpha);
         count += weight;
     }
 
@@ -175,7 +178,9 @@ public sealed class BinaryAccuracy(string name = "binary_accuracy", double thres
     protected override Tensor Values(Tensor yTrue, Tensor yPred)
     {
         var y = yTrue.dim() == yPred.dim() - 1 ? yTrue.unsqueeze(-1) : yTrue;
-        return yPred.gt(Threshold).eq(y.gt(0.5)).to_type(float32).mean([yPred.dim() == 4 ? 1L : -1L]);
+        using var threshold = Threshold.ToScalar();
+        using var half = 0.5.ToScalar();
+        return yPred.gt(threshold).eq(y.gt(half)).to_type(float32).mean([yPred.dim() == 4 ? 1L : -1L]);
     }
 }
 

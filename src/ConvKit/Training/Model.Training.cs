@@ -1,5 +1,6 @@
 using ConvKit.Callbacks;
 using ConvKit.Layers;
+using ConvKit.Native;
 using ConvKit.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -223,7 +224,7 @@ public partial class Model
         optimizer!.ZeroGrad();
         var (lossValue, pred) = ComputeLoss(xb, yb, wb, head, metricsNeedActivation);
         if (hasRegularization)
-            foreach (var r in RegularizationLosses()) lossValue = lossValue.add(r);
+            foreach (var r in RegularizationLosses()) lossValue = lossValue.add(r, Scalars.One);
         lossValue.backward();
         optimizer.Step();
         lossTracker.Update(lossValue, len);
@@ -299,7 +300,7 @@ public partial class Model
                     // The forward pass without autograd bookkeeping; metric state stays ordinary tensors (created
                     // outside inference mode), which may read inference tensors.
                     using (inference_mode()) (value, pred) = ComputeLoss(xb, yb, wb, head, needActivation);
-                    foreach (var r in RegularizationLosses()) value = value.add(r);
+                    foreach (var r in RegularizationLosses()) value = value.add(r, Scalars.One);
                     lossTracker.Update(value, len);
                     foreach (var m in metrics) m.UpdateState(yb, pred, wb);
                 }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -95,16 +96,20 @@ public abstract class Optimizer
     internal void Step()
     {
         if (Clipnorm is not null || Clipvalue is not null || GlobalClipnorm is not null) Clip();
-        if (WeightDecay > 0 && !DecaysInTorch)
-        {
-            using var _ = no_grad();
-            double keep = 1 - learningRate * WeightDecay;
-            foreach (var p in parameters) p.mul_(keep);
-        }
+        if (WeightDecay > 0 && !DecaysInTorch) Decay();
         torchOptimizer!.step();
     }
 
-    void Clip()
+    /// <summary>Keras' decoupled weight decay, <c>w -= lr · weight_decay · w</c>, before the update.</summary>
+    internal void Decay()
+    {
+        using var _ = no_grad();
+        using var keep = (1 - learningRate * WeightDecay).ToScalar();
+        foreach (var p in parameters) p.mul_(keep);
+    }
+
+    /// <summary>Clips the gradients as <see cref="Clipvalue"/>, <see cref="Clipnorm"/> and <see cref="GlobalClipnorm"/> say.</summary>
+    internal void Clip()
     {
         using var _ = no_grad();
         int n = 0;
@@ -112,9 +117,14 @@ public abstract class Optimizer
             if (p.grad is { } g) grads[n++] = g;
         var gs = grads.AsSpan(0, n);
         if (Clipvalue is { } v)
-            foreach (var g in gs) g.clamp_(-v, v);
-        if (Clipnorm is { } c)
         {
+            using var low = (-v).ToScalar();
+            using var high = v.ToScalar();
+            foreach (var g in gs) g.clamp_(low, high);
+        }
+        if (Clipnorm is { } clipnorm)
+        {
+            using var c = clipnorm.ToScalar();
             // Keras' clip_by_norm: g · c / max(‖g‖, c), without a host round trip.
             foreach (var g in gs)
             {
@@ -123,8 +133,9 @@ public abstract class Optimizer
                 g.mul_(c).div_(denom);
             }
         }
-        if (GlobalClipnorm is { } gc && n > 0)
+        if (GlobalClipnorm is { } globalClipnorm && n > 0)
         {
+            using var gc = globalClipnorm.ToScalar();
             using var scope = NewDisposeScope();
             var total = stack(gs.ToArray().Select(g => g.norm()).ToArray()).norm();
             var scale = total.clamp_min(gc).reciprocal().mul(gc);
