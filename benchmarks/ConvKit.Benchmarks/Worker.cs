@@ -42,6 +42,8 @@ static class Worker
             Kind.Infer => ck ? InferConvKit(w, o.Quick) : InferRaw(w, o.Quick, plain),
             _ => ck ? EpochConvKit(w) : EpochRaw(w, plain),
         };
+        if (ConvKit.Native.CpuMemoryPool.IsInstalled)
+            note = (note + FormattableString.Invariant($" pool_peak_mb={ConvKit.Native.CpuMemoryPool.Statistics.PeakReservedBytes / 1e6:F0}")).Trim();
         Console.WriteLine(FormattableString.Invariant($"RESULT ips={ips:F2} seconds={seconds:F4} rss={PeakRssMb():F1}{(note.Length > 0 ? " note=" + note : "")}"));
     }
 

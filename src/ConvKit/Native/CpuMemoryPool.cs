@@ -50,6 +50,7 @@ public static unsafe class CpuMemoryPool
     public const long MinPooledBytes = 256 << 10;
 
     const int Alignment = 64; // c10::gAlignment
+    const long MaxClassStep = 2 << 20;
 
     // c10 symbols (libc10.so, Itanium C++ ABI).
     const string SetCpuAllocatorSymbol = "_ZN3c1015SetCPUAllocatorEPNS_9AllocatorEh";
@@ -91,12 +92,14 @@ public static unsafe class CpuMemoryPool
         public readonly IntPtr Address;
         public readonly long Size;
         public long FreedAt;
+        public readonly bool Transient;
         public readonly LinkedListNode<Block> ClassNode, AgeNode;
 
-        public Block(IntPtr address, long size)
+        public Block(IntPtr address, long size, bool transient)
         {
             Address = address;
             Size = size;
+            Transient = transient;
             ClassNode = new(this);
             AgeNode = new(this);
         }
@@ -117,13 +120,38 @@ public static unsafe class CpuMemoryPool
         }
     }
 
+    /// <summary>Every block the pool holds, by size, with whether a tensor owns it (diagnostics).</summary>
+    internal static List<(long Size, bool InUse)> Snapshot()
+    {
+        lock (Gate)
+            return [.. inUse.Values.Select(b => (b.Size, true)), .. idleByAge.Select(b => (b.Size, false))];
+    }
+
+    /// <summary>
+    /// Until disposed, blocks that the pool has to map for allocations on this thread go back to the kernel when their
+    /// tensor is freed instead of staying idle: for one-off work whose sizes will not recur (ConvKit's check of a new
+    /// convolution configuration), which would otherwise add its peak to the pool's for good.
+    /// </summary>
+    internal static TransientScope Transient()
+    {
+        transientDepth++;
+        return default;
+    }
+
+    internal readonly struct TransientScope : IDisposable
+    {
+        public void Dispose() => transientDepth--;
+    }
+
+    [ThreadStatic] static int transientDepth;
+
     /// <summary>Returns every idle block to the kernel (blocks that tensors own stay). Returns the bytes released.</summary>
     public static long EmptyCache()
     {
         lock (Gate)
         {
             long before = reserved;
-            while (idleByAge.First is { } oldest) Unmap(oldest.Value);
+            while (idleByAge.First is { } oldest) ReleaseIdle(oldest.Value);
             return before - reserved;
         }
     }
@@ -219,11 +247,12 @@ public static unsafe class CpuMemoryPool
         lock (Gate) return !inUse.ContainsKey(address) && idleByAge.Last?.Value.Address == address;
     }
 
-    /// <summary>Size class of a pooled request: rounded up to an eighth of its power of two (at most 12.5% over).</summary>
+    /// <summary>Size class of a pooled request: rounded up to an eighth of its power of two (at most 12.5% over), in
+    /// steps of at most 2 MiB (a 400 MB weight matrix wastes no more than that).</summary>
     internal static long ClassOf(long bytes)
     {
         int log = 63 - System.Numerics.BitOperations.LeadingZeroCount((ulong)bytes);
-        long step = Math.Max(4096L, 1L << (log - 3));
+        long step = Math.Clamp(1L << (log - 3), 4096L, MaxClassStep);
         return (bytes + step - 1) / step * step;
     }
 
@@ -284,7 +313,8 @@ public static unsafe class CpuMemoryPool
         long size = ClassOf(n);
         lock (Gate)
         {
-            // Its own class first, then classes up to twice its size (their pages are resident already).
+            // Its own class first, then classes up to twice its size (their pages are resident already); the most
+            // recently freed block of a class. A larger block would stay with a small tensor that may live long.
             var classes = idleByClass.Keys;
             int lo = 0, hi = classes.Count;
             while (lo < hi)
@@ -304,18 +334,18 @@ public static unsafe class CpuMemoryPool
             // Blocks nobody asked for during the last ReleaseAfterAllocations pooled allocations belong to shapes that
             // are gone (an earlier model, another batch size): the kernel gets them back now.
             while (idleByAge.First is { } oldest && oldest.Value.FreedAt < served - ReleaseAfterAllocations)
-                Unmap(oldest.Value);
+                ReleaseIdle(oldest.Value);
             IntPtr p = Map(size);
             if (p == IntPtr.Zero)
             {
-                while (idleByAge.First is { } oldest) Unmap(oldest.Value);
+                while (idleByAge.First is { } oldest) ReleaseIdle(oldest.Value);
                 p = Map(size);
                 if (p == IntPtr.Zero) return IntPtr.Zero;
             }
             reserved += size;
             peakReserved = Math.Max(peakReserved, reserved);
             if (!idleByClass.ContainsKey(size)) idleByClass.Add(size, new LinkedList<Block>());
-            return Lend(new Block(p, size));
+            return Lend(new Block(p, size, transientDepth > 0));
         }
     }
 
@@ -335,6 +365,11 @@ public static unsafe class CpuMemoryPool
         {
             if (!inUse.Remove(p, out var block)) return false;
             inUseBytes -= block.Size;
+            if (block.Transient)
+            {
+                Unmap(block);
+                return true;
+            }
             block.FreedAt = served;
             idleByClass[block.Size].AddLast(block.ClassNode);
             idleByAge.AddLast(block.AgeNode);
@@ -348,9 +383,14 @@ public static unsafe class CpuMemoryPool
         idleByAge.Remove(block.AgeNode);
     }
 
-    static void Unmap(Block block)
+    static void ReleaseIdle(Block block)
     {
         TakeIdle(block);
+        Unmap(block);
+    }
+
+    static void Unmap(Block block)
+    {
         munmap(block.Address, (nuint)block.Size);
         reserved -= block.Size;
         released++;

@@ -141,6 +141,8 @@ public static class VerifiedConvolution
 
     static bool Verify(Configuration c)
     {
+        // The check's tensors (an im2col matrix up to ~256 MiB) are never seen again: not kept by the CPU pool.
+        using var transient = CpuMemoryPool.Transient();
         using var scope = NewDisposeScope();
         using var inferenceOff = inference_mode(false);
         bool backward = c.InputGradient || c.FilterGradient;

@@ -103,10 +103,11 @@ public unsafe class CpuMemoryPoolTests
         Assert.Equal((256L << 10) + (32 << 10), CpuMemoryPool.ClassOf((256 << 10) + 1));
         Assert.Equal(3L << 20, CpuMemoryPool.ClassOf(3_111_108));
         Assert.Equal(8L << 20, CpuMemoryPool.ClassOf(8 << 20));
+        Assert.Equal(394L << 20, CpuMemoryPool.ClassOf(411_041_793)); // just over 392 MiB (VGG-16 fc1), in 2 MiB steps
         for (long n = 256 << 10; n < 1L << 32; n = n * 7 / 5 + 12345)
         {
             long c = CpuMemoryPool.ClassOf(n);
-            Assert.InRange(c, n, n + n / 8);
+            Assert.InRange(c, n, n + Math.Min(n / 8, 2 << 20));
             Assert.Equal(0, c % 4096);
         }
     }
@@ -138,13 +139,42 @@ public unsafe class CpuMemoryPoolTests
     }
 
     [Fact]
+    public void AnIdleBlockServesRequestsDownToHalfItsSizeAndNoSmaller()
+    {
+        if (!Supported) return;
+        Settle();
+        IntPtr block;
+        using (var t = empty(1 << 20)) block = Address(t); // 4 MiB
+        using (var half = empty(1 << 19)) Assert.Equal(block, Address(half)); // 2 MiB: the idle 4 MiB block
+        using var quarter = empty(1 << 18); // 1 MiB would keep 3 MiB idle: a block of its own
+        Assert.NotEqual(block, Address(quarter));
+    }
+
+    [Fact]
+    public void BlocksMappedInATransientScopeGoBackToTheKernelWhenFreed()
+    {
+        if (!Supported) return;
+        Settle();
+        var before = CpuMemoryPool.Statistics;
+        using (CpuMemoryPool.Transient())
+        using (var t = ones(3_333_333)) // a miss: a new block
+            Assert.Equal(3_333_333f, t.sum().item<float>());
+        var after = CpuMemoryPool.Statistics;
+        Assert.Equal(before.Misses + 1, after.Misses);
+        Assert.Equal(before.Released + 1, after.Released);
+        Assert.Equal(before.ReservedBytes, after.ReservedBytes);
+        using (var t = empty(3_333_333)) { } // outside the scope: kept
+        Assert.Equal(before.ReservedBytes + CpuMemoryPool.ClassOf(3_333_333 * sizeof(float)), CpuMemoryPool.Statistics.ReservedBytes);
+    }
+
+    [Fact]
     public void BlocksIdleForLongAreReleasedAtTheNextMissAndEmptyCacheReleasesTheRest()
     {
         if (!Supported) return;
         Settle();
-        using (empty(2_222_222)) { } // an idle 9 MiB block nobody will ask for again
+        using (empty(300_000)) { } // an idle 1.25 MiB block, too small for what follows
         for (long i = 0; i <= CpuMemoryPool.ReleaseAfterAllocations; i++)
-            using (empty(65_536 * 2)) { }
+            using (empty(1_000_000)) { }
         var before = CpuMemoryPool.Statistics;
         using (empty(5_555_555)) { } // a class never used before: a miss
         var after = CpuMemoryPool.Statistics;
