@@ -25,4 +25,7 @@ internal static class Scalars
 
     /// <summary>The int 2 of <c>pow(2)</c>, what TorchSharp's <c>square()</c> computes.</summary>
     public static readonly Scalar Two = 2.ToScalar();
+
+    /// <summary>The int -1 TorchSharp's centered RMSprop passes to <c>addcmul</c>.</summary>
+    public static readonly Scalar MinusOne = (-1).ToScalar();
 }
