@@ -8,8 +8,8 @@
 // below, rooted by static fields for the life of the process and never disposed, or a `using var s = x.ToScalar();`
 // around the calls that read it. ScalarIlTests reads ConvKit's IL and fails on any call that would make a Scalar behind
 // the caller's back; ScalarLifetimeTests counts the Scalars that reach the finalizer on ConvKit's main paths.
-// Out of ConvKit's reach: TorchSharp's optimizers make their own in every step (per parameter: SGD 1, with momentum 3,
-// Adam 8, AdamW 9, RMSprop 5) and softplus two per call.
+// TorchSharp's optimizers made their own in every step (per parameter: SGD 1, with momentum 3, Adam 8, AdamW 9,
+// RMSprop 5); ConvKit steps them with ScalarSafe's overrides instead. Out of ConvKit's reach: softplus, two per call.
 using TorchSharp;
 
 namespace ConvKit.Native;

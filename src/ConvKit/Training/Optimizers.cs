@@ -5,7 +5,8 @@ using static TorchSharp.torch;
 namespace ConvKit.Training;
 
 /// <summary>
-/// An optimizer with Keras' arguments and defaults, wrapping TorchSharp's <c>torch.optim</c>. The TorchSharp optimizer is
+/// An optimizer with Keras' arguments and defaults, wrapping TorchSharp's <c>torch.optim</c> (stepped by
+/// <see cref="ScalarSafe"/>'s overrides, which keep their Scalars alive). The TorchSharp optimizer is
 /// created at the first <c>Fit</c>, when the weights exist, over the model's trainable weights only. Weight decay is
 /// decoupled as in Keras 3 (<c>w -= lr · weight_decay · w</c> before the update); <see cref="Clipnorm"/> clips each
 /// weight's gradient by its own norm, <see cref="GlobalClipnorm"/> all of them together, <see cref="Clipvalue"/>
@@ -164,7 +165,7 @@ public sealed class SGD(double learningRate = 0.01, double momentum = 0, bool ne
     public bool Nesterov { get; } = nesterov;
 
     private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
-        optim.SGD(parameters, lr, momentum: Momentum, nesterov: Nesterov);
+        new ScalarSafe.SGD(parameters, lr, momentum: Momentum, nesterov: Nesterov);
 }
 
 /// <summary>Adam. Keras' defaults: lr 0.001, beta1 0.9, beta2 0.999, epsilon 1e-7.</summary>
@@ -187,7 +188,7 @@ public sealed class Adam(double learningRate = 0.001, double beta1 = 0.9, double
     public bool Amsgrad { get; } = amsgrad;
 
     private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
-        optim.Adam(parameters, lr, Beta1, Beta2, Epsilon, amsgrad: Amsgrad);
+        new ScalarSafe.Adam(parameters, lr, Beta1, Beta2, Epsilon, amsgrad: Amsgrad);
 }
 
 /// <summary>Adam with decoupled weight decay. Keras' defaults: lr 0.001, weight decay 0.004, epsilon 1e-7.</summary>
@@ -210,7 +211,7 @@ public sealed class AdamW(double learningRate = 0.001, double weightDecay = 0.00
     private protected override bool DecaysInTorch => true;
 
     private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
-        optim.AdamW(parameters, lr, Beta1, Beta2, Epsilon, weight_decay: WeightDecay, amsgrad: Amsgrad);
+        new ScalarSafe.AdamW(parameters, lr, Beta1, Beta2, Epsilon, weight_decay: WeightDecay, amsgrad: Amsgrad);
 }
 
 /// <summary>RMSprop. Keras' defaults: lr 0.001, rho 0.9, momentum 0, epsilon 1e-7, not centered.</summary>
@@ -231,7 +232,7 @@ public sealed class RMSprop(double learningRate = 0.001, double rho = 0.9, doubl
     public bool Centered { get; } = centered;
 
     private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
-        optim.RMSProp(parameters, lr, alpha: Rho, eps: Epsilon, momentum: Momentum, centered: Centered);
+        new ScalarSafe.RMSProp(parameters, lr, alpha: Rho, eps: Epsilon, momentum: Momentum, centered: Centered);
 }
 
 /// <summary>Optimizers by Keras' name.</summary>

@@ -13,7 +13,7 @@ namespace ConvKit.Tests.Native;
 /// a call to a TorchSharp method that makes such a Scalar itself, found by reading TorchSharp's own IL the same way
 /// (<c>a.add(b)</c>, <c>t * 0.5</c>, <c>square()</c>, <c>arange(n)</c>...). It covers code no test runs, where the
 /// finalizer count of <see cref="ScalarLifetimeTests"/> covers virtual calls and delegates, which this does not follow
-/// (TorchSharp's optimizers make Scalars of their own in every step).
+/// (TorchSharp's optimizers' own step() made Scalars in every step; ConvKit overrides it, see ConvKit.Training.ScalarSafe).
 /// </summary>
 public class ScalarIlTests
 {

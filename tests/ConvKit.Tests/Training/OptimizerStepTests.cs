@@ -85,6 +85,24 @@ public class OptimizerStepTests
         Assert.True(Bits(ours[4]).SequenceEqual(Bits(initial[4])), $"{name}: the weight without a gradient moved");
     }
 
+    [Fact]
+    public void ConvKitsOptimizersStepWithTheScalarSafeOverrides()
+    {
+        using var scope = NewDisposeScope();
+        Parameter[] weights = [new(randn(3))];
+        (Optimizer Optimizer, Type Expected)[] cases =
+        [
+            (new SGD(), typeof(ScalarSafe.SGD)), (new Adam(), typeof(ScalarSafe.Adam)),
+            (new AdamW(), typeof(ScalarSafe.AdamW)), (new RMSprop(), typeof(ScalarSafe.RMSProp)),
+        ];
+        foreach (var (optimizer, expected) in cases)
+        {
+            optimizer.Build(weights);
+            Assert.IsType(expected, optimizer.TorchOptimizer);
+            optimizer.TorchOptimizer!.Dispose();
+        }
+    }
+
     /// <summary>A convolution, a dense layer and a weight no loss uses (its gradient stays null, its step is skipped).</summary>
     static Parameter[] Weights()
     {
