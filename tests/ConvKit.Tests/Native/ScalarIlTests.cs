@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace ConvKit.Tests.Native;
 
 /// <summary>
-/// Reads the compiled IL of ConvKit and ConvKit.Cli for Scalars nothing keeps alive across the native call (see
+/// Reads the compiled IL of ConvKit, ConvKit.Cli and these tests for Scalars nothing keeps alive across the native call (see
 /// ConvKit.Native.Scalars): an implicit conversion, a <c>ToScalar()</c> handed straight to a call instead of stored, or
 /// a call to a TorchSharp method that makes such a Scalar itself, found by reading TorchSharp's own IL the same way
 /// (<c>a.add(b)</c>, <c>t * 0.5</c>, <c>square()</c>, <c>arange(n)</c>...). It covers code no test runs, where the
