@@ -3,6 +3,7 @@ using ConvKit.Data;
 using ConvKit.Layers;
 using ConvKit.Models;
 using ConvKit.Tests.Data;
+using TorchSharp;
 using static TorchSharp.torch;
 using Padding = ConvKit.Layers.Padding;
 
@@ -94,8 +95,9 @@ public class ReadmeExamplesTests
         {
             DataFiles.WriteIdxDataset(folder, trainCount: 64, testCount: 16);
             var (train, test) = Datasets.Mnist.Load(folder);
-            using var xTrain = train.Images.to(float32).div(255f);
-            using var xTest = test.Images.to(float32).div(255f);
+            using var maxPixel = 255f.ToScalar(); // the README divides by 255f: the same float, kept alive
+            using var xTrain = train.Images.to(float32).div(maxPixel);
+            using var xTest = test.Images.to(float32).div(maxPixel);
 
             var model = new LeNet5(numClasses: 10);
             model.Compile(optimizer: "sgd", loss: "sparse_categorical_crossentropy", metrics: ["accuracy"]);

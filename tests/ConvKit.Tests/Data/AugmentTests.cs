@@ -1,5 +1,6 @@
 using ConvKit.Data;
 using static TorchSharp.torch;
+using static ConvKit.Tests.Ranges;
 
 namespace ConvKit.Tests.Data;
 
@@ -8,7 +9,7 @@ public class AugmentTests
     static bool Same(Tensor a, Tensor b) { using var eq = a.eq(b); using var all = eq.all(); return all.item<bool>(); }
 
     // Distinct positive values, so a zero always means padding and no two shifts look alike.
-    static Tensor Batch(int n, int c, int h, int w) => arange(1, n * c * h * w + 1, ScalarType.Float32).reshape(n, c, h, w);
+    static Tensor Batch(int n, int c, int h, int w) => Arange(1, n * c * h * w + 1, ScalarType.Float32).reshape(n, c, h, w);
 
     [Fact]
     public void Flip_FlipsExactlyChosenSamples_AndIsReproducible()
@@ -97,7 +98,7 @@ public class AugmentTests
     public void Zoom_ByTwo_MagnifiesTheCentre()
     {
         // A 4x4 image zoomed 2x: output pixel (1,1) samples input coordinate (1.25, 1.25) in pixel units.
-        using var x = arange(16, ScalarType.Float32).reshape(1, 1, 4, 4);
+        using var x = Arange(16, ScalarType.Float32).reshape(1, 1, 4, 4);
         using var y = Augment.RandomZoom(x, 2, 2, new Generator(0));
         // bilinear at (1.25, 1.25): 5 + 0.25 * 1 + 0.25 * 4 = 6.25
         Assert.Equal(6.25f, y[0, 0, 1, 1].item<float>(), 4);

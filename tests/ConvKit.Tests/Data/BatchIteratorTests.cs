@@ -1,5 +1,6 @@
 using ConvKit.Data;
 using static TorchSharp.torch;
+using static ConvKit.Tests.Ranges;
 
 namespace ConvKit.Tests.Data;
 
@@ -8,8 +9,8 @@ public class BatchIteratorTests
     [Fact]
     public void ShuffledEpochs_CoverAllSamples_InNewOrders_Reproducibly()
     {
-        using var x = arange(10, ScalarType.Float32).reshape(10, 1, 1, 1);
-        using var y = arange(10, ScalarType.Int64);
+        using var x = Arange(10, ScalarType.Float32).reshape(10, 1, 1, 1);
+        using var y = Arange(10, ScalarType.Int64);
         var it = new BatchIterator(x, y, 4, shuffle: true, generator: new Generator(5));
         Assert.Equal(3, it.BatchesPerEpoch);
         var e1 = Collect(it);
@@ -40,15 +41,15 @@ public class BatchIteratorTests
     [Fact]
     public void Sequential_AndDropLast()
     {
-        using var x = arange(10, ScalarType.Float32).reshape(10, 1);
-        using var y = arange(10, ScalarType.Int64);
+        using var x = Arange(10, ScalarType.Float32).reshape(10, 1);
+        using var y = Arange(10, ScalarType.Int64);
         var sizes = new BatchIterator(x, y, 4, shuffle: false).Epoch().Select(b => { using (b.X) using (b.Y) return b.Y.data<long>().ToArray(); }).ToList();
         Assert.Equal(new long[] { 0, 1, 2, 3 }, sizes[0]);
         Assert.Equal(new long[] { 8, 9 }, sizes[2]);
         var dropped = new BatchIterator(x, y, 4, shuffle: false, dropLast: true);
         Assert.Equal(2, dropped.BatchesPerEpoch);
         Assert.Equal(2, dropped.Epoch().Count(b => { b.X.Dispose(); b.Y.Dispose(); return true; }));
-        using var y9 = arange(9, ScalarType.Int64);
+        using var y9 = Arange(9, ScalarType.Int64);
         Assert.Throws<ArgumentException>(() => new BatchIterator(x, y9, 4));
     }
 }

@@ -1,5 +1,6 @@
 using ConvKit.Layers;
 using ConvKit.Models;
+using ConvKit.Native;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Layers;
@@ -79,7 +80,7 @@ public class ConvArithmeticTests
                 using (var y = new AveragePooling2D(k, s, p).Apply(x))
                 {
                     Assert.Equal(new long[] { 1, 1, expected, expected }, y.shape);
-                    Assert.True(y.eq(1).all().item<bool>(), $"average of ones must be 1 for {(n, k, s, p)}"); // padding never counted
+                    Assert.True(y.eq(Scalars.One).all().item<bool>(), $"average of ones must be 1 for {(n, k, s, p)}"); // padding never counted
                 }
             }
             runs++;

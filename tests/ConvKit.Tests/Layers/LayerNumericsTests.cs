@@ -1,5 +1,6 @@
 using ConvKit.Layers;
 using ConvKit.Models;
+using ConvKit.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 using Padding = ConvKit.Layers.Padding;
@@ -95,7 +96,7 @@ public class LayerNumericsTests
         var dense = new Dense(3, activation: "tanh", biasInitializer: Initializers.RandomNormal);
         using var x = randn(4, 5);
         dense.Apply(x).Dispose();
-        CheckAgainstReference(dense, x, input => input.matmul(W(dense.Kernel!).t()).add(W(dense.Bias!)).tanh(),
+        CheckAgainstReference(dense, x, input => input.matmul(W(dense.Kernel!).t()).add(W(dense.Bias!), Scalars.One).tanh(),
             (dense.Kernel!, "kernel"), (dense.Bias!, "bias"));
     }
 
@@ -104,32 +105,35 @@ public class LayerNumericsTests
     {
         using var _ = Backend.NameScope();
         var bn = new BatchNormalization(gammaInitializer: Initializers.Uniform(0.5, 1.5), betaInitializer: Initializers.RandomNormal);
-        using var x = randn(4, 3, 5, 5).mul(2).add(1);
+        using var x = randn(4, 3, 5, 5).mul(Scalars.Two).add(Scalars.One, Scalars.One);
         bn.Apply(x.narrow(0, 0, 1)).Dispose(); // builds; the moving statistics are reset below
         var gamma = bn.OwnWeights.Single(w => w.Name == "gamma").Value;
         var beta = bn.OwnWeights.Single(w => w.Name == "beta").Value;
         var movingMean = bn.OwnWeights.Single(w => w.Name == "moving_mean").Value;
         var movingVar = bn.OwnWeights.Single(w => w.Name == "moving_variance").Value;
-        using (no_grad()) { movingMean.fill_(0); movingVar.fill_(1); }
+        using (no_grad()) { movingMean.fill_(Scalars.Zero); movingVar.fill_(Scalars.One); }
 
+        using var epsilon = 1e-3.ToScalar();
         bn.train();
         Tensor Train(Tensor input)
         {
             var mean = input.mean([0, 2, 3], keepdim: true);
             var variance = input.var([0, 2, 3], unbiased: false, keepdim: true);
-            return (input - mean) / (variance + 1e-3).sqrt() * W(gamma).view(1, -1, 1, 1) + W(beta).view(1, -1, 1, 1);
+            return ((input - mean) / variance.add(epsilon, Scalars.One).sqrt() * W(gamma).view(1, -1, 1, 1)).add(W(beta).view(1, -1, 1, 1), Scalars.One);
         }
         CheckAgainstReference(bn, x, Train, (gamma, "gamma"), (beta, "beta"));
         // Keras: moving = 0.99 * moving + 0.01 * batch (libtorch's running variance is the unbiased one, as TF's).
         using var batchMean = x.mean([0, 2, 3]);
         using var batchVar = x.var([0, 2, 3], unbiased: true);
-        Close(batchMean * 0.01, movingMean, 1e-5, "moving_mean");
-        Close(batchVar * 0.01 + 0.99, movingVar, 1e-5, "moving_variance");
+        using var batchShare = 0.01.ToScalar();
+        using var movingShare = 0.99.ToScalar();
+        Close(batchMean.mul(batchShare), movingMean, 1e-5, "moving_mean");
+        Close(batchVar.mul(batchShare).add(movingShare, Scalars.One), movingVar, 1e-5, "moving_variance");
 
         bn.eval();
         using (no_grad()) { movingMean.copy_(tensor(new float[] { 0.5f, -1f, 2f })); movingVar.copy_(tensor(new float[] { 4f, 0.25f, 1f })); }
         CheckAgainstReference(bn, x,
-            input => (input - movingMean.view(1, -1, 1, 1)) / (movingVar.view(1, -1, 1, 1) + 1e-3).sqrt() * W(gamma).view(1, -1, 1, 1) + W(beta).view(1, -1, 1, 1),
+            input => ((input - movingMean.view(1, -1, 1, 1)) / movingVar.view(1, -1, 1, 1).add(epsilon, Scalars.One).sqrt() * W(gamma).view(1, -1, 1, 1)).add(W(beta).view(1, -1, 1, 1), Scalars.One),
             (gamma, "gamma"), (beta, "beta"));
         Close(tensor(new float[] { 0.5f, -1f, 2f }), movingMean, 0, "inference leaves moving stats alone");
 
@@ -146,12 +150,16 @@ public class LayerNumericsTests
         foreach (var (r, k, alpha, beta) in new[] { (2, 2.0, 1e-4, 0.75), (1, 1.0, 0.5, 0.5), (3, 0.5, 2.0, 1.0) })
         {
             var lrn = new LocalResponseNormalization(depthRadius: r, bias: k, alpha: alpha, beta: beta);
-            using var x = randn(2, 7, 3, 3).mul(3);
+            using var three = 3.ToScalar();
+            using var x = randn(2, 7, 3, 3).mul(three);
+            using var alphaScalar = alpha.ToScalar();
+            using var kScalar = k.ToScalar();
+            using var betaScalar = beta.ToScalar();
             Tensor Direct(Tensor input)
             {
                 // sqr_sum[c] = sum over c' in [c - r, c + r] of x[c']^2, channels outside clipped.
                 int channels = (int)input.shape[1];
-                var sq = input.square();
+                var sq = input.pow(Scalars.Two);
                 var parts = new List<Tensor>();
                 for (int c = 0; c < channels; c++)
                 {
@@ -159,7 +167,7 @@ public class LayerNumericsTests
                     parts.Add(sq.narrow(1, lo, hi - lo + 1).sum(1, keepdim: true));
                 }
                 var sqrSum = cat(parts.ToArray(), 1);
-                return input / (sqrSum * alpha + k).pow(beta);
+                return input / sqrSum.mul(alphaScalar).add(kScalar, Scalars.One).pow(betaScalar);
             }
             CheckAgainstReference(lrn, x, Direct);
         }
@@ -170,9 +178,13 @@ public class LayerNumericsTests
     {
         using var _ = Backend.NameScope();
         using var x = randn(3, 4);
-        CheckAgainstReference(new Rescaling(1 / 255.0, offset: -0.5), x, input => input / 255 - 0.5);
-        CheckAgainstReference(new LeakyReLU(), x, input => where(input.ge(0), input, input * 0.3));
-        CheckAgainstReference(new ELU(0.7), x, input => where(input.gt(0), input, (input.exp() - 1) * 0.7));
+        using var maxPixel = 255.ToScalar();
+        using var half = 0.5.ToScalar();
+        using var leak = 0.3.ToScalar();
+        using var eluAlpha = 0.7.ToScalar();
+        CheckAgainstReference(new Rescaling(1 / 255.0, offset: -0.5), x, input => input.div(maxPixel).sub(half));
+        CheckAgainstReference(new LeakyReLU(), x, input => where(input.ge(Scalars.Zero), input, input.mul(leak)));
+        CheckAgainstReference(new ELU(0.7), x, input => where(input.gt(Scalars.Zero), input, input.exp().sub(Scalars.One).mul(eluAlpha)));
         CheckAgainstReference(new Softmax(), x, input => input.exp() / input.exp().sum(1, keepdim: true));
         using var image = randn(2, 3, 4, 4);
         using var s = new Softmax().Apply(image);
@@ -240,7 +252,7 @@ public class LayerNumericsTests
         var dense = new Dense(3, activation: "sigmoid", biasInitializer: Initializers.RandomNormal);
         var model = new Sequential([new Input(shape: (6, 6, 2)), conv, new Flatten(), dense]);
         using var x = randn(1, 2, 6, 6).requires_grad_();
-        using (var y = model.Apply(x)) using (var l = y.square().sum()) l.backward();
+        using (var y = model.Apply(x)) using (var l = y.pow(Scalars.Two).sum()) l.backward();
 
         var x64 = x.detach().to(float64);
         var k64 = conv.Kernel!.detach().to(float64);
@@ -251,7 +263,7 @@ public class LayerNumericsTests
         {
             using var scope = NewDisposeScope();
             var h1 = Ops.Conv2D(x64, k64, [2], "SAME", bias: b64).tanh().flatten(1);
-            return F.linear(h1, dk64, db64).sigmoid().square().sum().item<double>();
+            return F.linear(h1, dk64, db64).sigmoid().pow(Scalars.Two).sum().item<double>();
         }
         var checks = new (Tensor Value64, Tensor Grad, string Name)[]
         {
@@ -283,7 +295,7 @@ public class LayerNumericsTests
     static double Std(Tensor w)
     {
         using var centered = w - w.mean();
-        return Math.Sqrt(centered.square().mean().item<float>());
+        return Math.Sqrt(centered.pow(Scalars.Two).mean().item<float>());
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using ConvKit.Layers;
 using ConvKit.Models;
+using ConvKit.Native;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Layers;
@@ -174,7 +175,7 @@ public class OpsTests
         {
             using var z = Ops.Conv2D(inputs, kernels!, [1, 1, stride, stride], "VALID");
             using var b = bias!.view(1, -1, 1, 1);
-            return z.add(b).relu_();
+            return z.add(b, Scalars.One).relu_();
         }
     }
 

@@ -23,15 +23,19 @@ public class InferencePlanTests
     {
         using var g = new TorchSharp.torch.Generator((ulong)seed);
         using var _ = no_grad();
+        using var tenth = 0.1.ToScalar();
+        using var width = 1.5.ToScalar();
+        using var half = 0.5.ToScalar();
+        using var twentieth = 0.05.ToScalar();
         foreach (var bn in model.Layers.OfType<BatchNormalization>())
         {
-            bn.MovingMean!.copy_(randn(bn.MovingMean.shape, generator: g) * 0.1);
-            bn.MovingVariance!.copy_(rand(bn.MovingVariance.shape, generator: g) * 1.5 + 0.5);
-            bn.Gamma?.copy_(rand(bn.Gamma.shape, generator: g) + 0.5);
-            bn.Beta?.copy_(randn(bn.Beta.shape, generator: g) * 0.1);
+            bn.MovingMean!.copy_(randn(bn.MovingMean.shape, generator: g).mul(tenth));
+            bn.MovingVariance!.copy_(rand(bn.MovingVariance.shape, generator: g).mul(width).add(half, Scalars.One));
+            bn.Gamma?.copy_(rand(bn.Gamma.shape, generator: g).add(half, Scalars.One));
+            bn.Beta?.copy_(randn(bn.Beta.shape, generator: g).mul(tenth));
         }
         foreach (var conv in model.Layers.OfType<Conv2D>())
-            conv.Bias?.copy_(randn(conv.Bias.shape, generator: g) * 0.05);
+            conv.Bias?.copy_(randn(conv.Bias.shape, generator: g).mul(twentieth));
     }
 
     static int Folds(Model model) => model.GraphForSummary!.Folds.Folds;
@@ -85,13 +89,15 @@ public class InferencePlanTests
 
         // A user's in-place edit of one weight: that pair is refolded, and the output follows.
         var bn = model.Layers.OfType<BatchNormalization>().First();
-        using (no_grad()) bn.Gamma!.mul_(3);
+        using var three = 3.ToScalar();
+        using (no_grad()) bn.Gamma!.mul_(three);
         AssertSame(model, x);
         Assert.True(Folds(model) > folds);
 
         // SetWeights (copy_), then a training step (optimizer and moving statistics), then a dtype change.
         var weights = model.GetWeights();
-        using (no_grad()) weights[0].add_(0.5);
+        using var half = 0.5.ToScalar();
+        using (no_grad()) weights[0].add_(half, Scalars.One);
         model.SetWeights(weights);
         foreach (var w in weights) w.Dispose();
         AssertSame(model, x);
@@ -209,7 +215,7 @@ public class InferencePlanTests
         model.Add(new Dense(3));
         using var x = randn(4, 8, 8, 2); // 8 -> 4 with a 3x3 window: asymmetric padding, the cached divisor
         using var p = model.Predict(x);
-        p.mul_(2); // in place outside inference mode: only allowed on ordinary tensors
+        p.mul_(Scalars.Two); // in place outside inference mode: only allowed on ordinary tensors
         using var w = ones(3, requires_grad: true);
         (p * w).sum().backward();
         Assert.NotNull(w.grad);
@@ -233,8 +239,8 @@ public class InferencePlanTests
     {
         using var t = zeros(3);
         long v0 = TensorVersion.Of(t)!.Value;
-        t.add_(1);
-        using (var view = t.narrow(0, 0, 1)) view.mul_(2); // a view shares the counter
+        t.add_(Scalars.One, Scalars.One);
+        using (var view = t.narrow(0, 0, 1)) view.mul_(Scalars.Two); // a view shares the counter
         Assert.Equal(v0 + 2, TensorVersion.Of(t));
         using (inference_mode())
         {

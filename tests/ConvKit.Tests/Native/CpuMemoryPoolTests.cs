@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using ConvKit.Native;
 using ConvKit.Tests.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Native;
@@ -80,7 +81,8 @@ public unsafe class CpuMemoryPoolTests
         }
         Assert.Equal(before.InUseBytes, CpuMemoryPool.Statistics.InUseBytes);
         long hits = CpuMemoryPool.Statistics.Hits;
-        using var b = full(elements, 2.5f);
+        using var value = 2.5f.ToScalar();
+        using var b = full(elements, value);
         Assert.Equal(first, Address(b));
         Assert.Equal(hits + 1, CpuMemoryPool.Statistics.Hits);
         Assert.Equal(2.5f * elements, b.sum().item<float>());
@@ -198,7 +200,8 @@ public unsafe class CpuMemoryPoolTests
             for (int i = 0; i < 300; i++)
             {
                 long n = rng.Next(60_000, 1_200_000);
-                using var t = full(n, (float)id);
+                using var value = ((float)id).ToScalar();
+                using var t = full(n, value);
                 if (i % 50 == 0) GC.Collect();
                 Thread.Yield();
                 float lo = t.min().item<float>(), hi = t.max().item<float>();

@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace ConvKit.Tests.Native;
 
 /// <summary>
-/// Reads the compiled IL of ConvKit and ConvKit.Cli for Scalars nothing keeps alive across the native call (see
+/// Reads the compiled IL of ConvKit, ConvKit.Cli and these tests for Scalars nothing keeps alive across the native call (see
 /// ConvKit.Native.Scalars): an implicit conversion, a <c>ToScalar()</c> handed straight to a call instead of stored, or
 /// a call to a TorchSharp method that makes such a Scalar itself, found by reading TorchSharp's own IL the same way
 /// (<c>a.add(b)</c>, <c>t * 0.5</c>, <c>square()</c>, <c>arange(n)</c>...). It covers code no test runs, where the
@@ -25,20 +25,48 @@ public class ScalarIlTests
     };
 
     [Fact]
-    public void ConvKitMakesNoScalarItCannotKeepAlive()
+    public void ConvKitMakesNoScalarItCannotKeepAlive() =>
+        AssertNoScalarsLeft([typeof(Model).Assembly, typeof(TrainCommand).Assembly], Accepted, _ => false);
+
+    /// <summary>
+    /// The tests run in parallel, so one test's temporary Scalar can be freed by a GC another test started and fail the
+    /// run; they follow ConvKit's rule, apart from the types below, which make such Scalars on purpose.
+    /// </summary>
+    [Fact]
+    public void TheTestsMakeNoScalarTheyCannotKeepAlive() =>
+        AssertNoScalarsLeft([typeof(ScalarIlTests).Assembly], new(), method => DeliberateInTests.Contains(OutermostType(method).Name)
+            || (method.DeclaringType == typeof(ScalarIlTests) && ReaderSamples.Contains(method.Name)));
+
+    /// <summary>
+    /// Test types whose temporaries are the point: <see cref="ScalarLifetimeTests"/> reproduces TorchSharp's bug with
+    /// plain <c>x * 0.5</c> and must keep doing so (its collection runs alone, so the race stays its own).
+    /// </summary>
+    static readonly HashSet<string> DeliberateInTests = ["ScalarLifetimeTests", "ScalarLifetimeCollection"];
+
+    /// <summary>The code <see cref="TheReaderFindsTheTemporaries"/> shows the reader, wrong on purpose (never run).</summary>
+    static readonly HashSet<string> ReaderSamples = [nameof(Implicit), nameof(Inline)];
+
+    static Type OutermostType(MethodBase method)
+    {
+        var type = method.DeclaringType!;
+        while (type.DeclaringType is { } outer) type = outer;
+        return type;
+    }
+
+    static void AssertNoScalarsLeft(Assembly[] assemblies, Dictionary<string, string> accepted, Func<MethodBase, bool> skip)
     {
         var leaving = TorchSharpMethodsThatLeaveScalars();
         var findings = new List<string>();
-        var accepted = new HashSet<string>();
-        foreach (var assembly in new[] { typeof(Model).Assembly, typeof(TrainCommand).Assembly })
-            foreach (var method in Methods(assembly))
+        var used = new HashSet<string>();
+        foreach (var assembly in assemblies)
+            foreach (var method in Methods(assembly).Where(m => !skip(m)))
                 foreach (var (offset, why) in Findings(method, leaving))
                 {
-                    if (why is Finding.LeftByTorchSharp left && Accepted.ContainsKey(left.Name)) accepted.Add(left.Name);
+                    if (why is Finding.LeftByTorchSharp left && accepted.ContainsKey(left.Name)) used.Add(left.Name);
                     else findings.Add($"{method.DeclaringType}.{method.Name} IL_{offset:x4}: {why}");
                 }
-        Assert.True(findings.Count == 0, "Scalars nothing keeps alive (pass an explicit Scalar, see ConvKit.Native.Scalars):\n" + string.Join("\n", findings));
-        Assert.Empty(Accepted.Keys.Except(accepted)); // an accepted call that is gone
+        Assert.True(findings.Count == 0, $"{findings.Count} Scalars nothing keeps alive (pass an explicit Scalar, see ConvKit.Native.Scalars):\n" + string.Join("\n", findings));
+        Assert.Empty(accepted.Keys.Except(used)); // an accepted call that is gone
     }
 
     /// <summary>The reader finds what it should: in TorchSharp, and in code written the obvious way.</summary>

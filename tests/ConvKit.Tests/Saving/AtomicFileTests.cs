@@ -1,4 +1,5 @@
 using ConvKit.Saving;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Saving;
@@ -75,14 +76,18 @@ public class AtomicFileTests : IDisposable
         Assert.Equal(2, Directory.GetFiles(dir).Length);
     }
 
-    static void Save(CheckpointStore store, long step) =>
-        store.Save(new Dictionary<string, Tensor> { ["step"] = tensor(new[] { step }), ["w"] = full(new long[] { 100 }, (float)step) });
+    static void Save(CheckpointStore store, long step)
+    {
+        using var value = ((float)step).ToScalar();
+        store.Save(new Dictionary<string, Tensor> { ["step"] = tensor(new[] { step }), ["w"] = full(new long[] { 100 }, value) });
+    }
 
     static long Step(LoadedCheckpoint c, bool expectFallback)
     {
         Assert.Equal(expectFallback, c.IsFallback);
         long step = c.Tensors["step"].item<long>();
-        Assert.True(c.Tensors["w"].eq((float)step).all().item<bool>());
+        using var value = ((float)step).ToScalar();
+        Assert.True(c.Tensors["w"].eq(value).all().item<bool>());
         return step;
     }
 }

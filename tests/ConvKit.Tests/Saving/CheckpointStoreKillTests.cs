@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using ConvKit.Saving;
+using TorchSharp;
 using Xunit.Abstractions;
 
 namespace ConvKit.Tests.Saving;
@@ -35,7 +36,8 @@ public class CheckpointStoreKillTests(ITestOutputHelper output) : IDisposable
 
             var loaded = store.LoadLatestValid();
             long step = loaded.Tensors["step"].item<long>();
-            Assert.True(loaded.Tensors["w"].eq((float)step).all().item<bool>(), $"kill {i}: checkpoint {step} is torn");
+            using (var value = ((float)step).ToScalar())
+                Assert.True(loaded.Tensors["w"].eq(value).all().item<bool>(), $"kill {i}: checkpoint {step} is torn");
             Assert.Equal(step.ToString(System.Globalization.CultureInfo.InvariantCulture), loaded.Metadata["step"]);
             Assert.True(step >= lastStep, $"kill {i}: step went back from {lastStep} to {step}");
             if (loaded.IsFallback) fallbacks++;

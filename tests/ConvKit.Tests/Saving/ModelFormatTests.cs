@@ -3,6 +3,8 @@ using ConvKit.Applications;
 using ConvKit.Layers;
 using ConvKit.Models;
 using ConvKit.Saving;
+using TorchSharp;
+using Padding = ConvKit.Layers.Padding;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Saving;
@@ -152,7 +154,11 @@ public class ModelFormatTests : IDisposable
 
         public override Shape ComputeOutputShape(Shape inputShape) => inputShape;
 
-        public override Tensor Call(Tensor inputs) => inputs.mul(Factor);
+        public override Tensor Call(Tensor inputs)
+        {
+            using var factor = Factor.ToScalar();
+            return inputs.mul(factor);
+        }
 
         public JsonObject GetConfig() => new() { ["factor"] = Factor };
 

@@ -1,6 +1,7 @@
 using ConvKit.Applications;
 using ConvKit.Layers;
 using ConvKit.Models;
+using ConvKit.Native;
 using ConvKit.Saving;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
@@ -312,14 +313,18 @@ public class OnnxExportTests(ITestOutputHelper log)
     {
         public override Shape ComputeOutputShape(Shape inputShape) => inputShape;
 
-        public override Tensor Call(Tensor inputs) => inputs.pow(3);
+        public override Tensor Call(Tensor inputs)
+        {
+            using var three = 3.ToScalar();
+            return inputs.pow(three);
+        }
     }
 
     sealed class Doubled(string? name = null) : Layer(name)
     {
         public override Shape ComputeOutputShape(Shape inputShape) => inputShape;
 
-        public override Tensor Call(Tensor inputs) => inputs.mul(2);
+        public override Tensor Call(Tensor inputs) => inputs.mul(Scalars.Two);
     }
 
     sealed class MyConv(int filters) : Conv2D(filters, 3);
@@ -389,8 +394,8 @@ public class OnnxExportTests(ITestOutputHelper log)
             foreach (var w in model.Weights.Where(w => w.Owner is BatchNormalization))
             {
                 using var r = w.Name is "moving_variance" ? rand(w.Value.shape, generator: gen) : randn(w.Value.shape, generator: gen);
-                if (w.Name is "moving_variance") r.add_(half);
-                else r.mul_(spread).add_(w.Name == "gamma" ? one : zero);
+                if (w.Name is "moving_variance") r.add_(half, Scalars.One);
+                else r.mul_(spread).add_(w.Name == "gamma" ? one : zero, Scalars.One);
                 w.Value.copy_(r);
             }
         model.eval();

@@ -1,6 +1,7 @@
 using ConvKit.Saving;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using TorchSharp;
 using Tensor = TorchSharp.torch.Tensor;
 using static TorchSharp.torch;
 
@@ -16,11 +17,14 @@ public class OnnxGraphBuilderTests
         // A private generator: other test classes draw from the global one concurrently.
         var gen = new TorchSharp.torch.Generator(42);
         // He-style scales keep activations O(1), as in a real network, so 1e-5 is a meaningful float32 bound.
-        var w1f = randn(4, 3, 3, 3, generator: gen) * MathF.Sqrt(2f / 27);
-        var b1f = randn(4, generator: gen) * 0.1f;
+        using var scale1 = MathF.Sqrt(2f / 27).ToScalar();
+        using var scale2 = MathF.Sqrt(1f / 48).ToScalar();
+        using var biasScale = 0.1f.ToScalar();
+        var w1f = randn(4, 3, 3, 3, generator: gen).mul(scale1);
+        var b1f = randn(4, generator: gen).mul(biasScale);
         // (8+1+2-3+1) x (8+0+1-3+1) = 9 x 7 -> max pool 2 -> 4 x 3
-        var w2f = randn(5, 4 * 4 * 3, generator: gen) * MathF.Sqrt(1f / 48);
-        var b2f = randn(5, generator: gen) * 0.1f;
+        var w2f = randn(5, 4 * 4 * 3, generator: gen).mul(scale2);
+        var b2f = randn(5, generator: gen).mul(biasScale);
         var builder = new OnnxGraphBuilder()
             .AddInput("x", "N", 3, 8, 8)
             .AddInitializer("w1", w1f)

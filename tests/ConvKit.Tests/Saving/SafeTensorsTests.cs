@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using ConvKit.Saving;
+using static ConvKit.Tests.Ranges;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Saving;
@@ -41,7 +42,7 @@ public class SafeTensorsTests : IDisposable
     public void RoundTripsEveryDTypeAndNonContiguousTensorsThroughAFile()
     {
         var table = SafeTensorsFixtures.Table();
-        table["transposed"] = arange(12, dtype: ScalarType.Float32).reshape(3, 4).t(); // not contiguous
+        table["transposed"] = Arange(12, dtype: ScalarType.Float32).reshape(3, 4).t(); // not contiguous
         var path = Path.Combine(dir, "w.safetensors");
         SafeTensors.Write(path, table, new Dictionary<string, string> { ["epoch"] = "3" });
         using var file = SafeTensors.Read(path);

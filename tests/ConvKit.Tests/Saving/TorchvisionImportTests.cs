@@ -1,5 +1,7 @@
 using ConvKit.Applications;
+using ConvKit.Native;
 using ConvKit.Saving;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Saving;
@@ -45,8 +47,9 @@ public sealed class TorchvisionImportTests : IDisposable
         Assert.Contains("fc.weight", sd.Keys);
         Assert.Equal(new long[] { 64, 3, 7, 7 }, sd["conv1.weight"].shape);
         sd["bn1.num_batches_tracked"] = tensor(7L);
+        using var hundredth = 0.01.ToScalar();
         using (no_grad())
-            foreach (var w in source.Weights) w.Value.add_(rand_like(w.Value) * 0.01); // positive: variances stay valid
+            foreach (var w in source.Weights) w.Value.add_(rand_like(w.Value).mul(hundredth), Scalars.One); // positive: variances stay valid
         var path = Save(sd, "rn18.safetensors");
         using var target = ModelRegistry.Create("resnet18_tv", Small with { Weights = path });
         AssertSamePredictions(source, target, (32, 32, 3));
@@ -181,8 +184,9 @@ public sealed class TorchvisionImportTests : IDisposable
         Assert.Equal(new long[] { 128, 128, 7, 1 }, sd["Mixed_6b.branch7x7dbl_2.conv.weight"].shape);
         sd["AuxLogits.conv0.conv.weight"] = zeros(128, 768, 1, 1);
         sd["AuxLogits.fc.weight"] = zeros(1000, 768);
+        using var hundredth = 0.01.ToScalar();
         using (no_grad())
-            foreach (var w in source.Weights) w.Value.add_(rand_like(w.Value) * 0.01);
+            foreach (var w in source.Weights) w.Value.add_(rand_like(w.Value).mul(hundredth), Scalars.One);
         var path = Save(sd, "inception_v3.safetensors");
         using var target = ModelRegistry.Create("inception_v3_tv", options with { Weights = path });
         AssertSamePredictions(source, target, (75, 75, 3));

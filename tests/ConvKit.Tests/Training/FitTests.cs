@@ -1,7 +1,10 @@
 using ConvKit.Callbacks;
 using ConvKit.Layers;
 using ConvKit.Models;
+using ConvKit.Native;
 using ConvKit.Training;
+using TorchSharp;
+using static ConvKit.Tests.Ranges;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Training;
@@ -29,9 +32,10 @@ public class FitTests
         Backend.SetSeed(5);
         using var _ = Backend.NameScope();
         // Class 1 images are bright in the top half: learnable by a tiny CNN; data in Keras layout (N, H, W, C).
-        var y = arange(32).remainder(2);
-        var x = rand(32, 8, 8, 1).mul(0.2f);
-        x.narrow(1, 0, 4).add_(y.to_type(float32).reshape(32, 1, 1, 1));
+        using var fifth = 0.2f.ToScalar();
+        var y = Arange(32).remainder(Scalars.Two);
+        var x = rand(32, 8, 8, 1).mul(fifth);
+        x.narrow(1, 0, 4).add_(y.to_type(float32).reshape(32, 1, 1, 1), Scalars.One);
         var model = new Sequential([
             new Conv2D(4, 3, activation: "relu", inputShape: (8, 8, 1)),
             new MaxPooling2D(2),
@@ -86,7 +90,7 @@ public class FitTests
         model.Compile(optimizer: new SGD(learningRate: 0), loss: "sparse_categorical_crossentropy");
         var h = model.Fit(x, y, batchSize: 16, verbose: 0);
         var kernel = ((Dense)model.Layers[0]).Kernel!;
-        double penalty = kernel.square().sum().item<float>() * 0.5;
+        double penalty = kernel.pow(Scalars.Two).sum().item<float>() * 0.5;
         using var p = model.Predict(x);
         double data = new SparseCategoricalCrossentropy().Compute(y, p).item<float>();
         Assert.Equal(data + penalty, h["loss"][0], 4);

@@ -1,6 +1,7 @@
 using ConvKit.Layers;
 using ConvKit.Models;
 using ConvKit.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Training;
@@ -29,7 +30,9 @@ public class OptimizerTests
         var dense = new Dense(1, useBias: false, kernelInitializer: "ones");
         var model = new Sequential([frozen, dense]);
         model.Compile(optimizer: new SGD(learningRate: 0.1), loss: "mse");
-        model.Fit(full(1, 1, 2f), full(1, 1, 5f), epochs: 1, verbose: 0, shuffle: false);
+        using var two = 2f.ToScalar();
+        using var five = 5f.ToScalar();
+        model.Fit(full(1, 1, two), full(1, 1, five), epochs: 1, verbose: 0, shuffle: false);
         // prediction 2, error -3, gradient 2·(-3)·2 = -12 (input of the trainable layer is 2), w = 1 + 1.2.
         Assert.Equal(2.2f, dense.Kernel!.item<float>(), 5);
         Assert.Equal(1f, frozen.Kernel!.item<float>());
@@ -43,14 +46,17 @@ public class OptimizerTests
         var dense = new Dense(1, useBias: false, inputShape: 1, kernelInitializer: "ones");
         var model = new Sequential([dense]);
         model.Compile(optimizer: new SGD(learningRate: 0.1, clipvalue: 0.5), loss: "mse");
-        model.Fit(full(1, 1, 2f), full(1, 1, 5f), verbose: 0); // gradient -12 clipped to -0.5
+        using var two = 2f.ToScalar();
+        using var five = 5f.ToScalar();
+        model.Fit(full(1, 1, two), full(1, 1, five), verbose: 0); // gradient -12 clipped to -0.5
         Assert.Equal(1.05f, dense.Kernel!.item<float>(), 5);
 
         using var __ = Backend.NameScope();
         var d2 = new Dense(2, useBias: false, inputShape: 1, kernelInitializer: "ones");
         var m2 = new Sequential([d2]);
         m2.Compile(optimizer: new SGD(learningRate: 1, clipnorm: 1), loss: "mse");
-        m2.Fit(full(1, 1, 1f), tensor(new float[] { 4f, 5f }).reshape(1, 2), verbose: 0);
+        using var one = 1f.ToScalar();
+        m2.Fit(full(1, 1, one), tensor(new float[] { 4f, 5f }).reshape(1, 2), verbose: 0);
         // Gradient (-3, -4) has norm 5; clipped to norm 1: (-0.6, -0.8).
         var w = d2.Kernel!.flatten().data<float>().ToArray();
         Assert.Equal(1.6f, w[0], 5);
