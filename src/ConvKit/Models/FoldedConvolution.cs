@@ -16,6 +16,7 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
     readonly Tensor?[] sources = new Tensor?[6];
     readonly long[] versions = new long[6];
     Tensor? kernel, bias;
+    bool kernelChannelsFirst;
 
     /// <summary>How many times this pair was folded (tests: the cache must not refold unchanged weights).</summary>
     internal int Folds { get; private set; }
@@ -27,12 +28,13 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
     /// <summary>Whether the pair can run folded now: batch normalization on its moving statistics, 4-D channel axis.</summary>
     public bool Applies => !(bn.training && bn.Trainable) && bn.Axis is -1 or 3;
 
-    /// <summary>The folded (kernel, bias), or null when the sources' versions cannot be read (nothing is cached then).</summary>
-    public (Tensor Kernel, Tensor Bias)? Get()
+    /// <summary>The folded (kernel, bias), the kernel channels-last or, with <paramref name="channelsFirst"/>, contiguous
+    /// NCHW; null when the sources' versions cannot be read (nothing is cached then).</summary>
+    public (Tensor Kernel, Tensor Bias)? Get(bool channelsFirst = false)
     {
         Span<long> now = stackalloc long[6];
         Tensor?[] current = [conv.Kernel, conv.Bias, bn.Gamma, bn.Beta, bn.MovingMean, bn.MovingVariance];
-        bool same = kernel is not null;
+        bool same = kernel is not null && channelsFirst == kernelChannelsFirst;
         for (int i = 0; i < current.Length; i++)
         {
             if (current[i] is not { } t)
@@ -47,16 +49,18 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
         if (same) return (kernel!, bias!);
 
         Dispose();
-        (kernel, bias) = Fold(conv, bn);
+        (kernel, bias) = Fold(conv, bn, channelsFirst);
+        kernelChannelsFirst = channelsFirst;
         Folds++;
         current.CopyTo(sources, 0);
         now.CopyTo(versions);
         return (kernel, bias);
     }
 
-    /// <summary>Folds in float64 (one rounding per weight); the results keep the kernel's dtype, device and a
-    /// channels-last layout, the one ConvKit's CPU convolutions read.</summary>
-    internal static (Tensor Kernel, Tensor Bias) Fold(Conv2D conv, BatchNormalization bn)
+    /// <summary>Folds in float64 (one rounding per weight); the results keep the kernel's dtype and device, in the
+    /// layout ConvKit's CPU convolutions will read: channels-last, or contiguous NCHW with <paramref name="channelsFirst"/>
+    /// (see VerifiedConvolution.ChannelsFirst).</summary>
+    internal static (Tensor Kernel, Tensor Bias) Fold(Conv2D conv, BatchNormalization bn, bool channelsFirst = false)
     {
         // Cached across calls: never inference tensors, never recorded by autograd, outside any dispose scope.
         using var normal = inference_mode(false);
@@ -73,7 +77,7 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
         var shift = (b - mean) * s;
         if (bn.Beta is { } beta) shift = shift.add(beta.to_type(precise), Scalars.One);
         var folded = (w.to_type(precise) * s.view(-1, 1, 1, 1)).to_type(dtype);
-        var kernel = Ops.ToChannelsLast(folded);
+        var kernel = channelsFirst ? folded.contiguous() : Ops.ToChannelsLast(folded);
         return (kernel.DetachFromDisposeScope(), shift.to_type(dtype).DetachFromDisposeScope());
     }
 
@@ -96,7 +100,8 @@ internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (in
 
     public Tensor Run(Tensor x)
     {
-        if (fold is { Applies: true } && fold.Get() is { } folded) return conv.CallWith(x, folded.Kernel, folded.Bias, zeroPadding);
+        if (fold is { Applies: true } && fold.Get(VerifiedConvolution.ChannelsFirstActive) is { } folded)
+            return conv.CallWith(x, folded.Kernel, folded.Bias, zeroPadding);
         var y = conv.CallWith(x, conv.Kernel!, conv.Bias, zeroPadding);
         if (fold is null) return y;
         using (y) return fold.BatchNorm.Call(y);

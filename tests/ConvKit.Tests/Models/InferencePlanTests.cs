@@ -59,19 +59,21 @@ public class InferencePlanTests
         Assert.True(d < tolerance, $"{model.Name}: optimized vs layer-by-layer relative difference {d:g3}");
     }
 
+    // channelsFirst: the plan convolves on NCHW memory (graphs with 1x1 convolutions of more than 64 channels).
     [Theory]
-    [InlineData("resnet20", 32)]      // Conv+BN, in-place ReLU and Add, 1x1 projection shortcuts
-    [InlineData("resnet50", 64)]      // Keras ResNet: conv bias + BN, ZeroPadding2D before conv1, GEMM 1x1 path
-    [InlineData("resnet18_tv", 64)]   // torchvision: ZeroPadding2D before every 3x3 convolution, BN without conv bias
-    [InlineData("inception_v3", 75)]  // BN without gamma (scale=False), concatenations
-    [InlineData("googlenet", 64)]     // no BatchNormalization: only in-place activations
-    public void RegistryModelsGiveTheSameOutputsWithinFp32Rounding(string name, int size)
+    [InlineData("resnet20", 32, false)]     // Conv+BN, in-place ReLU and Add, 1x1 projection shortcuts
+    [InlineData("resnet50", 64, true)]      // Keras ResNet: conv bias + BN, ZeroPadding2D before conv1, bottleneck 1x1s
+    [InlineData("resnet18_tv", 64, false)]  // torchvision: ZeroPadding2D before every 3x3 convolution, BN without conv bias
+    [InlineData("inception_v3", 75, true)]  // BN without gamma (scale=False), concatenations
+    [InlineData("googlenet", 64, true)]     // no BatchNormalization: only in-place activations
+    public void RegistryModelsGiveTheSameOutputsWithinFp32Rounding(string name, int size, bool channelsFirst)
     {
         manual_seed(7);
         using var model = ModelRegistry.Create(name, new ModelOptions { InputShape = (size, size, 3), ClassifierActivation = null });
         Randomize(model, 11);
         using var x = randn(2, size, size, 3);
         AssertSame(model, x);
+        Assert.Equal(channelsFirst, model.GraphForSummary!.InferenceChannelsFirst);
     }
 
     [Fact]

@@ -82,7 +82,12 @@ public class ConvolutionCorrectnessTests
         {
             using var scope = NewDisposeScope();
             using (no_grad())
+            {
                 AssertClose(yd.detach(), Ops.Conv2D(x, w, [stride, stride], "same", groups: groups), $"inference output, trial {trial}");
+                // The inference plan of bottleneck networks convolves on NCHW memory: checked on its own.
+                using (VerifiedConvolution.ChannelsFirst())
+                    AssertClose(yd.detach(), Ops.Conv2D(x, w, [stride, stride], "same", groups: groups), $"inference output on NCHW memory, trial {trial}");
+            }
             var xi = x.detach().clone().requires_grad_();
             var wi = w.detach().clone().requires_grad_();
             var y = Ops.Conv2D(xi, wi, [stride, stride], "same", groups: groups);
