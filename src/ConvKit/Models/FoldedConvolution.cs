@@ -100,7 +100,7 @@ internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (in
 
     public Tensor Run(Tensor x)
     {
-        if (fold is { Applies: true } && fold.Get(VerifiedConvolution.ChannelsFirstActive) is { } folded)
+        if (fold is { Applies: true } && fold.Get(VerifiedConvolution.RunsChannelsFirst(conv.Kernel!)) is { } folded)
             return conv.CallWith(x, folded.Kernel, folded.Bias, zeroPadding);
         var y = conv.CallWith(x, conv.Kernel!, conv.Bias, zeroPadding);
         if (fold is null) return y;

@@ -349,8 +349,13 @@ public static unsafe class CpuMemoryPool
         }
     }
 
+    /// <summary>Tests: fill every block with NaN bytes when it is lent, so that a kernel reading memory libtorch left
+    /// uninitialized shows it.</summary>
+    internal static volatile bool PoisonLentBlocks;
+
     static IntPtr Lend(Block block)
     {
+        if (PoisonLentBlocks) NativeMemory.Fill((void*)block.Address, (nuint)block.Size, 0xFF);
         served++;
         lastTaken = block.Address;
         inUse.Add(block.Address, block);

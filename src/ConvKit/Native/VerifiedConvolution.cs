@@ -69,6 +69,18 @@ public static class VerifiedConvolution
     /// <summary>Whether ConvKit's convolutions on this thread run on NCHW memory now (see <see cref="ChannelsFirst"/>).</summary>
     internal static bool ChannelsFirstActive => channelsFirst;
 
+    /// <summary>oneDNN's channel block under AVX-512 (a multiple of AVX2's 8).</summary>
+    const long OneDnnBlock = 16;
+
+    /// <summary>
+    /// Whether a convolution with kernel <paramref name="w"/> runs on NCHW memory now: inside <see cref="ChannelsFirst"/>
+    /// and with input and output channel counts that are multiples of oneDNN's block. Other counts are padded to the
+    /// block in oneDNN's blocked layout, and those kernels read memory libtorch leaves uninitialized (seen: torchvision
+    /// GoogLeNet's 24-channel convolutions gave different outputs run to run on reused memory, and NaN on poisoned
+    /// memory); they run channels-last.
+    /// </summary>
+    internal static bool RunsChannelsFirst(Tensor w) => channelsFirst && w.shape[0] % OneDnnBlock == 0 && w.shape[1] % OneDnnBlock == 0;
+
     /// <summary><paramref name="x"/> in the memory format convolutions read on this thread: channels-last, or contiguous
     /// NCHW inside <see cref="ChannelsFirst"/>. The same tensor (a new handle) when it already is.</summary>
     internal static Tensor ToConvolutionLayout(Tensor x) => channelsFirst ? x.contiguous() : Ops.ToChannelsLast(x);
@@ -93,6 +105,8 @@ public static class VerifiedConvolution
     {
         if (x.device_type != DeviceType.CPU)
             return F.conv2d(x, w, bias, stride, padding, dilation, groups);
+        // Inside ChannelsFirst, only kernels whose channel counts fill oneDNN's blocks run on NCHW memory.
+        using var layout = ChannelsFirst(RunsChannelsFirst(w));
         if (!channelsFirst && padding[0] == 0 && padding[1] == 0 && IsLargePointwise(w, stride, groups))
             return Pointwise(x, w, bias);
         if (Disabled || x.dtype != ScalarType.Float32)

@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using ConvKit.Applications;
+using ConvKit.Models;
 using ConvKit.Native;
 using ConvKit.Tests.Training;
 using TorchSharp;
@@ -167,6 +169,51 @@ public unsafe class CpuMemoryPoolTests
         Assert.Equal(before.ReservedBytes, after.ReservedBytes);
         using (var t = empty(3_333_333)) { } // outside the scope: kept
         Assert.Equal(before.ReservedBytes + CpuMemoryPool.ClassOf(3_333_333 * sizeof(float)), CpuMemoryPool.Statistics.ReservedBytes);
+    }
+
+    /// <summary>
+    /// Pooled memory is reused dirty, as malloc's is: no kernel may read what it did not write. On NaN-filled blocks,
+    /// torchvision's GoogLeNet gave non-finite outputs (and, on ordinary reused memory, outputs that differed between
+    /// two models with the same weights: a CI failure of ModelFormatTests) while the inference plan ran its 24-channel
+    /// convolutions, off oneDNN's 16-channel block, on NCHW memory; those run channels-last now.
+    /// </summary>
+    [Theory]
+    [InlineData("googlenet_tv")]
+    [InlineData("resnet50")]
+    [InlineData("inception_v3")]
+    public void InferenceReadsNoUninitializedMemory(string name)
+    {
+        if (!Supported) return;
+        Settle();
+        var info = ModelRegistry.Get(name);
+        manual_seed(3);
+        CpuMemoryPool.PoisonLentBlocks = true;
+        try
+        {
+            using var model = ModelRegistry.Create(name, new ModelOptions { InputShape = (info.MinInputSize, info.MinInputSize, 3), Classes = 5 });
+            var path = Path.Combine(Path.GetTempPath(), $"convkit-pool-{Guid.NewGuid():N}.safetensors");
+            model.Save(path);
+            using var loaded = Model.Load(path);
+            File.Delete(path);
+            using var g = new Generator(7);
+            using var x = Layout.FromKeras(randn([2, info.MinInputSize, info.MinInputSize, 3], generator: g));
+            model.eval();
+            loaded.eval();
+            using var noGrad = no_grad();
+            for (int round = 0; round < 2; round++)
+            {
+                using var scope = NewDisposeScope();
+                var a = model.Forward([x])[0];
+                var b = loaded.Forward([x])[0];
+                using var finite = a.isfinite().all();
+                Assert.True(finite.item<bool>(), $"{name}, round {round}: non-finite outputs");
+                Assert.True(a.allclose(b, rtol: 0, atol: 0), $"{name}, round {round}: two models with the same weights differ");
+            }
+        }
+        finally
+        {
+            CpuMemoryPool.PoisonLentBlocks = false;
+        }
     }
 
     [Fact]
