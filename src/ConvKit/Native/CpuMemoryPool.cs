@@ -120,13 +120,6 @@ public static unsafe class CpuMemoryPool
         }
     }
 
-    /// <summary>Every block the pool holds, by size, with whether a tensor owns it (diagnostics).</summary>
-    internal static List<(long Size, bool InUse)> Snapshot()
-    {
-        lock (Gate)
-            return [.. inUse.Values.Select(b => (b.Size, true)), .. idleByAge.Select(b => (b.Size, false))];
-    }
-
     /// <summary>
     /// Until disposed, blocks that the pool has to map for allocations on this thread go back to the kernel when their
     /// tensor is freed instead of staying idle: for one-off work whose sizes will not recur (ConvKit's check of a new
