@@ -140,12 +140,15 @@ public static class Ops
     internal static Tensor Conv2DChannelsFirst(Tensor x, Tensor w, Tensor? bias, Size2 kernel, Size2 strides, Padding padding, Size2 dilation, int groups, string who) =>
         Conv2DPadded(x, w, bias, kernel, strides, Pads(x, kernel, strides, padding, dilation, who), dilation, groups, who);
 
-    /// <summary>The convolution with explicit zero padding (top, bottom, left, right) of the NCHW input.</summary>
+    /// <summary>The convolution with explicit zero padding (top, bottom, left, right) of the NCHW input. When given,
+    /// <paramref name="run"/> computes the convolution of the (padded or subsampled) input with the returned strides and
+    /// symmetric pads, or returns null to leave it to <see cref="VerifiedConvolution"/>.</summary>
     internal static Tensor Conv2DPadded(Tensor x, Tensor w, Tensor? bias, Size2 kernel, Size2 strides,
-        (int Top, int Bottom, int Left, int Right) pads, Size2 dilation, int groups, string who)
+        (int Top, int Bottom, int Left, int Right) pads, Size2 dilation, int groups, string who, Func<Tensor, long[], long[], Tensor?>? run = null)
     {
         var (top, bottom, left, right) = pads;
         long[] stride = [strides.Height, strides.Width], dil = [dilation.Height, dilation.Width];
+        Tensor Convolve(Tensor input, long[] s, long[] p) => run?.Invoke(input, s, p) ?? VerifiedConvolution.Conv2D(input, w, bias, s, p, dil, groups);
         return Guard(who, x, () =>
         {
             // Through VerifiedConvolution: libtorch 2.10's oneDNN kernels are wrong for some shapes (see there).
@@ -155,11 +158,11 @@ public static class Ops
                 // avoids a libtorch 2.10 CPU crash (SIGFPE, a division by zero in oneDNN's brgemm backward heuristics)
                 // for strided 1x1 convolutions with 512->1024 or 1024->2048 channels, as in ResNet-50's shortcuts.
                 using var sub = x[TensorIndex.Colon, TensorIndex.Colon, TensorIndex.Slice(step: strides.Height), TensorIndex.Slice(step: strides.Width)];
-                return VerifiedConvolution.Conv2D(sub, w, bias, [1, 1], [0, 0], [1, 1], groups);
+                return Convolve(sub, [1, 1], [0, 0]);
             }
-            if (top == bottom && left == right) return VerifiedConvolution.Conv2D(x, w, bias, stride, [top, left], dil, groups);
+            if (top == bottom && left == right) return Convolve(x, stride, [top, left]);
             using var padded = F.pad(x, [left, right, top, bottom]);
-            return VerifiedConvolution.Conv2D(padded, w, bias, stride, [0, 0], dil, groups);
+            return Convolve(padded, stride, [0, 0]);
         });
     }
 
@@ -210,7 +213,7 @@ public static class Ops
         });
     }
 
-    static (int Top, int Bottom, int Left, int Right) Pads(Tensor x, Size2 kernel, Size2 strides, Padding padding, Size2 dilation, string who)
+    internal static (int Top, int Bottom, int Left, int Right) Pads(Tensor x, Size2 kernel, Size2 strides, Padding padding, Size2 dilation, string who)
     {
         int h = checked((int)x.shape[2]), w = checked((int)x.shape[3]);
         int oh = ConvArithmetic.OutputLength(h, kernel.Height, strides.Height, padding, dilation.Height);

@@ -21,6 +21,9 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
     /// <summary>How many times this pair was folded (tests: the cache must not refold unchanged weights).</summary>
     internal int Folds { get; private set; }
 
+    /// <summary>Changes whenever the folded weights do (a source replaced or written): what derived copies compare.</summary>
+    public int Generation { get; private set; }
+
     public Conv2D Conv => conv;
 
     public BatchNormalization BatchNorm => bn;
@@ -33,28 +36,70 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
     public (Tensor Kernel, Tensor Bias)? Get(bool channelsFirst = false)
     {
         Span<long> now = stackalloc long[6];
-        Tensor?[] current = [conv.Kernel, conv.Bias, bn.Gamma, bn.Beta, bn.MovingMean, bn.MovingVariance];
-        bool same = kernel is not null && channelsFirst == kernelChannelsFirst;
-        for (int i = 0; i < current.Length; i++)
-        {
-            if (current[i] is not { } t)
-            {
-                same &= sources[i] is null;
-                continue;
-            }
-            if (TensorVersion.Of(t) is not { } v) return null;
-            now[i] = v;
-            same &= ReferenceEquals(t, sources[i]) && v == versions[i];
-        }
-        if (same) return (kernel!, bias!);
+        Tensor?[] current = Current;
+        bool unchanged = bias is not null && SourcesUnchanged(current, now);
+        if (unchanged && kernel is not null && channelsFirst == kernelChannelsFirst) return (kernel, bias!);
+        if (!TryReadVersions(current, now)) return null;
 
-        Dispose();
-        (kernel, bias) = Fold(conv, bn, channelsFirst);
+        // A refold of unchanged sources (kernel dropped, or wanted in the other layout) keeps the generation.
+        // The bias then stays the same tensor: a caller may hold it (FusedConvolution.Run).
+        var (k, b) = Fold(conv, bn, channelsFirst);
+        kernel?.Dispose();
+        kernel = k;
+        if (unchanged) b.Dispose();
+        else
+        {
+            Generation++;
+            bias?.Dispose();
+            bias = b;
+        }
         kernelChannelsFirst = channelsFirst;
         Folds++;
         current.CopyTo(sources, 0);
         now.CopyTo(versions);
-        return (kernel, bias);
+        return (kernel, bias!);
+    }
+
+    Tensor?[] Current => [conv.Kernel, conv.Bias, bn.Gamma, bn.Beta, bn.MovingMean, bn.MovingVariance];
+
+    /// <summary>Whether none of the six sources was replaced or written since the last fold (false when their versions
+    /// cannot be read).</summary>
+    public bool IsCurrent()
+    {
+        Span<long> now = stackalloc long[6];
+        return bias is not null && SourcesUnchanged(Current, now);
+    }
+
+    /// <summary>The folded bias of the last fold (valid while <see cref="IsCurrent"/>).</summary>
+    public Tensor? FoldedBias => bias;
+
+    /// <summary>
+    /// Frees the folded kernel but remembers what it was folded from: for a caller that keeps its own derived copy
+    /// (a packed kernel) and checks <see cref="IsCurrent"/>. <see cref="Get"/> folds again when asked.
+    /// </summary>
+    public void DropKernel()
+    {
+        kernel?.Dispose();
+        kernel = null;
+    }
+
+    bool SourcesUnchanged(Tensor?[] current, Span<long> now)
+    {
+        if (!TryReadVersions(current, now)) return false;
+        for (int i = 0; i < current.Length; i++)
+            if (!ReferenceEquals(current[i], sources[i]) || (current[i] is not null && now[i] != versions[i])) return false;
+        return true;
+    }
+
+    static bool TryReadVersions(Tensor?[] current, Span<long> now)
+    {
+        for (int i = 0; i < current.Length; i++)
+        {
+            if (current[i] is not { } t) continue;
+            if (TensorVersion.Of(t) is not { } v) return false;
+            now[i] = v;
+        }
+        return true;
     }
 
     /// <summary>Folds in float64 (one rounding per weight); the results keep the kernel's dtype and device, in the
@@ -62,7 +107,9 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
     /// (see VerifiedConvolution.ChannelsFirst).</summary>
     internal static (Tensor Kernel, Tensor Bias) Fold(Conv2D conv, BatchNormalization bn, bool channelsFirst = false)
     {
-        // Cached across calls: never inference tensors, never recorded by autograd, outside any dispose scope.
+        // Cached across calls: never inference tensors, never recorded by autograd, outside any dispose scope; its
+        // float64 temporaries are not worth keeping in the CPU pool.
+        using var transient = CpuMemoryPool.Transient();
         using var normal = inference_mode(false);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
@@ -92,19 +139,134 @@ internal sealed class FoldedConvolution(Conv2D conv, BatchNormalization bn) : ID
 
 /// <summary>
 /// A convolution step of the inference plan: the Conv2D, with the BatchNormalization it feeds folded in (when that
-/// applies at run time) and the ZeroPadding2D in front of it taken as its own padding.
+/// applies at run time), the ZeroPadding2D in front of it taken as its own padding, and the ReLU after it
+/// (<see cref="Relu"/>) done by the convolution's kernel when it runs on packed weights.
 /// </summary>
-internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (int Top, int Bottom, int Left, int Right)? zeroPadding)
+internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (int Top, int Bottom, int Left, int Right)? zeroPadding,
+    PackedKernel? pack = null)
 {
+    public Conv2D Conv => conv;
+
+    public FoldedConvolution? Fold => fold;
+
     public (int Top, int Bottom, int Left, int Right)? ZeroPadding => zeroPadding;
 
+    /// <summary>Where the packed kernel is kept (null: this step never runs on one).</summary>
+    public PackedKernel? Pack => pack;
+
+    /// <summary>A ReLU layer applied to the result.</summary>
+    public bool Relu { get; init; }
+
+    /// <summary>Whether the last <see cref="Run"/> ran on a packed kernel (tests).</summary>
+    internal bool RanPacked { get; private set; }
+
+    /// <summary>The step's result for input <paramref name="x"/>.</summary>
     public Tensor Run(Tensor x)
     {
-        if (fold is { Applies: true } && fold.Get(VerifiedConvolution.RunsChannelsFirst(conv.Kernel!)) is { } folded)
-            return conv.CallWith(x, folded.Kernel, folded.Bias, zeroPadding);
-        var y = conv.CallWith(x, conv.Kernel!, conv.Bias, zeroPadding);
-        if (fold is null) return y;
-        using (y) return fold.BatchNorm.Call(y);
+        RanPacked = false;
+        bool foldApplies = fold is { Applies: true };
+        bool packable = pack is not null && (fold is null || foldApplies) && (conv.Activation.IsLinear || ReferenceEquals(conv.Activation, Activations.ReLU))
+            && PackedApplies(x, conv.Kernel!);
+        Tensor? kernel;
+        Tensor? bias;
+        bool normalizeAfter = false;
+        if (fold is null) (kernel, bias) = (conv.Kernel!, conv.Bias);
+        else if (foldApplies && packable && PackValid()) (kernel, bias) = (null, fold.FoldedBias); // the packed kernel stands for it
+        else if (foldApplies && fold.Get(VerifiedConvolution.RunsChannelsFirst(conv.Kernel!)) is { } f) (kernel, bias) = (f.Kernel, f.Bias);
+        else
+        {
+            (kernel, bias) = (conv.Kernel!, conv.Bias);
+            normalizeAfter = true;
+            packable = false;
+        }
+        Tensor KernelNow() => kernel ??= fold!.Get(VerifiedConvolution.RunsChannelsFirst(conv.Kernel!))?.Kernel
+            ?? throw new InvalidOperationException($"{conv.Describe}: the folded kernel cannot be rebuilt (its sources' versions cannot be read).");
+        var pads = zeroPadding ?? Ops.Pads(x, conv.KernelSize, conv.Strides, conv.Padding, conv.DilationRate, conv.Describe);
+        bool relu = Relu || ReferenceEquals(conv.Activation, Activations.ReLU);
+        Func<Tensor, long[], long[], Tensor?>? packedRun = packable
+            ? (input, stride, padding) => RunPacked(input, KernelNow, bias, stride, padding, relu)
+            : null;
+        // With a packed kernel standing for the folded one, RunPacked never hands the convolution back: the layer's
+        // kernel passed here is a placeholder that is never read.
+        var y = Ops.Conv2DPadded(x, kernel ?? conv.Kernel!, bias, conv.KernelSize, conv.Strides, pads, conv.DilationRate, conv.Groups, conv.Describe, packedRun);
+        if (RanPacked) return y;
+        // The ordinary path: layer by layer, in place on the convolution's fresh output where possible.
+        if (normalizeAfter)
+        {
+            var convolved = y;
+            using (convolved) y = fold!.BatchNorm.Call(convolved);
+        }
+        else if (!conv.Activation.IsLinear) y = conv.Activation.ApplyInPlace(y);
+        return Relu ? Activations.ReLU.ApplyInPlace(y) : y;
+    }
+
+    static bool PackedApplies(Tensor x, Tensor kernel) =>
+        PackedConvolution.Available && x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32
+        && kernel.dtype == ScalarType.Float32 && kernel.device_type == DeviceType.CPU && !is_grad_enabled();
+
+    /// <summary>Whether the packed kernel was made from the current weights. It was laid out for the input shape it was
+    /// first packed for; other shapes (the last, smaller batch of an epoch) use it too, and oneDNN reorders it for them
+    /// if its kernel for that shape wants another layout.</summary>
+    bool PackValid()
+    {
+        if (pack?.Tensor is null) return false;
+        if (fold is not null) return fold.IsCurrent() && fold.Generation == pack.Generation;
+        return ReferenceEquals(pack.From, conv.Kernel) && TensorVersion.Of(conv.Kernel!) == pack.Version;
+    }
+
+    /// <summary>The convolution of the (padded or subsampled) <paramref name="input"/> on the packed kernel, packing it
+    /// first when needed; the ordinary convolution when this configuration failed its check (then <see cref="RanPacked"/>
+    /// stays false and the caller applies what the kernel would have).</summary>
+    Tensor RunPacked(Tensor input, Func<Tensor> kernelNow, Tensor? bias, long[] stride, long[] padding, bool relu)
+    {
+        var w = conv.Kernel!; // shape only: the folded kernel has the layer's
+        long[] dilation = [conv.DilationRate.Height, conv.DilationRate.Width];
+        bool versioned = fold is not null || TensorVersion.Of(w) is not null;
+        if (!versioned || !VerifiedConvolution.PackedIsRight(input, w, stride, padding, dilation, conv.Groups, relu))
+            return VerifiedConvolution.Conv2D(input, kernelNow(), bias, stride, padding, dilation, conv.Groups);
+        if (!PackValid())
+        {
+            var kernel = kernelNow();
+            pack!.Dispose();
+            pack.Tensor = PackedConvolution.Pack(kernel, padding, stride, dilation, conv.Groups, input.shape);
+            pack.From = kernel;
+            if (fold is not null)
+            {
+                pack.Generation = fold.Generation;
+                fold.DropKernel();
+            }
+            else pack.Version = TensorVersion.Of(kernel)!.Value;
+            pack.Packs++;
+        }
+        using var cl = Ops.ToChannelsLast(input);
+        var y = PackedConvolution.Run(cl, pack!.Tensor!, bias, padding, stride, dilation, conv.Groups, relu);
+        RanPacked = true;
+        return y;
+    }
+
+}
+
+/// <summary>A convolution's kernel packed for oneDNN (<see cref="PackedConvolution"/>), shared by the graphs of a model,
+/// with what it was packed from.</summary>
+internal sealed class PackedKernel : IDisposable
+{
+    public Tensor? Tensor;
+
+    /// <summary>The kernel it was packed from (a layer's kernel, or a folded one).</summary>
+    public Tensor? From;
+
+    /// <summary>The layer kernel's version, or the fold's generation, at packing.</summary>
+    public long Version;
+    public int Generation;
+
+    /// <summary>Times a kernel was packed (tests: unchanged weights must not repack).</summary>
+    public int Packs;
+
+    public void Dispose()
+    {
+        Tensor?.Dispose();
+        Tensor = null;
+        From = null;
     }
 }
 
@@ -112,6 +274,23 @@ internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (in
 internal sealed class FoldCache : IDisposable
 {
     readonly Dictionary<(Conv2D, BatchNormalization), FoldedConvolution> folds = [];
+    readonly Dictionary<Conv2D, PackedKernel> packs = [];
+
+    /// <summary>The packed kernel slot of <paramref name="conv"/>.</summary>
+    public PackedKernel PackFor(Conv2D conv)
+    {
+        lock (folds)
+        {
+            if (!packs.TryGetValue(conv, out var p)) packs[conv] = p = new PackedKernel();
+            return p;
+        }
+    }
+
+    /// <summary>Kernels packed so far over all convolutions.</summary>
+    internal int Packs
+    {
+        get { lock (folds) return packs.Values.Sum(p => p.Packs); }
+    }
 
     public FoldedConvolution For(Conv2D conv, BatchNormalization bn)
     {
@@ -132,6 +311,9 @@ internal sealed class FoldCache : IDisposable
     public void Dispose()
     {
         lock (folds)
+        {
             foreach (var f in folds.Values) f.Dispose();
+            foreach (var p in packs.Values) p.Dispose();
+        }
     }
 }

@@ -162,7 +162,10 @@ internal sealed class FunctionalGraph
     }
 
     /// <summary>Releases the folded weights cached by the inference plan.</summary>
-    public void ReleaseInferenceCaches() => Folds.Dispose();
+    public void ReleaseInferenceCaches()
+    {
+        Folds.Dispose();
+    }
 
     /// <summary>The folded Conv2D+BatchNormalization weights the inference plan uses.</summary>
     public FoldCache Folds { get; }
@@ -217,6 +220,7 @@ internal sealed class FunctionalGraph
                 };
             }
         }
+        if (PackedConvolution.Available) FuseIntoPackedConvolutions(plan, removed, OnlyReader, Folds);
         plan = plan.Where((_, i) => !removed[i]).ToArray();
 
         // In place: the input's memory must be this step's alone, i.e. fresh storage from a layer that allocates its
@@ -242,16 +246,53 @@ internal sealed class FunctionalGraph
             fresh[st.Output] = inPlace >= 0 || st.Fused is not null || AllocatesOutput(st.Layer);
         }
 
-        InferenceChannelsFirst = plan.Any(st => st.Layer is Conv2D c && Exactly<Conv2D>(c) && VerifiedConvolution.IsLargePointwise(c.Kernel!, [c.Strides.Height, c.Strides.Width], c.Groups));
+        InferenceChannelsFirst = !PackedConvolution.Available && plan.Any(st => st.Layer is Conv2D c && Exactly<Conv2D>(c) && VerifiedConvolution.IsLargePointwise(c.Kernel!, [c.Strides.Height, c.Strides.Width], c.Groups));
         inferencePlan = WithFreeAfter(plan);
         return inferencePlan;
     }
 
+    delegate bool OnlyReaderOf(int slot, out int step);
+
+    /// <summary>
+    /// For convolutions on packed kernels (<see cref="PackedConvolution"/>): every built-in Conv2D becomes a fused step,
+    /// and a ReLU that is the only reader of a convolution's output (linear activation) runs inside it. At run time the
+    /// step falls back to the separate layers whenever the packed kernel does not apply (see FusedConvolution.Run).
+    /// The residual Add stays a step of its own (in place): oneDNN's fused addition was slower than the separate
+    /// in-place add and ReLU (ResNet-20 blocks at batch 128: 16->16 3x3 on 32x32 5.3 ms fused vs 3.5 ms; 64->64 on
+    /// 56x56 145 vs 138 ms; its in-place 'sum' form only broke even).
+    /// </summary>
+    static void FuseIntoPackedConvolutions(Step[] plan, bool[] removed, OnlyReaderOf onlyReader, FoldCache cache)
+    {
+        bool IsPlainRelu(Step st) => (st.Layer.GetType() == typeof(Activation) || st.Layer.GetType() == typeof(ReLU))
+            && ReferenceEquals(((Activation)st.Layer).Function, Activations.ReLU) && st.Inputs.Length == 1;
+        for (int i = 0; i < plan.Length; i++)
+            if (!removed[i] && plan[i].Fused is null && plan[i].Layer is Conv2D conv && Exactly<Conv2D>(conv) && plan[i].Inputs.Length == 1)
+                plan[i] = plan[i] with { Fused = new FusedConvolution(conv, null, null) };
+        for (int i = 0; i < plan.Length; i++)
+            if (!removed[i] && plan[i].Fused is { } f)
+                plan[i] = plan[i] with { Fused = new FusedConvolution(f.Conv, f.Fold, f.ZeroPadding, cache.PackFor(f.Conv)) };
+        for (int i = 0; i < plan.Length; i++)
+        {
+            if (removed[i] || plan[i].Fused is not { Relu: false } f || !f.Conv.Activation.IsLinear) continue;
+            if (onlyReader(plan[i].Output, out int j) && IsPlainRelu(plan[j]))
+            {
+                removed[j] = true;
+                plan[i] = plan[i] with
+                {
+                    Output = plan[j].Output,
+                    Fused = new FusedConvolution(f.Conv, f.Fold, f.ZeroPadding, f.Pack) { Relu = true },
+                };
+            }
+        }
+    }
+
     /// <summary>
     /// Whether the inference plan runs its convolutions on NCHW memory (VerifiedConvolution.ChannelsFirst) at batches up
-    /// to <see cref="ChannelsFirstMaxBatch"/>: graphs with 1x1 convolutions of more than 64 channels (bottleneck
-    /// networks: ResNet-50, Inception, GoogLeNet), which would otherwise run as GEMMs; the others stay channels-last,
-    /// which is faster for them (ResNet-20 inference at batch 128: 3,085 images/s channels-last, 2,622 on NCHW).
+    /// to <see cref="ChannelsFirstMaxBatch"/>: only when packed convolutions are not available (they beat both layouts:
+    /// Keras' ResNet-50 at batch 1, 18 -> 23 images/s), and for graphs with 1x1 convolutions of more than 64 channels
+    /// (bottleneck networks: ResNet-50, Inception, GoogLeNet), which would otherwise run as GEMMs; the others stay
+    /// channels-last, which is faster for them (ResNet-20 inference at batch 128: 3,085 images/s channels-last, 2,622
+    /// on NCHW).
     /// </summary>
     internal bool InferenceChannelsFirst { get; private set; }
 
@@ -293,8 +334,7 @@ internal sealed class FunctionalGraph
             Tensor output;
             if (step.Fused is { } fused)
             {
-                var x = values[step.Inputs[0]]!;
-                output = fused.Run(x);
+                output = fused.Run(values[step.Inputs[0]]!);
             }
             else if (step.InPlace >= 0)
             {

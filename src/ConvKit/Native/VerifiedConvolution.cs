@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -35,13 +36,13 @@ public static class VerifiedConvolution
     /// </summary>
     public readonly record struct Configuration(long N, long C, long H, long W, long Filters, long KernelHeight, long KernelWidth,
         long StrideHeight, long StrideWidth, long PadHeight, long PadWidth, long DilationHeight, long DilationWidth, long Groups,
-        bool InputGradient, bool FilterGradient, bool ChannelsFirst = false)
+        bool InputGradient, bool FilterGradient, bool ChannelsFirst = false, string? PackedPostOps = null)
     {
         /// <inheritdoc/>
         public override string ToString() =>
             $"{N}x{C}x{H}x{W} -> {Filters} filters {KernelHeight}x{KernelWidth}, strides {StrideHeight}x{StrideWidth}, pads {PadHeight}x{PadWidth}, " +
             $"dilation {DilationHeight}x{DilationWidth}, groups {Groups}{(InputGradient ? ", input gradient" : "")}{(FilterGradient ? ", filter gradient" : "")}" +
-            (ChannelsFirst ? ", NCHW memory" : "");
+            (ChannelsFirst ? ", NCHW memory" : "") + (PackedPostOps is { } post ? $", packed kernel, post-ops {post}" : "");
     }
 
     [ThreadStatic] static bool channelsFirst;
@@ -121,6 +122,52 @@ public static class VerifiedConvolution
             Verdicts[key] = fastIsRight;
         }
         return fastIsRight ? Fast(x, w, bias, stride, padding, dilation, groups) : Reference(x, w, bias, stride, padding, dilation, groups);
+    }
+
+    /// <summary>
+    /// Whether oneDNN's convolution on a packed kernel (<see cref="PackedConvolution"/>) with these post-ops is right for
+    /// the convolution of <paramref name="x"/> (channels-last float32, already padded or subsampled) by a kernel shaped
+    /// like <paramref name="w"/>: checked once per configuration against the im2col reference, as <see cref="Conv2D"/>
+    /// checks the ordinary kernels.
+    /// </summary>
+    internal static bool PackedIsRight(Tensor x, Tensor w, long[] stride, long[] padding, long[] dilation, long groups, bool relu)
+    {
+        if (Disabled) return true;
+        string post = relu ? "relu" : "none";
+        var key = new Configuration(VerificationBatch(x, w), x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
+            stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, false, false, false, post);
+        if (!Verdicts.TryGetValue(key, out bool right))
+        {
+            right = VerifyPacked(key, relu);
+            Verdicts[key] = right;
+        }
+        return right;
+    }
+
+    static bool VerifyPacked(Configuration c, bool relu)
+    {
+        using var transient = CpuMemoryPool.Transient();
+        using var scope = NewDisposeScope();
+        using var inferenceOff = inference_mode(false);
+        using var noGrad = no_grad();
+        using var gen = new Generator(0x5eed);
+        long[] stride = [c.StrideHeight, c.StrideWidth], padding = [c.PadHeight, c.PadWidth], dilation = [c.DilationHeight, c.DilationWidth];
+        var x = Ops.ToChannelsLast(randn([c.N, c.C, c.H, c.W], generator: gen));
+        var w = randn([c.Filters, c.C / c.Groups, c.KernelHeight, c.KernelWidth], generator: gen);
+        var bias = randn([c.Filters], generator: gen);
+        var expected = Reference(x, w, bias, stride, padding, dilation, c.Groups);
+        if (relu) expected = expected.relu();
+        try
+        {
+            using var packed = PackedConvolution.Pack(w, padding, stride, dilation, c.Groups, [c.N, c.C, c.H, c.W]);
+            var actual = PackedConvolution.Run(x, packed, bias, padding, stride, dilation, c.Groups, relu);
+            return Close(actual, expected);
+        }
+        catch (ExternalException)
+        {
+            // oneDNN refused the problem: not for this configuration, which runs the ordinary way.
+            return false;
+        }
     }
 
     /// <summary>

@@ -59,7 +59,7 @@ public class InferencePlanTests
         Assert.True(d < tolerance, $"{model.Name}: optimized vs layer-by-layer relative difference {d:g3}");
     }
 
-    // channelsFirst: the plan convolves on NCHW memory (graphs with 1x1 convolutions of more than 64 channels).
+    // channelsFirst: without packed convolutions, the plan convolves on NCHW memory (graphs with 1x1 convolutions of more than 64 channels).
     [Theory]
     [InlineData("resnet20", 32, false)]     // Conv+BN, in-place ReLU and Add, 1x1 projection shortcuts
     [InlineData("resnet50", 64, true)]      // Keras ResNet: conv bias + BN, ZeroPadding2D before conv1, bottleneck 1x1s
@@ -73,7 +73,8 @@ public class InferencePlanTests
         Randomize(model, 11);
         using var x = randn(2, size, size, 3);
         AssertSame(model, x);
-        Assert.Equal(channelsFirst, model.GraphForSummary!.InferenceChannelsFirst);
+        // NCHW memory is the fallback when packed convolutions are not available.
+        Assert.Equal(channelsFirst && !PackedConvolution.Available, model.GraphForSummary!.InferenceChannelsFirst);
     }
 
     [Fact]
@@ -112,6 +113,61 @@ public class InferencePlanTests
         model.to(float64);
         using var x64 = x.to(float64);
         AssertSame(model, x64, 1e-12);
+    }
+
+    static int Packs(Model model) => model.GraphForSummary!.Folds.Packs;
+
+    [Fact]
+    public void PackedKernelsArePackedOnceAndRepackedAfterAnyWrite()
+    {
+        if (!PackedConvolution.Available) return; // the packed path is off here (see PackedConvolutionTests)
+        manual_seed(13);
+        using var model = ModelRegistry.Create("resnet20", new ModelOptions { InputShape = (32, 32, 3) });
+        Randomize(model, 14);
+        using var x = randn(4, 32, 32, 3);
+        AssertSame(model, x);
+        int convolutions = model.Layers.OfType<Conv2D>().Count();
+        Assert.Equal(convolutions, Packs(model)); // every convolution runs packed, each packed once
+        long folds = Folds(model);
+
+        // Another batch size and the same batch again: the packed kernels serve them, nothing is folded or packed again.
+        using var x1 = randn(1, 32, 32, 3);
+        AssertSame(model, x1);
+        AssertSame(model, x);
+        Assert.Equal(convolutions, Packs(model));
+        Assert.Equal(folds, Folds(model));
+
+        // An in-place edit of one kernel: that convolution alone is refolded and repacked, and the output follows.
+        var conv = model.Layers.OfType<Conv2D>().Skip(3).First();
+        using var factor = 1.5.ToScalar();
+        using (no_grad()) conv.Kernel!.mul_(factor);
+        AssertSame(model, x);
+        Assert.Equal(convolutions + 1, Packs(model));
+
+        // Training: every kernel and moving statistic changes, every convolution is repacked.
+        model.Compile(new SGD(learningRate: 0.05), new SparseCategoricalCrossentropy(), []);
+        using var y = randint(0, 10, 4, dtype: int64);
+        model.Fit(x, y, batchSize: 4, epochs: 1, verbose: 0);
+        AssertSame(model, x);
+        Assert.Equal(2 * convolutions + 1, Packs(model));
+    }
+
+    [Fact]
+    public void ConvolutionsWithoutBatchNormalizationRunPackedWithTheirReLU()
+    {
+        // VGG-style: Conv2D(activation='relu') and Conv2D followed by a ReLU layer, no normalization to fold.
+        if (!PackedConvolution.Available) return;
+        manual_seed(15);
+        var input = new Input((12, 12, 3));
+        var a = new Conv2D(16, 3, padding: Padding.Same, activation: "relu", name: "a").Apply(input);
+        var b = new Conv2D(16, 3, padding: Padding.Same, name: "b").Apply(a);
+        var r = new ReLU(name: "r").Apply(b);
+        var c = new Conv2D(8, 3, strides: 2, padding: Padding.Same, name: "c").Apply(r); // linear, 'same' with stride 2: asymmetric pads
+        var output = new GlobalAveragePooling2D().Apply(new Activation("sigmoid").Apply(c));
+        using var model = new Model(input, output);
+        using var x = randn(3, 12, 12, 3);
+        AssertSame(model, x);
+        Assert.Equal(3, Packs(model));
     }
 
     [Fact]
