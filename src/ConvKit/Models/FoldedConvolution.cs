@@ -163,6 +163,14 @@ internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (in
     /// <summary>The step's result for input <paramref name="x"/>.</summary>
     public Tensor Run(Tensor x)
     {
+        // The cached kernels are shared by a model's graphs and replaced or dropped here: two threads predicting with
+        // one model (not supported: Predict switches the model's mode) serialize on them instead of freeing a kernel
+        // the other is reading.
+        lock (pack ?? (object?)fold ?? this) return RunLocked(x);
+    }
+
+    Tensor RunLocked(Tensor x)
+    {
         RanPacked = false;
         bool foldApplies = fold is { Applies: true };
         bool packable = pack is not null && (fold is null || foldApplies) && (conv.Activation.IsLinear || ReferenceEquals(conv.Activation, Activations.ReLU))
