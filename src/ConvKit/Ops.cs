@@ -152,11 +152,14 @@ public static class Ops
         return Guard(who, x, () =>
         {
             // Through VerifiedConvolution: libtorch 2.10's oneDNN kernels are wrong for some shapes (see there).
-            if (kernel is { Height: 1, Width: 1 } && (strides.Height > 1 || strides.Width > 1) && top + bottom + left + right == 0)
+            if (kernel is { Height: 1, Width: 1 } && (strides.Height > 1 || strides.Width > 1) && top + bottom + left + right == 0
+                && (w.shape[0] > VerifiedConvolution.PointwiseOneDnnLimit || w.shape[1] > VerifiedConvolution.PointwiseOneDnnLimit))
             {
-                // A strided 1x1 convolution reads every s-th pixel only: subsample first. Same result, less work, and it
-                // avoids a libtorch 2.10 CPU crash (SIGFPE, a division by zero in oneDNN's brgemm backward heuristics)
-                // for strided 1x1 convolutions with 512->1024 or 1024->2048 channels, as in ResNet-50's shortcuts.
+                // A strided 1x1 convolution reads every s-th pixel only: subsample first. Same result, and the stride-1
+                // convolution runs as a GEMM (VerifiedConvolution.Pointwise); it also avoids a libtorch 2.10 CPU crash
+                // (SIGFPE, a division by zero in oneDNN's brgemm backward heuristics) for strided 1x1 convolutions with
+                // 512->1024 or 1024->2048 channels, as in ResNet-50's shortcuts. Small ones stay strided convolutions:
+                // subsampling costs a scatter in backward (ResNet-20 training, Fit/raw TorchSharp 0.973 -> 0.996).
                 using var sub = x[TensorIndex.Colon, TensorIndex.Colon, TensorIndex.Slice(step: strides.Height), TensorIndex.Slice(step: strides.Width)];
                 return Convolve(sub, [1, 1], [0, 0]);
             }

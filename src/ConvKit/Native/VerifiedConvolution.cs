@@ -197,7 +197,7 @@ public static class VerifiedConvolution
     /// through oneDNN, checked like the others: oneDNN's backward is 10-15% faster there (ResNet-20's projection
     /// shortcuts), and no crash was seen at those sizes.
     /// </summary>
-    const long PointwiseOneDnnLimit = 64;
+    internal const long PointwiseOneDnnLimit = 64;
 
     /// <summary>A stride-1, one-group 1x1 kernel with more than <see cref="PointwiseOneDnnLimit"/> channels in or out.</summary>
     internal static bool IsLargePointwise(Tensor w, long[] stride, long groups) =>
