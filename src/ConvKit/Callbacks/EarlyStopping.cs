@@ -83,11 +83,7 @@ public sealed class EarlyStopping : Callback, IStatefulCallback
     /// <inheritdoc/>
     public override void OnEpochEnd(int epoch, Logs logs)
     {
-        if (logs.Get(Monitor) is not { } current)
-        {
-            Callbacks.Monitor.WarnMissing(nameof(EarlyStopping), Monitor, logs);
-            return;
-        }
+        if (!Callbacks.Monitor.TryGet(nameof(EarlyStopping), Monitor, logs, out var current)) return;
         if (epoch < StartFromEpoch) return;
         var model = RequireModel();
         if (RestoreBestWeights && bestWeights is null) ReplaceBestWeights(model.GetWeights());

@@ -86,11 +86,7 @@ public sealed partial class ModelCheckpoint : Callback, IStatefulCallback
         var path = FormatPath(Filepath, epoch + 1, logs);
         if (SaveBestOnly)
         {
-            if (logs.Get(Monitor) is not { } current)
-            {
-                Callbacks.Monitor.WarnMissing(nameof(ModelCheckpoint), Monitor, logs);
-                return;
-            }
+            if (!Callbacks.Monitor.TryGet(nameof(ModelCheckpoint), Monitor, logs, out var current)) return;
             if (!(maximize ? current > best : current < best))
             {
                 if (Verbose > 0) Console.WriteLine($"\nEpoch {epoch + 1}: {Monitor} did not improve from {best:0.00000}");

@@ -23,6 +23,16 @@ static class Monitor
             || monitor.StartsWith("fmeasure", StringComparison.Ordinal),
     };
 
-    public static void WarnMissing(string callback, string monitor, Logs logs) =>
+    /// <summary>The monitored value of this epoch; when the logs lack it, warns (naming the callback) and returns false.</summary>
+    public static bool TryGet(string callback, string monitor, Logs logs, out double current)
+    {
+        if (logs.Get(monitor) is { } value)
+        {
+            current = value;
+            return true;
+        }
         Console.Error.WriteLine($"{callback}: metric '{monitor}' is not available; available metrics are: {string.Join(", ", logs.Keys)}");
+        current = 0;
+        return false;
+    }
 }

@@ -91,11 +91,7 @@ public sealed class ReduceLROnPlateau : Callback, IStatefulCallback
     {
         var opt = RequireModel().Optimizer!;
         logs["lr"] = opt.LearningRate;
-        if (logs.Get(Monitor) is not { } current)
-        {
-            Callbacks.Monitor.WarnMissing(nameof(ReduceLROnPlateau), Monitor, logs);
-            return;
-        }
+        if (!Callbacks.Monitor.TryGet(nameof(ReduceLROnPlateau), Monitor, logs, out var current)) return;
         if (cooldownCounter > 0)
         {
             cooldownCounter--;

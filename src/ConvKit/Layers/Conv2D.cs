@@ -9,10 +9,8 @@ namespace ConvKit.Layers;
 /// costs no extra op when symmetric. Weights: <c>kernel</c> (stored as libtorch's (filters, C / groups, kh, kw)) and
 /// <c>bias</c> (filters). Defaults as Keras: glorot_uniform kernel, zero bias.
 /// </summary>
-public class Conv2D : Layer
+public class Conv2D : KernelLayer
 {
-    Tensor? kernel;
-    Tensor? bias;
     int inChannels;
 
     /// <summary>Creates the layer; arguments are Keras' (<c>filters</c>, <c>kernel_size</c>, <c>strides</c>, ...).</summary>
@@ -20,7 +18,8 @@ public class Conv2D : Layer
     public Conv2D(int filters, Size2 kernelSize, Size2? strides = null, Padding padding = Padding.Valid,
         Size2? dilationRate = null, int groups = 1, ActivationFunction? activation = null, bool useBias = true,
         Initializer? kernelInitializer = null, Initializer? biasInitializer = null, L2? kernelRegularizer = null,
-        Shape? inputShape = null, string? name = null) : base(name)
+        Shape? inputShape = null, string? name = null)
+        : base(activation, useBias, kernelInitializer, biasInitializer, kernelRegularizer, inputShape, name)
     {
         Filters = filters;
         KernelSize = kernelSize;
@@ -28,12 +27,6 @@ public class Conv2D : Layer
         Padding = padding;
         DilationRate = dilationRate ?? 1;
         Groups = groups;
-        Activation = activation ?? Activations.Linear;
-        UseBias = useBias;
-        KernelInitializer = kernelInitializer ?? Initializers.GlorotUniform;
-        BiasInitializer = biasInitializer ?? Initializers.Zeros;
-        KernelRegularizer = kernelRegularizer;
-        InputShape = inputShape;
         if (filters <= 0) throw ArgumentError("filters", $"must be a positive integer; received filters={filters}.");
         if (KernelSize.Height <= 0 || KernelSize.Width <= 0) throw ArgumentError("kernel_size", $"must be positive; received kernel_size={KernelSize}.");
         if (Strides.Height <= 0 || Strides.Width <= 0) throw ArgumentError("strides", $"must be positive; received strides={Strides}.");
@@ -62,27 +55,6 @@ public class Conv2D : Layer
     /// <summary>Channel groups (1 = dense convolution; = channels for depthwise).</summary>
     public int Groups { get; }
 
-    /// <summary>Applied to the output.</summary>
-    public ActivationFunction Activation { get; }
-
-    /// <summary>Whether a bias is added.</summary>
-    public bool UseBias { get; }
-
-    /// <summary>Kernel initializer.</summary>
-    public Initializer KernelInitializer { get; }
-
-    /// <summary>Bias initializer.</summary>
-    public Initializer BiasInitializer { get; }
-
-    /// <summary>Optional L2 penalty on the kernel.</summary>
-    public L2? KernelRegularizer { get; }
-
-    /// <summary>The kernel, (filters, C / groups, kh, kw). Null before the layer is built.</summary>
-    public Tensor? Kernel => kernel;
-
-    /// <summary>The bias, (filters). Null before building or without bias.</summary>
-    public Tensor? Bias => bias;
-
     /// <inheritdoc/>
     public override Shape ComputeOutputShape(Shape inputShape)
     {
@@ -105,15 +77,7 @@ public class Conv2D : Layer
         inChannels = inputShape[2];
         long receptive = (long)KernelSize.Height * KernelSize.Width;
         long fanIn = receptive * inChannels / Groups, fanOut = receptive * Filters;
-        kernel = AddWeight("kernel", [Filters, inChannels / Groups, KernelSize.Height, KernelSize.Width], KernelInitializer, fanIn, fanOut);
-        if (UseBias) bias = AddWeight("bias", [Filters], BiasInitializer, fanIn, fanOut);
-    }
-
-    /// <inheritdoc/>
-    protected override void OnWeightsRebound()
-    {
-        kernel = GetWeight("kernel");
-        bias = GetWeight("bias");
+        AddKernelAndBias([Filters, inChannels / Groups, KernelSize.Height, KernelSize.Width], fanIn, fanOut);
     }
 
     /// <inheritdoc/>
@@ -129,12 +93,8 @@ public class Conv2D : Layer
             ? Ops.Conv2DPadded(inputs, kernel, bias, KernelSize, Strides, pads, DilationRate, Groups, Describe)
             : Ops.Conv2DChannelsFirst(inputs, kernel, bias, KernelSize, Strides, Padding, DilationRate, Groups, Describe);
         // y is ours alone and convolution does not keep its output for backward: activate in place.
-        return Activation.IsLinear ? y : Activation.ApplyInPlace(y);
+        return Activate(y);
     }
-
-    /// <inheritdoc/>
-    public override IEnumerable<Tensor> RegularizationLosses() =>
-        KernelRegularizer is { } r && kernel is not null && Trainable ? [r.Penalty(kernel)] : [];
 
     /// <inheritdoc/>
     public override long CountMacs(IReadOnlyList<Shape> inputShapes, Shape outputShape) =>

@@ -8,50 +8,21 @@ namespace ConvKit.Layers;
 /// <c>kernel</c> (stored as libtorch's (units, in)) and <c>bias</c> (units). Defaults as Keras: glorot_uniform, zeros.
 /// Image feature maps must be flattened or pooled first.
 /// </summary>
-public class Dense : Layer
+public class Dense : KernelLayer
 {
-    Tensor? kernel;
-    Tensor? bias;
-
     /// <summary>Creates the layer with Keras' arguments.</summary>
     /// <exception cref="LayerArgumentException">units is not positive.</exception>
     public Dense(int units, ActivationFunction? activation = null, bool useBias = true,
         Initializer? kernelInitializer = null, Initializer? biasInitializer = null, L2? kernelRegularizer = null,
-        Shape? inputShape = null, string? name = null) : base(name)
+        Shape? inputShape = null, string? name = null)
+        : base(activation, useBias, kernelInitializer, biasInitializer, kernelRegularizer, inputShape, name)
     {
         if (units <= 0) throw ArgumentError("units", $"must be a positive integer; received units={units}.");
         Units = units;
-        Activation = activation ?? Activations.Linear;
-        UseBias = useBias;
-        KernelInitializer = kernelInitializer ?? Initializers.GlorotUniform;
-        BiasInitializer = biasInitializer ?? Initializers.Zeros;
-        KernelRegularizer = kernelRegularizer;
-        InputShape = inputShape;
     }
 
     /// <summary>Output features.</summary>
     public int Units { get; }
-
-    /// <summary>Applied to the output.</summary>
-    public ActivationFunction Activation { get; }
-
-    /// <summary>Whether a bias is added.</summary>
-    public bool UseBias { get; }
-
-    /// <summary>Kernel initializer.</summary>
-    public Initializer KernelInitializer { get; }
-
-    /// <summary>Bias initializer.</summary>
-    public Initializer BiasInitializer { get; }
-
-    /// <summary>Optional L2 penalty on the kernel.</summary>
-    public L2? KernelRegularizer { get; }
-
-    /// <summary>The kernel, (units, in). Null before building.</summary>
-    public Tensor? Kernel => kernel;
-
-    /// <summary>The bias, (units). Null before building or without bias.</summary>
-    public Tensor? Bias => bias;
 
     /// <inheritdoc/>
     public override Shape ComputeOutputShape(Shape inputShape)
@@ -67,27 +38,11 @@ public class Dense : Layer
     protected override void Build(Shape inputShape)
     {
         int inFeatures = inputShape[-1];
-        kernel = AddWeight("kernel", [Units, inFeatures], KernelInitializer, inFeatures, Units);
-        if (UseBias) bias = AddWeight("bias", [Units], BiasInitializer, inFeatures, Units);
+        AddKernelAndBias([Units, inFeatures], inFeatures, Units);
     }
 
     /// <inheritdoc/>
-    protected override void OnWeightsRebound()
-    {
-        kernel = GetWeight("kernel");
-        bias = GetWeight("bias");
-    }
-
-    /// <inheritdoc/>
-    public override Tensor Call(Tensor inputs)
-    {
-        var y = F.linear(inputs, kernel!, bias);
-        return Activation.IsLinear ? y : Activation.ApplyInPlace(y);
-    }
-
-    /// <inheritdoc/>
-    public override IEnumerable<Tensor> RegularizationLosses() =>
-        KernelRegularizer is { } r && kernel is not null && Trainable ? [r.Penalty(kernel)] : [];
+    public override Tensor Call(Tensor inputs) => Activate(F.linear(inputs, kernel!, bias));
 
     /// <inheritdoc/>
     public override long CountMacs(IReadOnlyList<Shape> inputShapes, Shape outputShape) =>
