@@ -81,18 +81,11 @@ public class Conv2D : KernelLayer
     }
 
     /// <inheritdoc/>
-    public override Tensor Call(Tensor inputs) => CallWith(inputs, kernel!, bias, null);
-
-    /// <summary>
-    /// The layer's computation with other weights (a folded BatchNormalization) and, when <paramref name="zeroPadding"/>
-    /// is given, that explicit zero padding in place of the layer's own 'valid' (a ZeroPadding2D folded in front).
-    /// </summary>
-    internal Tensor CallWith(Tensor inputs, Tensor kernel, Tensor? bias, (int Top, int Bottom, int Left, int Right)? zeroPadding)
+    public override Tensor Call(Tensor inputs)
     {
-        var y = zeroPadding is { } pads
-            ? Ops.Conv2DPadded(inputs, kernel, bias, KernelSize, Strides, pads, DilationRate, Groups, Describe)
-            : Ops.Conv2DChannelsFirst(inputs, kernel, bias, KernelSize, Strides, Padding, DilationRate, Groups, Describe);
-        // y is ours alone and convolution does not keep its output for backward: activate in place.
+        var y = Ops.Conv2DChannelsFirst(inputs, kernel!, bias, KernelSize, Strides, Padding, DilationRate, Groups, Describe);
+        // y is ours alone and convolution does not keep its output for backward: activate in place. (The inference
+        // plan runs Conv2D through FusedConvolution, with folded weights, packed kernels and fused padding.)
         return Activate(y);
     }
 

@@ -157,8 +157,8 @@ internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (in
     /// <summary>A ReLU layer applied to the result.</summary>
     public bool Relu { get; init; }
 
-    /// <summary>Whether the last <see cref="Run"/> ran on a packed kernel (tests).</summary>
-    internal bool RanPacked { get; private set; }
+    // Set by RunPacked when the convolution ran on the packed kernel (with the ReLU fused), read by RunLocked.
+    bool ranPacked;
 
     /// <summary>The step's result for input <paramref name="x"/>.</summary>
     public Tensor Run(Tensor x)
@@ -171,15 +171,16 @@ internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (in
 
     Tensor RunLocked(Tensor x)
     {
-        RanPacked = false;
+        ranPacked = false;
         bool foldApplies = fold is { Applies: true };
         bool packable = pack is not null && (fold is null || foldApplies) && (conv.Activation.IsLinear || ReferenceEquals(conv.Activation, Activations.ReLU))
             && PackedApplies(x, conv.Kernel!);
+        bool packValid = packable && PackValid();
         Tensor? kernel;
         Tensor? bias;
         bool normalizeAfter = false;
         if (fold is null) (kernel, bias) = (conv.Kernel!, conv.Bias);
-        else if (foldApplies && packable && PackValid()) (kernel, bias) = (null, fold.FoldedBias); // the packed kernel stands for it
+        else if (foldApplies && packValid) (kernel, bias) = (null, fold.FoldedBias); // the packed kernel stands for it
         else if (foldApplies && fold.Get(VerifiedConvolution.RunsChannelsFirst(conv.Kernel!)) is { } f) (kernel, bias) = (f.Kernel, f.Bias);
         else
         {
@@ -192,12 +193,12 @@ internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (in
         var pads = zeroPadding ?? Ops.Pads(x, conv.KernelSize, conv.Strides, conv.Padding, conv.DilationRate, conv.Describe);
         bool relu = Relu || ReferenceEquals(conv.Activation, Activations.ReLU);
         Func<Tensor, long[], long[], Tensor?>? packedRun = packable
-            ? (input, stride, padding) => RunPacked(input, KernelNow, bias, stride, padding, relu)
+            ? (input, stride, padding) => RunPacked(input, KernelNow, bias, stride, padding, relu, packValid)
             : null;
         // With a packed kernel standing for the folded one, RunPacked never hands the convolution back: the layer's
         // kernel passed here is a placeholder that is never read.
         var y = Ops.Conv2DPadded(x, kernel ?? conv.Kernel!, bias, conv.KernelSize, conv.Strides, pads, conv.DilationRate, conv.Groups, conv.Describe, packedRun);
-        if (RanPacked) return y;
+        if (ranPacked) return y;
         // The ordinary path: layer by layer, in place on the convolution's fresh output where possible.
         if (normalizeAfter)
         {
@@ -223,35 +224,33 @@ internal sealed class FusedConvolution(Conv2D conv, FoldedConvolution? fold, (in
     }
 
     /// <summary>The convolution of the (padded or subsampled) <paramref name="input"/> on the packed kernel, packing it
-    /// first when needed; the ordinary convolution when this configuration failed its check (then <see cref="RanPacked"/>
-    /// stays false and the caller applies what the kernel would have).</summary>
-    Tensor RunPacked(Tensor input, Func<Tensor> kernelNow, Tensor? bias, long[] stride, long[] padding, bool relu)
+    /// first when <paramref name="packValid"/> is false; the ordinary convolution when this configuration failed its
+    /// check (then ranPacked stays false and the caller applies what the kernel would have).</summary>
+    Tensor RunPacked(Tensor input, Func<Tensor> kernelNow, Tensor? bias, long[] stride, long[] padding, bool relu, bool packValid)
     {
         var w = conv.Kernel!; // shape only: the folded kernel has the layer's
         long[] dilation = [conv.DilationRate.Height, conv.DilationRate.Width];
         bool versioned = fold is not null || TensorVersion.Of(w) is not null;
         if (!versioned || !VerifiedConvolution.PackedIsRight(input, w, stride, padding, dilation, conv.Groups, relu))
             return VerifiedConvolution.Conv2D(input, kernelNow(), bias, stride, padding, dilation, conv.Groups);
-        if (!PackValid())
+        if (!packValid)
         {
             var kernel = kernelNow();
             pack!.Dispose();
             pack.Tensor = PackedConvolution.Pack(kernel, padding, stride, dilation, conv.Groups, input.shape);
-            pack.From = kernel;
             if (fold is not null)
             {
                 pack.Generation = fold.Generation;
                 fold.DropKernel();
             }
-            else pack.Version = TensorVersion.Of(kernel)!.Value;
+            else (pack.From, pack.Version) = (kernel, TensorVersion.Of(kernel)!.Value);
             pack.Packs++;
         }
         using var cl = Ops.ToChannelsLast(input);
         var y = PackedConvolution.Run(cl, pack!.Tensor!, bias, padding, stride, dilation, conv.Groups, relu);
-        RanPacked = true;
+        ranPacked = true;
         return y;
     }
-
 }
 
 /// <summary>A convolution's kernel packed for oneDNN (<see cref="PackedConvolution"/>), shared by the graphs of a model,
@@ -260,11 +259,11 @@ internal sealed class PackedKernel : IDisposable
 {
     public Tensor? Tensor;
 
-    /// <summary>The kernel it was packed from (a layer's kernel, or a folded one).</summary>
+    /// <summary>The layer's kernel it was packed from and that kernel's version then (convolutions without a fold).</summary>
     public Tensor? From;
-
-    /// <summary>The layer kernel's version, or the fold's generation, at packing.</summary>
     public long Version;
+
+    /// <summary>The fold's generation it was packed from (convolutions with a folded BatchNormalization).</summary>
     public int Generation;
 
     /// <summary>Times a kernel was packed (tests: unchanged weights must not repack).</summary>
