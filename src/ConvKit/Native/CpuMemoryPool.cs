@@ -182,7 +182,7 @@ public static unsafe class CpuMemoryPool
     {
         // TorchSharp loads libtorch lazily; an allocation loads it.
         using (empty(1)) { }
-        IntPtr c10 = dlopen("libc10.so", RTLD_NOW | RTLD_NOLOAD);
+        IntPtr c10 = TorchNative.LoadedLibrary("libc10.so");
         if (c10 == IntPtr.Zero) return "libc10.so not found among loaded libraries: libtorch's allocator left in place";
         if (!NativeLibrary.TryGetExport(c10, SetCpuAllocatorSymbol, out var set)
             || !NativeLibrary.TryGetExport(c10, GetCpuAllocatorSymbol, out var get)
@@ -400,11 +400,9 @@ public static unsafe class CpuMemoryPool
         return p == MAP_FAILED ? IntPtr.Zero : p;
     }
 
-    const int RTLD_NOW = 2, RTLD_NOLOAD = 4;
     const int PROT_READ = 1, PROT_WRITE = 2, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20;
     static readonly IntPtr MAP_FAILED = new(-1);
 
-    [DllImport("libc", EntryPoint = "dlopen")] static extern IntPtr dlopen(string file, int mode);
     [DllImport("libc", EntryPoint = "mmap")] static extern IntPtr mmap(IntPtr addr, nuint length, int prot, int flags, int fd, nint offset);
     [DllImport("libc", EntryPoint = "munmap")] static extern int munmap(IntPtr addr, nuint length);
     [DllImport("libc", EntryPoint = "posix_memalign")] static extern int posix_memalign(out IntPtr p, nuint alignment, nuint size);

@@ -55,7 +55,7 @@ internal static unsafe class PackedConvolution
             return;
         }
         using (zeros(1)) { } // loads libtorch
-        IntPtr lib = dlopen("libtorch_cpu.so", RTLD_NOW | RTLD_NOLOAD);
+        IntPtr lib = TorchNative.LoadedLibrary("libtorch_cpu.so");
         if (lib == IntPtr.Zero
             || !NativeLibrary.TryGetExport(lib, PointwiseSymbol, out var p)
             || !NativeLibrary.TryGetExport(lib, DenseToMkldnnSymbol, out var d) || !NativeLibrary.TryGetExport(lib, ReorderSymbol, out var r))
@@ -191,9 +191,4 @@ internal static unsafe class PackedConvolution
         public readonly long Length = length;
         public readonly long Engaged = 1;
     }
-
-    const int RTLD_NOW = 2;
-    const int RTLD_NOLOAD = 4;
-
-    [DllImport("libc", EntryPoint = "dlopen")] static extern IntPtr dlopen(string file, int mode);
 }

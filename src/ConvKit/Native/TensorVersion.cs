@@ -24,7 +24,7 @@ internal static unsafe class TensorVersion
         // Loads libtorch (TorchSharp does so lazily) before asking the dynamic linker for it.
         using (zeros(1)) { }
         if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64) return;
-        IntPtr lib = dlopen("libtorch_cpu.so", RTLD_NOW | RTLD_NOLOAD);
+        IntPtr lib = TorchNative.LoadedLibrary("libtorch_cpu.so");
         if (lib == IntPtr.Zero) return;
         if (!NativeLibrary.TryGetExport(lib, VersionSymbol, out var v) || !NativeLibrary.TryGetExport(lib, IsInferenceSymbol, out var i)) return;
         var candidateVersion = (delegate* unmanaged<IntPtr, long>)v;
@@ -54,9 +54,4 @@ internal static unsafe class TensorVersion
         if (isInference(t.Handle) != 0) return null;
         return version(t.Handle);
     }
-
-    const int RTLD_NOW = 2;
-    const int RTLD_NOLOAD = 4;
-
-    [DllImport("libc", EntryPoint = "dlopen")] static extern IntPtr dlopen(string file, int mode);
 }

@@ -206,7 +206,13 @@ public static class TorchNative
         finally { dlclose(h); }
     }
 
-    const int RTLD_NOW = 2;
+    /// <summary>
+    /// The dynamic linker's handle of <paramref name="library"/> (e.g. "libtorch_cpu.so") when the process has already
+    /// loaded it, else zero; for resolving libtorch exports TorchSharp does not wrap. Loads nothing.
+    /// </summary>
+    internal static IntPtr LoadedLibrary(string library) => dlopen(library, RTLD_NOW | RTLD_NOLOAD);
+
+    const int RTLD_NOW = 2, RTLD_NOLOAD = 4;
 
     [DllImport("libc", EntryPoint = "dlopen")] static extern IntPtr dlopen(string file, int mode);
     [DllImport("libc", EntryPoint = "dlvsym")] static extern IntPtr dlvsym(IntPtr handle, string symbol, string version);
