@@ -162,10 +162,7 @@ internal sealed class FunctionalGraph
     }
 
     /// <summary>Releases the folded weights cached by the inference plan.</summary>
-    public void ReleaseInferenceCaches()
-    {
-        Folds.Dispose();
-    }
+    public void ReleaseInferenceCaches() => Folds.Dispose();
 
     /// <summary>The folded Conv2D+BatchNormalization weights the inference plan uses.</summary>
     public FoldCache Folds { get; }
@@ -232,7 +229,7 @@ internal sealed class FunctionalGraph
             var st = plan[i];
             bool Owned(int slot) => fresh[slot] && readers[slot] == 1 && !keepSlots.Contains(slot);
             int inPlace = -1;
-            if (st.Layer.GetType() == typeof(Activation) || st.Layer.GetType() == typeof(ReLU))
+            if (IsBuiltInActivation(st.Layer))
             {
                 var f = ((Activation)st.Layer).Function;
                 if (f.SupportsInPlace && !f.IsLinear && Owned(st.Inputs[0])) inPlace = 0;
@@ -263,14 +260,16 @@ internal sealed class FunctionalGraph
     /// </summary>
     static void FuseIntoPackedConvolutions(Step[] plan, bool[] removed, OnlyReaderOf onlyReader, FoldCache cache)
     {
-        bool IsPlainRelu(Step st) => (st.Layer.GetType() == typeof(Activation) || st.Layer.GetType() == typeof(ReLU))
+        bool IsPlainRelu(Step st) => IsBuiltInActivation(st.Layer)
             && ReferenceEquals(((Activation)st.Layer).Function, Activations.ReLU) && st.Inputs.Length == 1;
         for (int i = 0; i < plan.Length; i++)
-            if (!removed[i] && plan[i].Fused is null && plan[i].Layer is Conv2D conv && Exactly<Conv2D>(conv) && plan[i].Inputs.Length == 1)
-                plan[i] = plan[i] with { Fused = new FusedConvolution(conv, null, null) };
-        for (int i = 0; i < plan.Length; i++)
-            if (!removed[i] && plan[i].Fused is { } f)
+        {
+            if (removed[i]) continue;
+            if (plan[i].Fused is { } f)
                 plan[i] = plan[i] with { Fused = new FusedConvolution(f.Conv, f.Fold, f.ZeroPadding, cache.PackFor(f.Conv)) };
+            else if (plan[i].Layer is Conv2D conv && Exactly<Conv2D>(conv) && plan[i].Inputs.Length == 1)
+                plan[i] = plan[i] with { Fused = new FusedConvolution(conv, null, null, cache.PackFor(conv)) };
+        }
         for (int i = 0; i < plan.Length; i++)
         {
             if (removed[i] || plan[i].Fused is not { Relu: false } f || !f.Conv.Activation.IsLinear) continue;
@@ -305,6 +304,9 @@ internal sealed class FunctionalGraph
     /// (PyTorch 1.13: 603 MB).
     /// </summary>
     internal const long ChannelsFirstMaxBatch = 4;
+
+    /// <summary>ConvKit's Activation or ReLU layer itself (a subclass may override Call).</summary>
+    static bool IsBuiltInActivation(Layer layer) => layer.GetType() == typeof(Activation) || layer.GetType() == typeof(ReLU);
 
     /// <summary>Only ConvKit's own layers are rewritten: a subclass may override Call.</summary>
     static bool Exactly<T>(Layer layer) where T : Layer => layer.GetType() == typeof(T);
