@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using ConvKit.Applications;
+using ConvKit.Data.Imaging;
 
 namespace ConvKit.Cli.Commands;
 
@@ -11,34 +12,59 @@ public static class PredictCommand
     public static Command Create(CliConsole console)
     {
         var model = new Argument<string>("model") { Description = "Registry name of the model (see 'convkit models')." };
-        var images = new Argument<string[]>("images") { Description = "JPEG/PNG image files.", Arity = ArgumentArity.OneOrMore };
+        var images = new Argument<string[]>("images") { Description = "JPEG/PNG/BMP/GIF/WebP image files.", Arity = ArgumentArity.OneOrMore };
         var weights = new Option<string?>("--weights") { Description = "Weights: 'imagenet' (Keras' published file, cached in ~/.convkit/weights or $CONVKIT_WEIGHTS), or a .h5 / .safetensors file. Default: random weights." };
         var top = new Option<int>("--top") { Description = "Number of classes to print per image.", DefaultValueFactory = _ => 5 };
-        var command = new Command("predict", "Classify images: decode, resize and center-crop to the model input, apply its preprocessing, print the top classes.");
+        var batchSize = new Option<int>("--batch-size") { Description = "Images decoded and classified together (memory grows with it, not with the number of files).", DefaultValueFactory = _ => ImageClassifier.DefaultBatchSize };
+        var maxPixels = new Option<long>("--max-pixels") { Description = "Pixel budget: images whose header declares more pixels (width x height) are refused before decoding.", DefaultValueFactory = _ => ImageDecodeOptions.DefaultMaxPixels };
+        var command = new Command("predict", "Classify images: decode, resize and center-crop to the model input, apply its preprocessing, print the top classes. An image that cannot be used gets a one-line error and the others go on; the exit code is 1 if any failed.");
         command.Arguments.Add(model);
         command.Arguments.Add(images);
         command.Options.Add(weights);
         command.Options.Add(top);
+        command.Options.Add(batchSize);
+        command.Options.Add(maxPixels);
         command.SetAction(parse => console.Guard(() =>
         {
             int k = parse.GetValue(top);
             if (k <= 0) throw new FormatException($"--top must be a positive integer; received {k}.");
+            int batch = parse.GetValue(batchSize);
+            if (batch <= 0) throw new FormatException($"--batch-size must be a positive integer; received {batch}.");
+            long budget = parse.GetValue(maxPixels);
+            if (budget <= 0) throw new FormatException($"--max-pixels must be a positive integer; received {budget}.");
+            var decodeOptions = new ImageDecodeOptions { MaxPixels = budget };
             var name = parse.GetValue(model)!;
             var w = parse.GetValue(weights);
             using var classifier = ImageClassifier.FromRegistry(name, w);
             var output = console.Output;
             if (w is null) output.WriteLine($"note: {name} has random weights; pass --weights imagenet or a weights file for meaningful classes.");
-            foreach (var p in classifier.Predict(parse.GetValue(images)!, k))
-            {
-                output.WriteLine(p.Path);
-                for (int i = 0; i < p.Top.Count; i++)
-                {
-                    var s = p.Top[i];
-                    output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {i + 1}. {s.Probability * 100,7:0.00}%  {s.Name} ({s.Index})"));
-                }
-            }
-            return 0;
+            return Print(console, classifier.Classify(parse.GetValue(images)!, k, batch, decodeOptions));
         }));
         return command;
+    }
+
+    /// <summary>Prints each prediction (or its one-line error on standard error) as it comes; 1 if any image failed.</summary>
+    static int Print(CliConsole console, IEnumerable<ImagePrediction> predictions)
+    {
+        int total = 0, failed = 0;
+        foreach (var p in predictions)
+        {
+            total++;
+            if (p.Error is { } e)
+            {
+                failed++;
+                console.Error.WriteLine("error: " + e.Message.ReplaceLineEndings(" "));
+                continue;
+            }
+            console.Output.WriteLine(ImageDecodeException.Sanitize(p.Path));
+            for (int i = 0; i < p.Top.Count; i++)
+            {
+                var s = p.Top[i];
+                console.Output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {i + 1}. {s.Probability * 100,7:0.00}%  {s.Name} ({s.Index})"));
+            }
+        }
+        if (failed == 0) return 0;
+        console.Error.WriteLine($"error: {failed} of {total} images could not be classified.");
+        return 1;
     }
 }

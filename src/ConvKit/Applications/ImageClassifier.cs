@@ -1,11 +1,10 @@
-// Predict on image files: decode (StbImageSharp), resize the shorter side and center-crop to the model input, apply
-// the model's keras.applications preprocessing, and report the top classes with names.
+// Predict on image files: decode (Data/Imaging), resize the shorter side and center-crop to the model input, apply
+// the model's keras.applications preprocessing, and report the top classes with names, one batch at a time.
+using ConvKit.Data.Imaging;
 using ConvKit.Models;
-using StbImageSharp;
 using ConvKit.Native;
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace ConvKit.Applications;
 
@@ -15,10 +14,18 @@ namespace ConvKit.Applications;
 /// <param name="Probability">Softmax probability.</param>
 public sealed record ClassScore(int Index, string Name, double Probability);
 
-/// <summary>The top classes for one image.</summary>
+/// <summary>The top classes for one image, or why it could not be classified.</summary>
 /// <param name="Path">The image file.</param>
-/// <param name="Top">Best classes first.</param>
-public sealed record ImagePrediction(string Path, IReadOnlyList<ClassScore> Top);
+/// <param name="Top">Best classes first; empty when <see cref="Error"/> is set.</param>
+public sealed record ImagePrediction(string Path, IReadOnlyList<ClassScore> Top)
+{
+    /// <summary>Why the image could not be classified (missing, not an image, over the pixel budget, truncated, ...);
+    /// null when it was.</summary>
+    public ImageDecodeException? Error { get; init; }
+
+    /// <summary>Whether the image was classified.</summary>
+    public bool Succeeded => Error is null;
+}
 
 /// <summary>
 /// Classifies image files with a model: <c>new ImageClassifier(model, Preprocessing.Caffe).Predict(["cat.jpg"])</c>,
@@ -80,47 +87,145 @@ public sealed class ImageClassifier : IDisposable
     /// <summary>Class names in index order.</summary>
     public IReadOnlyList<string> ClassNames { get; }
 
-    /// <summary>The <paramref name="top"/> classes of each image, best first.</summary>
-    /// <exception cref="ConvKitException">An image cannot be read or decoded (the message names the file).</exception>
+    /// <summary>Images decoded, preprocessed and classified together by <see cref="Classify"/> unless told otherwise.</summary>
+    public const int DefaultBatchSize = 16;
+
+    /// <summary>Called with each image path as it is decoded (tests watch that decoding follows classification).</summary>
+    internal Action<string>? OnDecoded { get; set; }
+
+    /// <summary>The <paramref name="top"/> classes of each image, best first; the first image that cannot be decoded
+    /// stops the call.</summary>
+    /// <param name="paths">Image files.</param>
+    /// <param name="top">Classes per image.</param>
+    /// <returns>One prediction per image, in order.</returns>
+    /// <exception cref="ImageDecodeException">An image cannot be read or decoded (the message names the file and the
+    /// reason).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="top"/> is not positive.</exception>
     public IReadOnlyList<ImagePrediction> Predict(IEnumerable<string> paths, int top = 5)
     {
-        var list = paths.ToList();
-        if (list.Count == 0) return [];
+        ArgumentNullException.ThrowIfNull(paths);
         if (top <= 0) throw new ArgumentOutOfRangeException(nameof(top), "top must be positive.");
-        using var scope = NewDisposeScope();
-        var x = LoadImages(list, Model.ModelInputShape, Preprocessing);
-        var y = Model.Predict(x);
-        // Models built with classifier_activation=None give logits; softmax-activated outputs already sum to one.
-        bool isProbability = y.ge(Scalars.Zero).all().item<bool>() && y.sum(1).sub(Scalars.One).abs().max().item<float>() < 1e-3;
-        var p = isProbability ? y : y.softmax(1);
-        int k = Math.Min(top, (int)p.shape[1]);
-        var (values, indices) = p.topk(k, dim: 1);
-        var result = new List<ImagePrediction>(list.Count);
-        for (int i = 0; i < list.Count; i++)
+        var result = new List<ImagePrediction>();
+        foreach (var p in Classify(paths, top))
         {
-            var scores = new ClassScore[k];
-            for (int j = 0; j < k; j++)
-            {
-                int index = (int)indices[i, j].item<long>();
-                scores[j] = new ClassScore(index, ClassNames[index], values[i, j].item<float>());
-            }
-            result.Add(new ImagePrediction(list[i], scores));
+            if (p.Error is { } e) throw e;
+            result.Add(p);
         }
         return result;
     }
 
     /// <summary>
-    /// Reads images into a Keras-layout batch (N, H, W, C) for a model input: decode, resize the shorter side to the
-    /// larger of H and W (bilinear), center-crop to H x W, then apply <paramref name="preprocessing"/>.
+    /// Classifies images lazily, <paramref name="batchSize"/> at a time: an image is decoded only when its batch is
+    /// classified, so memory does not grow with the number of files. An image that cannot be used gives a prediction
+    /// with <see cref="ImagePrediction.Error"/> set and the others go on.
     /// </summary>
-    /// <exception cref="ConvKitException">A file cannot be read or decoded.</exception>
-    public static Tensor LoadImages(IReadOnlyList<string> paths, Shape inputShape, Preprocessing preprocessing)
+    /// <param name="paths">Image files, read as the sequence is enumerated.</param>
+    /// <param name="top">Classes per image.</param>
+    /// <param name="batchSize">Images per batch.</param>
+    /// <param name="decodeOptions">Pixel budget and aspect-ratio bound; null for the defaults (50 megapixels, 100:1).</param>
+    /// <returns>One prediction per path, in order.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="top"/> or <paramref name="batchSize"/> is not
+    /// positive, or the decode options are invalid (thrown when enumeration starts).</exception>
+    public IEnumerable<ImagePrediction> Classify(IEnumerable<string> paths, int top = 5, int batchSize = DefaultBatchSize, ImageDecodeOptions? decodeOptions = null)
     {
-        int h = inputShape[0], w = inputShape[1], c = inputShape[2];
-        var batch = new Tensor[paths.Count];
+        ArgumentNullException.ThrowIfNull(paths);
+        if (top <= 0) throw new ArgumentOutOfRangeException(nameof(top), top, "top must be positive.");
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be positive.");
+        decodeOptions ??= ImageDecodeOptions.Default;
+        decodeOptions.Validate();
+        return ClassifyBatches(paths, top, batchSize, decodeOptions);
+    }
+
+    IEnumerable<ImagePrediction> ClassifyBatches(IEnumerable<string> paths, int top, int batchSize, ImageDecodeOptions decodeOptions)
+    {
+        var input = Model.ModelInputShape;
+        int h = input[0], w = input[1], c = input[2], sample = h * w * c;
+        var pixels = new float[batchSize * sample];
+        var batch = new List<(string Path, ImageDecodeException? Error)>(batchSize);
+        int decoded = 0;
+        bool? isProbability = null;
+        foreach (var path in paths)
+        {
+            try
+            {
+                var image = ImageDecoder.Decode(path, c, decodeOptions);
+                OnDecoded?.Invoke(path);
+                ImageResizer.ResizeCenterCrop(image, h, w, pixels.AsSpan(decoded * sample, sample));
+                decoded++;
+                batch.Add((path, null));
+            }
+            catch (ImageDecodeException e)
+            {
+                batch.Add((path, e));
+            }
+            if (decoded == batchSize)
+            {
+                foreach (var p in Flush()) yield return p;
+            }
+        }
+        foreach (var p in Flush()) yield return p;
+
+        List<ImagePrediction> Flush()
+        {
+            var results = new List<ImagePrediction>(batch.Count);
+            var scores = decoded == 0 ? [] : Scores(pixels.AsSpan(0, decoded * sample), decoded, top, ref isProbability);
+            int next = 0;
+            foreach (var (path, error) in batch)
+                results.Add(error is null ? new ImagePrediction(path, scores[next++]) : new ImagePrediction(path, []) { Error = error });
+            batch.Clear();
+            decoded = 0;
+            return results;
+        }
+    }
+
+    /// <summary>The top classes of a batch of resized pixels (N, H, W, C) in [0, 255].</summary>
+    ClassScore[][] Scores(ReadOnlySpan<float> pixels, int n, int top, ref bool? isProbability)
+    {
+        var input = Model.ModelInputShape;
         using var scope = NewDisposeScope();
-        for (int i = 0; i < paths.Count; i++) batch[i] = ResizeCrop(Decode(paths[i], c), h, w);
-        var x = stack(batch).permute(0, 2, 3, 1); // N, H, W, C in [0, 255]
+        var raw = tensor(pixels.ToArray(), [n, input[0], input[1], input[2]]);
+        var x = Preprocess(raw, Preprocessing).contiguous();
+        var y = Model.Predict(x);
+        // Models built with classifier_activation=None give logits; softmax-activated outputs already sum to one. The
+        // first batch decides, so that every batch of one call is reported alike.
+        isProbability ??= y.ge(Scalars.Zero).all().item<bool>() && y.sum(1).sub(Scalars.One).abs().max().item<float>() < 1e-3;
+        var p = isProbability.Value ? y : y.softmax(1);
+        int k = Math.Min(top, (int)p.shape[1]);
+        var (values, indices) = p.topk(k, dim: 1);
+        var v = values.contiguous().data<float>().ToArray();
+        var ix = indices.contiguous().data<long>().ToArray();
+        var result = new ClassScore[n][];
+        for (int i = 0; i < n; i++)
+        {
+            result[i] = new ClassScore[k];
+            for (int j = 0; j < k; j++)
+            {
+                int index = (int)ix[i * k + j];
+                result[i][j] = new ClassScore(index, ClassNames[index], v[i * k + j]);
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Reads images into a Keras-layout batch (N, H, W, C) for a model input: decode, resize the shorter side to cover
+    /// H x W (bilinear, antialiased when downscaling), center-crop to H x W, then apply <paramref name="preprocessing"/>.
+    /// </summary>
+    /// <param name="paths">Image files.</param>
+    /// <param name="inputShape">The model's input shape (height, width, 1 or 3).</param>
+    /// <param name="preprocessing">How pixels are prepared.</param>
+    /// <param name="decodeOptions">Pixel budget and aspect-ratio bound; null for the defaults.</param>
+    /// <returns>A float32 batch.</returns>
+    /// <exception cref="ImageDecodeException">A file cannot be read or decoded.</exception>
+    public static Tensor LoadImages(IReadOnlyList<string> paths, Shape inputShape, Preprocessing preprocessing, ImageDecodeOptions? decodeOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
+        int h = inputShape[0], w = inputShape[1], c = inputShape[2], sample = h * w * c;
+        var pixels = new float[checked(paths.Count * sample)];
+        for (int i = 0; i < paths.Count; i++)
+            ImageResizer.ResizeCenterCrop(ImageDecoder.Decode(paths[i], c, decodeOptions), h, w, pixels.AsSpan(i * sample, sample));
+        using var scope = NewDisposeScope();
+        var x = tensor(pixels, [paths.Count, h, w, c]);
         return Preprocess(x, preprocessing).contiguous().MoveToOuterDisposeScope();
     }
 
@@ -147,38 +252,6 @@ public sealed class ImageClassifier : IDisposable
             default:
                 return rgb.div(maxPixel); // the seeds' models take pixels scaled to [0, 1]
         }
-    }
-
-    static Tensor Decode(string path, int channels)
-    {
-        ImageResult image;
-        try
-        {
-            using var stream = File.OpenRead(path);
-            image = ImageResult.FromStream(stream, channels == 1 ? ColorComponents.Grey : ColorComponents.RedGreenBlue);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ConvKitException($"cannot read image '{path}': {e.Message}", e);
-        }
-        catch (Exception e)
-        {
-            throw new ConvKitException($"cannot decode image '{path}' (JPEG, PNG, BMP, GIF, TGA, PSD, HDR are supported): {e.Message}", e);
-        }
-        using var bytes = tensor(image.Data, [image.Height, image.Width, channels], dtype: ScalarType.Byte);
-        return bytes.permute(2, 0, 1).to(float32); // C, H, W
-    }
-
-    static Tensor ResizeCrop(Tensor chw, int h, int w)
-    {
-        long ih = chw.shape[1], iw = chw.shape[2];
-        double scale = Math.Max((double)h / ih, (double)w / iw);
-        long rh = Math.Max(h, (long)Math.Round(ih * scale)), rw = Math.Max(w, (long)Math.Round(iw * scale));
-        var resized = rh == ih && rw == iw ? chw
-            : F.interpolate(chw.unsqueeze(0), [rh, rw], mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
-        long top = (rh - h) / 2, left = (rw - w) / 2;
-        using var maxPixel = 255.ToScalar();
-        return resized.narrow(1, top, h).narrow(2, left, w).clamp(Scalars.Zero, maxPixel);
     }
 
     /// <inheritdoc/>

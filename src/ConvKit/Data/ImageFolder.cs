@@ -1,4 +1,4 @@
-using StbImageSharp;
+using ConvKit.Data.Imaging;
 using static TorchSharp.torch;
 
 namespace ConvKit.Data;
@@ -9,19 +9,24 @@ namespace ConvKit.Data;
 /// </summary>
 public static class ImageFolder
 {
-    static readonly string[] Extensions = [".png", ".jpg", ".jpeg"];
+    static readonly string[] Extensions = [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"];
 
     /// <summary>
-    /// Decodes every PNG/JPEG under <paramref name="root"/>'s class subfolders to RGB. With <paramref name="imageSize"/>
-    /// every image is resized (bilinear, half-pixel centres as in Keras' resizing) to (height, width); without it all
-    /// images must share the first image's size. Files with other extensions are ignored.
+    /// Decodes every PNG/JPEG/BMP/GIF/WebP under <paramref name="root"/>'s class subfolders to RGB with
+    /// <see cref="ImageDecoder"/> (pixel budget and truncation checks included). With <paramref name="imageSize"/> every
+    /// image is resized by <see cref="ImageResizer"/> (bilinear on half-pixel centres as in Keras' resizing, antialiased
+    /// when downscaling) to (height, width); without it all images must share the first image's size. Files with other
+    /// extensions are ignored.
     /// </summary>
     /// <returns>uint8 images (N, H, W, 3) and labels, in class order then ordinal file-name order.</returns>
     /// <exception cref="DatasetNotFoundException"><paramref name="root"/> does not exist.</exception>
-    /// <exception cref="DatasetFormatException">No class folder or no image, an image fails to decode, or (without
+    /// <exception cref="DatasetFormatException">No class folder or no image, an image cannot be decoded (missing, truncated, corrupt, over the pixel budget; the message names the file), or (without
     /// <paramref name="imageSize"/>) sizes differ.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="imageSize"/> is not positive.</exception>
-    public static ImageDataset Load(string root, (int Height, int Width)? imageSize = null)
+    /// <param name="root">The folder holding one subfolder per class.</param>
+    /// <param name="imageSize">Size to resize every image to; null to require equal sizes.</param>
+    /// <param name="decodeOptions">Pixel budget and aspect-ratio bound; null for the defaults.</param>
+    public static ImageDataset Load(string root, (int Height, int Width)? imageSize = null, ImageDecodeOptions? decodeOptions = null)
     {
         if (imageSize is { } s && (s.Height <= 0 || s.Width <= 0))
             throw new ArgumentOutOfRangeException(nameof(imageSize), $"image size must be positive, got {s}");
@@ -45,16 +50,14 @@ public static class ImageFolder
         for (int i = 0; i < files.Count; i++)
         {
             var (path, label) = files[i];
-            ImageResult img;
+            DecodedImage img;
             try
             {
-                using var stream = File.OpenRead(path);
-                img = ImageResult.FromStream(stream, ColorComponents.RedGreenBlue);
+                img = ImageDecoder.Decode(path, channels: 3, decodeOptions);
             }
-            catch (Exception e) when (e is InvalidOperationException or ArgumentException or IndexOutOfRangeException or NullReferenceException)
+            catch (ImageDecodeException e)
             {
-                // StbImageSharp reports undecodable data with these exception types.
-                throw new DatasetFormatException($"{path}: cannot decode as PNG or JPEG: {e.Message}", e);
+                throw new DatasetFormatException(e.Message, e);
             }
             if (all is null)
             {
@@ -66,38 +69,14 @@ public static class ImageFolder
             }
             var dest = all.AsSpan(i * h * w * 3, h * w * 3);
             if (img.Height == h && img.Width == w)
-                img.Data.AsSpan(0, h * w * 3).CopyTo(dest);
+                img.Pixels.AsSpan(0, h * w * 3).CopyTo(dest);
             else if (imageSize is not null)
-                ResizeBilinear(img.Data, img.Height, img.Width, dest, h, w, 3);
+                ImageResizer.Resize(img, h, w).Pixels.CopyTo(dest);
             else
                 throw new DatasetFormatException(
                     $"{path}: image is {img.Height}x{img.Width}, expected {h}x{w} like {files[0].Path}; pass an image size to resize.");
             labels[i] = label;
         }
         return new ImageDataset(tensor(all!, [files.Count, h, w, 3], ScalarType.Byte), tensor(labels, [files.Count], ScalarType.Int64), classes);
-    }
-
-    /// <summary>Bilinear resize of interleaved 8-bit pixels with half-pixel centres, edges clamped.</summary>
-    internal static void ResizeBilinear(ReadOnlySpan<byte> src, int sh, int sw, Span<byte> dst, int dh, int dw, int channels)
-    {
-        float sy = (float)sh / dh, sx = (float)sw / dw;
-        for (int y = 0; y < dh; y++)
-        {
-            float fy = Math.Clamp((y + 0.5f) * sy - 0.5f, 0, sh - 1);
-            int y0 = (int)fy, y1 = Math.Min(y0 + 1, sh - 1);
-            float wy = fy - y0;
-            for (int x = 0; x < dw; x++)
-            {
-                float fx = Math.Clamp((x + 0.5f) * sx - 0.5f, 0, sw - 1);
-                int x0 = (int)fx, x1 = Math.Min(x0 + 1, sw - 1);
-                float wx = fx - x0;
-                for (int c = 0; c < channels; c++)
-                {
-                    float top = src[(y0 * sw + x0) * channels + c] * (1 - wx) + src[(y0 * sw + x1) * channels + c] * wx;
-                    float bottom = src[(y1 * sw + x0) * channels + c] * (1 - wx) + src[(y1 * sw + x1) * channels + c] * wx;
-                    dst[(y * dw + x) * channels + c] = (byte)Math.Clamp(MathF.Round(top * (1 - wy) + bottom * wy), 0, 255);
-                }
-            }
-        }
     }
 }

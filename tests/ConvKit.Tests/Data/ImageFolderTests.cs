@@ -62,9 +62,8 @@ public class ImageFolderTests
     public void ResizeBilinear_InterpolatesHalfPixelCentres()
     {
         // 1x2 -> 1x4: output centres at 0.25, 0.75, 1.25, 1.75 map to input -0.25(clamped 0), 0.25, 0.75, 1.25(clamped 1).
-        var dst = new byte[4];
-        ImageFolder.ResizeBilinear([0, 100], 1, 2, dst, 1, 4, 1);
-        Assert.Equal(new byte[] { 0, 25, 75, 100 }, dst);
+        var resized = ConvKit.Data.Imaging.ImageResizer.Resize(new ConvKit.Data.Imaging.DecodedImage(2, 1, 1, [0, 100]), 1, 4);
+        Assert.Equal(new byte[] { 0, 25, 75, 100 }, resized.Pixels);
     }
 
     [Fact]
