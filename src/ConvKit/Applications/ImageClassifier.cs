@@ -88,7 +88,7 @@ public sealed class ImageClassifier : IDisposable
     public IReadOnlyList<string> ClassNames { get; }
 
     /// <summary>Images decoded, preprocessed and classified together by <see cref="Classify"/> unless told otherwise.</summary>
-    public const int DefaultBatchSize = 16;
+    public const int DefaultBatchSize = 8;
 
     /// <summary>Called with each image path as it is decoded (tests watch that decoding follows classification).</summary>
     internal Action<string>? OnDecoded { get; set; }

@@ -66,6 +66,8 @@ public static class ImageDecoder
         var header = ImageHeader.TryRead(data, out var reason) ?? throw new ImageDecodeException(name, reason);
         CheckLimits(name, header, options);
         if (header.Format == ImageFormat.Png) CheckPngChunks(name, data);
+        if (header.Format == ImageFormat.Gif) CheckGifTrailer(name, data);
+        if (header.Format == ImageFormat.Jpeg) CheckJpegEnd(name, data);
         return DecodeChecked(name, data, header, channels, options);
     }
 
@@ -74,7 +76,7 @@ public static class ImageDecoder
         string fmt = h.Format.ToString().ToUpperInvariant();
         if (h.Pixels > options.MaxPixels)
             throw new ImageDecodeException(name, FormattableString.Invariant(
-                $"{fmt} of {h.Width}x{h.Height} = {h.Pixels / 1e6:0.#} megapixels exceeds the pixel budget of {options.MaxPixels / 1e6:0.#} megapixels (raise it with ImageDecodeOptions.MaxPixels or --max-pixels)"));
+                $"{fmt} of {h.Width}x{h.Height} = {h.Pixels:N0} pixels exceeds the pixel budget of {options.MaxPixels:N0} pixels (raise it with ImageDecodeOptions.MaxPixels or --max-pixels)"));
         double ratio = (double)Math.Max(h.Width, h.Height) / Math.Min(h.Width, h.Height);
         if (ratio > options.MaxAspectRatio)
             throw new ImageDecodeException(name, FormattableString.Invariant(
@@ -109,6 +111,9 @@ public static class ImageDecoder
             {
                 fixed (byte* p = buffer) result = codec.GetPixels(rgba, (nint)p);
             }
+            // A PNG's chunks were checked complete up to IEND, so there incomplete input means bad compressed data.
+            if (result == SKCodecResult.IncompleteInput && header.Format == ImageFormat.Png)
+                throw new ImageDecodeException(name, "corrupt PNG (the compressed pixel data is invalid or ends before the last row)");
             if (result == SKCodecResult.IncompleteInput)
                 throw new ImageDecodeException(name, $"truncated {Name(header.Format)} (the pixel data ends early; {data.Length} bytes)");
             if (result != SKCodecResult.Success)
@@ -169,6 +174,25 @@ public static class ImageDecoder
         }
     }
 
+    /// <summary>
+    /// The scan data of a JPEG must be followed by its end-of-image marker (0xFFD9 cannot occur inside entropy-coded
+    /// data). libjpeg silently completes a file cut after its last complete scan segment.
+    /// </summary>
+    static void CheckJpegEnd(string name, ReadOnlySpan<byte> d)
+    {
+        int scan = ImageHeader.FindJpegScan(d);
+        if (scan < 0 || d[scan..].IndexOf([(byte)0xFF, (byte)0xD9]) < 0)
+            throw new ImageDecodeException(name, $"truncated JPEG (no end-of-image marker after the scan data; {d.Length} bytes)");
+    }
+
+    /// <summary>A GIF ends with its trailer byte (0x3B), possibly padded with zeros; Skia accepts a file cut just before it.</summary>
+    static void CheckGifTrailer(string name, ReadOnlySpan<byte> d)
+    {
+        var trimmed = d.TrimEnd((byte)0);
+        if (trimmed.Length == 0 || trimmed[^1] != 0x3B)
+            throw new ImageDecodeException(name, $"truncated GIF (no trailer byte at the end of its {d.Length} bytes)");
+    }
+
     static string ChunkName(ReadOnlySpan<byte> type)
     {
         Span<char> c = stackalloc char[4];
@@ -190,7 +214,7 @@ public static class ImageDecoder
         return t;
     }
 
-    static uint Crc32(ReadOnlySpan<byte> data)
+    internal static uint Crc32(ReadOnlySpan<byte> data)
     {
         uint c = 0xFFFFFFFFu;
         foreach (var b in data) c = CrcTable[(c ^ b) & 0xFF] ^ (c >> 8);

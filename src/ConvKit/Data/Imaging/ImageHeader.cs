@@ -40,9 +40,9 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
         reason = "";
         if (data.Length == 0) { reason = "empty file (0 bytes), not an image"; return null; }
         if (data.StartsWith(PngSignature)) return Png(data, out reason);
-        if (data.Length >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return Jpeg(data, out reason);
+        if (data.Length >= 2 && data[0] == 0xFF && data[1] == 0xD8) return Jpeg(data, out reason);
         if (data.StartsWith("GIF87a"u8) || data.StartsWith("GIF89a"u8)) return Gif(data, out reason);
-        if (data.StartsWith("BM"u8) && data.Length >= 18) return Bmp(data, out reason);
+        if (data.StartsWith("BM"u8)) return Bmp(data, out reason);
         if (data.Length >= 12 && data.StartsWith("RIFF"u8) && data[8..12].SequenceEqual("WEBP"u8)) return WebP(data, out reason);
         reason = $"not an image (unknown format; {data.Length} bytes, JPEG, PNG, BMP, GIF and WebP are read)";
         return null;
@@ -109,6 +109,24 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
         }
     }
 
+    /// <summary>Offset of the first start-of-scan marker of a JPEG, or -1 when its segments end before one.</summary>
+    internal static int FindJpegScan(ReadOnlySpan<byte> d)
+    {
+        int p = 2;
+        while (p + 4 <= d.Length)
+        {
+            if (d[p] != 0xFF) return -1;
+            byte marker = d[p + 1];
+            if (marker == 0xFF) { p++; continue; }
+            if (marker == 0xDA) return p;
+            if (marker is 0x01 or (>= 0xD0 and <= 0xD7)) { p += 2; continue; }
+            int length = BinaryPrimitives.ReadUInt16BigEndian(d[(p + 2)..]);
+            if (length < 2) return -1;
+            p += 2 + length;
+        }
+        return -1;
+    }
+
     static ImageHeader? Gif(ReadOnlySpan<byte> d, out string reason)
     {
         if (d.Length < 10) return Truncated(ImageFormat.Gif, d.Length, out reason);
@@ -117,6 +135,7 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
 
     static ImageHeader? Bmp(ReadOnlySpan<byte> d, out string reason)
     {
+        if (d.Length < 18) return Truncated(ImageFormat.Bmp, d.Length, out reason);
         uint size = BinaryPrimitives.ReadUInt32LittleEndian(d[14..]);
         if (size == 12)
         {

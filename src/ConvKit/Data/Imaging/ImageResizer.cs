@@ -24,11 +24,18 @@ public static class ImageResizer
         if (image.Height == height && image.Width == width) image.Pixels.AsSpan(0, result.Length).CopyTo(result);
         else
         {
-            var f = new float[result.Length];
-            Resample(image, height, width, 0, 0, height, width, antialias, f);
+            var f = ResizeToFloats(image, height, width, antialias);
             for (int i = 0; i < f.Length; i++) result[i] = (byte)Math.Clamp(MathF.Round(f[i]), 0, 255);
         }
         return image with { Height = height, Width = width, Pixels = result };
+    }
+
+    /// <summary>The resized image before rounding (height x width x channels).</summary>
+    internal static float[] ResizeToFloats(DecodedImage image, int height, int width, bool antialias)
+    {
+        var f = new float[checked(height * width * image.Channels)];
+        Resample(image, height, width, 0, 0, height, width, antialias, f);
+        return f;
     }
 
     /// <summary>
