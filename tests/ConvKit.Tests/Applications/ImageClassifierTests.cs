@@ -136,6 +136,122 @@ public sealed class ImageClassifierTests : IDisposable
     }
 
     [Fact]
+    public void ClassifyDecodesOneBatchAtATime()
+    {
+        var paths = Enumerable.Range(0, 20).Select(i => Png($"p{i}.png", 40, 30, (y, x) => ((byte)(x * i), (byte)(y * 3), 7))).ToArray();
+        using var classifier = ImageClassifier.FromRegistry("lenet5", weights: null);
+        int decoded = 0;
+        classifier.OnDecoded = _ => decoded++;
+        int seen = 0;
+        foreach (var p in classifier.Classify(paths, top: 2, batchSize: 4))
+        {
+            Assert.Equal(paths[seen], p.Path);
+            // When result i comes out, only its batch (and the ones before) has been decoded.
+            Assert.InRange(decoded, seen + 1, (seen / 4 + 1) * 4);
+            seen++;
+        }
+        Assert.Equal(20, seen);
+        Assert.Equal(20, decoded);
+    }
+
+    [Fact]
+    public void BatchedClassificationEqualsOneBigBatch()
+    {
+        var paths = Enumerable.Range(0, 7).Select(i => Png($"q{i}.png", 30 + i, 25, (y, x) => ((byte)(x * 5 + i), (byte)(y * 9), (byte)(i * 30)))).ToArray();
+        using var classifier = ImageClassifier.FromRegistry("lenet5", weights: null);
+        var batched = classifier.Classify(paths, top: 3, batchSize: 3).ToArray();
+        var whole = classifier.Classify(paths, top: 3, batchSize: 100).ToArray();
+        for (int i = 0; i < paths.Length; i++)
+        {
+            Assert.Equal(whole[i].Top.Select(t => t.Index), batched[i].Top.Select(t => t.Index));
+            for (int j = 0; j < 3; j++) Assert.Equal(whole[i].Top[j].Probability, batched[i].Top[j].Probability, 1e-6);
+        }
+    }
+
+    [Fact]
+    public void ClassifyReportsEachBadImageAndGoesOn()
+    {
+        var good = Png("good.png", 30, 30, (y, x) => ((byte)x, (byte)y, 0));
+        var missing = Path.Combine(dir, "missing.png");
+        var truncated = Path.Combine(dir, "truncated.png");
+        File.WriteAllBytes(truncated, File.ReadAllBytes(good)[..60]);
+        using var classifier = ImageClassifier.FromRegistry("lenet5", weights: null);
+        var results = classifier.Classify([good, missing, good, truncated, good], batchSize: 2).ToArray();
+        Assert.Equal([true, false, true, false, true], results.Select(r => r.Succeeded));
+        Assert.Contains("file not found", results[1].Error!.Message);
+        Assert.Contains("truncated PNG", results[3].Error!.Message);
+        Assert.Empty(results[1].Top);
+        foreach (var same in new[] { results[2], results[4] })
+        {
+            Assert.Equal(results[0].Top.Select(t => t.Index), same.Top.Select(t => t.Index));
+            Assert.All(same.Top.Zip(results[0].Top), t => Assert.Equal(t.Second.Probability, t.First.Probability, 1e-6));
+        }
+        // Predict keeps its contract: the first bad image is thrown, by name.
+        var e = Assert.Throws<ConvKit.Data.Imaging.ImageDecodeException>(() => classifier.Predict([good, missing]));
+        Assert.Equal(missing, e.Path);
+    }
+
+    public static TheoryData<string, string> BadImages() => new()
+    {
+        { "missing", "file not found" },
+        { "directory", "is a directory" },
+        { "truncated", "truncated PNG" },
+        { "bomb", "exceeds the pixel budget" },
+        { "strip", "extreme aspect ratio (5000:1" },
+        { "empty", "empty file" },
+        { "junk", "not an image (unknown format" },
+        { "newline", "not an image (unknown format" },
+    };
+
+    [Theory]
+    [Trait("Catalogue", "Hostile")]
+    [MemberData(nameof(BadImages))]
+    public void PredictCommandPrintsGoodImagesAndOneLinePerBadOne(string kind, string reason)
+    {
+        var a = Png("a.png", 30, 30, (y, x) => ((byte)(x * 8), (byte)(y * 8), 90));
+        var b = Png("b.png", 20, 40, (y, x) => (10, (byte)(x * 5), (byte)(y * 6)));
+        var bad = Path.Combine(dir, kind + ".png");
+        switch (kind)
+        {
+            case "directory": Directory.CreateDirectory(bad); break;
+            case "truncated": File.WriteAllBytes(bad, File.ReadAllBytes(a)[..^20]); break;
+            case "bomb": File.WriteAllBytes(bad, ConvKit.Tests.Data.Imaging.ImageFiles.PngHeader(30000, 30000)); break;
+            case "strip": File.WriteAllBytes(bad, ConvKit.Tests.Data.Imaging.ImageFiles.PngHeader(1, 5000)); break;
+            case "empty": File.WriteAllBytes(bad, []); break;
+            case "junk": File.WriteAllBytes(bad, new byte[20]); break;
+            case "newline": bad = Path.Combine(dir, "new\nline.png"); File.WriteAllBytes(bad, new byte[20]); break;
+        }
+        var (code, output, error) = Cli("predict", "lenet5", a, bad, b, "--top", "2");
+        Assert.Equal(1, code);
+        var outLines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Contains(a, outLines);
+        Assert.Contains(b, outLines);
+        Assert.Equal(1 + 2 * 3, outLines.Length); // the note, then each good image and its two classes
+        var errLines = error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, errLines.Length);
+        Assert.StartsWith($"error: image '{ConvKit.Data.Imaging.ImageDecodeException.Sanitize(bad)}': ", errLines[0]);
+        Assert.Contains(reason, errLines[0]);
+        Assert.Equal("error: 1 of 3 images could not be classified.", errLines[1]);
+        Assert.DoesNotContain("   at ", error); // no stack trace
+    }
+
+    [Theory]
+    [Trait("Catalogue", "Hostile")]
+    [InlineData("--batch-size", "0", "--batch-size must be a positive integer; received 0.")]
+    [InlineData("--batch-size", "-3", "--batch-size must be a positive integer; received -3.")]
+    [InlineData("--max-pixels", "0", "--max-pixels must be a positive integer; received 0.")]
+    [InlineData("--max-pixels", "-1", "--max-pixels must be a positive integer; received -1.")]
+    [InlineData("--max-pixels", "899", "30x30 = 900 pixels exceeds the pixel budget of 899 pixels (raise it with ImageDecodeOptions.MaxPixels or --max-pixels)")]
+    public void PredictCommandValidatesItsImageOptions(string option, string value, string expected)
+    {
+        var a = Png("a.png", 30, 30, (y, x) => ((byte)(x * 8), (byte)(y * 8), 90));
+        var (code, _, error) = Cli("predict", "lenet5", a, option, value);
+        Assert.Equal(1, code);
+        Assert.Contains(expected, error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    [Fact]
     public void ImageNetWeightsOfflineAndAbsentNameTheFileAndWhereToPutIt()
     {
         var cache = new WeightsCache(Path.Combine(dir, "cache"), Offline: true);

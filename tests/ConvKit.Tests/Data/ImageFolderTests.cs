@@ -83,4 +83,28 @@ public class ImageFolderTests
         Assert.Throws<DatasetNotFoundException>(() => ImageFolder.Load(tmp["missing"]));
         Assert.Throws<DatasetFormatException>(() => ImageFolder.Load(tmp.Path));
     }
+
+    [Theory]
+    [Trait("Catalogue", "Hostile")]
+    [InlineData("truncated", "truncated PNG")]
+    [InlineData("bomb", "exceeds the pixel budget")]
+    [InlineData("strip", "extreme aspect ratio")]
+    [InlineData("loop", "cannot read")]
+    public void HostileImagesInAClassFolderAreNamed(string kind, string reason)
+    {
+        using var tmp = new TempFolder();
+        Write(tmp["a/good.png"], Solid(8, 8, 1, 2, 3), 8, 8);
+        var bad = tmp["b/bad.png"];
+        Directory.CreateDirectory(tmp["b"]);
+        switch (kind)
+        {
+            case "truncated": Write(bad, Solid(8, 8, 1, 2, 3), 8, 8); File.WriteAllBytes(bad, File.ReadAllBytes(bad)[..^13]); break;
+            case "bomb": File.WriteAllBytes(bad, Imaging.ImageFiles.PngHeader(30000, 30000)); break;
+            case "strip": File.WriteAllBytes(bad, Imaging.ImageFiles.PngHeader(1, 5000)); break;
+            case "loop": File.CreateSymbolicLink(bad, bad); break;
+        }
+        var e = Assert.Throws<DatasetFormatException>(() => ImageFolder.Load(tmp.Path, (8, 8)));
+        Assert.Contains($"image '{bad}': ", e.Message);
+        Assert.Contains(reason, e.Message);
+    }
 }
