@@ -157,7 +157,8 @@ public static class OnnxExport
     public static byte[] ToBytes(Model model, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return new OnnxExporter(options ?? OnnxExportOptions.Default).Export(model).ToBytes();
+        using var graph = new OnnxExporter(options ?? OnnxExportOptions.Default).Export(model);
+        return graph.ToBytes();
     }
 
     /// <summary>Writes <paramref name="model"/> to an ONNX file atomically.</summary>
@@ -165,12 +166,16 @@ public static class OnnxExport
     /// <param name="path">Destination file.</param>
     /// <param name="options">Export options; null for the defaults.</param>
     /// <exception cref="ConvKitException">See <see cref="ToBytes"/>.</exception>
-    /// <exception cref="IOException">The file cannot be written.</exception>
+    /// <exception cref="IOException">The file cannot be written (nothing is left at <paramref name="path"/> then: the
+    /// previous file, if any, is untouched).</exception>
     public static void Save(Model model, string path, OnnxExportOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var bytes = ToBytes(model, options);
-        AtomicFile.Write(path, s => s.Write(bytes));
+        ArgumentNullException.ThrowIfNull(model);
+        // Streamed: initializers are written from the model's tensor memory, so the export needs about the model's
+        // size plus a constant (it needed about 13 times the file size when the whole ModelProto was built in memory).
+        using var graph = new OnnxExporter(options ?? OnnxExportOptions.Default).Export(model);
+        graph.Save(path);
     }
 }
 
@@ -320,9 +325,9 @@ internal sealed class OnnxExporter
         if (value.is_floating_point() && value.dtype != ScalarType.Float32)
         {
             using var f = value.detach().to(ScalarType.Float32);
-            Graph.AddInitializer(name, f);
+            Graph.AddInitializerView(name, f);
         }
-        else Graph.AddInitializer(name, value);
+        else Graph.AddInitializerView(name, value);
         weights[key] = name;
         return name;
     }
@@ -335,7 +340,7 @@ internal sealed class OnnxExporter
         using var raw = derive();
         using var d = raw.to(ScalarType.Float32);
         var name = Unique(Sanitize(layer.Name) + "/" + tag);
-        Graph.AddInitializer(name, d);
+        Graph.AddInitializerView(name, d);
         weights[key] = name;
         return name;
     }

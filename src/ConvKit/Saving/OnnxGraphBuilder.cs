@@ -1,5 +1,5 @@
 using System.Reflection;
-using Google.Protobuf;
+using System.Text;
 using static TorchSharp.torch;
 
 namespace ConvKit.Saving;
@@ -87,7 +87,12 @@ public sealed class OnnxAttribute
 /// ONNX classes. Defaults: IR version 8, default-domain opset 13. Checks that every node input is defined before use
 /// and that names are unique, so mistakes surface here rather than in a runtime.
 /// </summary>
-public sealed class OnnxGraphBuilder
+/// <remarks>
+/// <see cref="Save"/> streams the model to the file: each message's length is computed first, and initializer data is
+/// copied from tensor memory straight to the file, so writing needs no second copy of the weights. Dispose the builder
+/// to release the tensors it holds (otherwise the garbage collector does).
+/// </remarks>
+public sealed class OnnxGraphBuilder : IDisposable
 {
     readonly string graphName;
     readonly List<(string Name, OnnxDataType Type, OnnxDim[] Dims)> inputs = [], outputs = [];
@@ -144,8 +149,26 @@ public sealed class OnnxGraphBuilder
     /// <exception cref="ArgumentException">The name is taken or the dtype is neither float32 nor int64.</exception>
     public OnnxGraphBuilder AddInitializer(string name, Tensor value)
     {
-        var data = TensorData.From(name, value);
+        var data = TensorData.FromTensor(name, value, copy: true);
         Define(name);
+        initializers.Add(data);
+        return this;
+    }
+
+    /// <summary>Adds an initializer that reads <paramref name="value"/>'s memory when the model is written (no copy
+    /// when it is a contiguous CPU tensor): the exporter's model weights, which nothing changes during an export.</summary>
+    internal OnnxGraphBuilder AddInitializerView(string name, Tensor value)
+    {
+        var data = TensorData.FromTensor(name, value, copy: false);
+        try
+        {
+            Define(name);
+        }
+        catch
+        {
+            data.Dispose();
+            throw;
+        }
         initializers.Add(data);
         return this;
     }
@@ -158,7 +181,7 @@ public sealed class OnnxGraphBuilder
     /// <exception cref="ArgumentException">The name is taken or the shape does not match.</exception>
     public OnnxGraphBuilder AddInitializer(string name, float[] values, params long[] dims)
     {
-        var data = new TensorData(name, OnnxDataType.Float, dims.ToArray(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+        var data = TensorData.FromBytes(name, OnnxDataType.Float, dims.ToArray(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
         CheckCount(name, dims, values.Length);
         Define(name);
         initializers.Add(data);
@@ -173,7 +196,7 @@ public sealed class OnnxGraphBuilder
     /// <exception cref="ArgumentException">The name is taken or the shape does not match.</exception>
     public OnnxGraphBuilder AddInitializer(string name, long[] values, params long[] dims)
     {
-        var data = new TensorData(name, OnnxDataType.Int64, dims.ToArray(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+        var data = TensorData.FromBytes(name, OnnxDataType.Int64, dims.ToArray(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
         CheckCount(name, dims, values.Length);
         Define(name);
         initializers.Add(data);
@@ -229,117 +252,125 @@ public sealed class OnnxGraphBuilder
         return this;
     }
 
-    /// <summary>Writes the model atomically (see <see cref="AtomicFile.Write"/>).</summary>
+    /// <summary>Writes the model atomically (see <see cref="AtomicFile.Write"/>), streaming initializer data from
+    /// tensor memory: memory use does not grow with the model.</summary>
     /// <param name="path">Destination .onnx file.</param>
     /// <exception cref="InvalidOperationException">The graph has no output.</exception>
     /// <exception cref="IOException">The file cannot be written.</exception>
     public void Save(string path)
     {
-        var bytes = ToBytes();
-        AtomicFile.Write(path, s => s.Write(bytes));
+        if (outputs.Count == 0) throw new InvalidOperationException("The graph has no output.");
+        AtomicFile.Write(path, WriteTo);
     }
+
+    /// <summary>Writes the <c>ModelProto</c> to a stream (the bytes of <see cref="ToBytes"/>).</summary>
+    /// <param name="stream">Destination.</param>
+    /// <exception cref="InvalidOperationException">The graph has no output.</exception>
+    public void WriteTo(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (outputs.Count == 0) throw new InvalidOperationException("The graph has no output.");
+        var buffered = new BufferedStream(stream, 1 << 16); // not disposed: that would close the caller's stream
+        WriteModel(new ProtoWriter(buffered));
+        buffered.Flush();
+    }
+
+    /// <summary>The size in bytes of the serialized <c>ModelProto</c>.</summary>
+    /// <returns>The byte count <see cref="ToBytes"/> returns and <see cref="Save"/> writes.</returns>
+    public long SerializedSize => ProtoWriter.Measure(WriteModel);
 
     /// <summary>Serializes the <c>ModelProto</c>; equal graphs give identical bytes.</summary>
     /// <returns>The model bytes.</returns>
-    /// <exception cref="InvalidOperationException">The graph has no output.</exception>
+    /// <exception cref="InvalidOperationException">The graph has no output, or the model exceeds 2 GB (protobuf's
+    /// limit for one message in memory; <see cref="Save"/> streams).</exception>
     public byte[] ToBytes()
     {
         if (outputs.Count == 0) throw new InvalidOperationException("The graph has no output.");
-        return Message(m =>
-        {
-            m.WriteTag(1, WireFormat.WireType.Varint); m.WriteInt64(IrVersion);                    // ir_version
-            WriteString(m, 2, "ConvKit");                                                           // producer_name
-            WriteString(m, 3, ProducerVersion);                                                     // producer_version
-            WriteMessage(m, 7, WriteGraph);                                                         // graph
-            WriteMessage(m, 8, o => { WriteString(o, 1, ""); o.WriteTag(2, WireFormat.WireType.Varint); o.WriteInt64(OpsetVersion); }); // opset_import
-        });
+        long size = SerializedSize;
+        if (size > Array.MaxLength) throw new InvalidOperationException($"The ONNX model is {size:N0} bytes, more than one array holds; write it to a file with Save.");
+        var bytes = new byte[size];
+        using var ms = new MemoryStream(bytes, writable: true);
+        WriteModel(new ProtoWriter(ms));
+        return bytes;
+    }
+
+    /// <summary>Releases the tensors held for initializers.</summary>
+    public void Dispose()
+    {
+        foreach (var t in initializers) t.Dispose();
+    }
+
+    void WriteModel(ProtoWriter m)
+    {
+        m.Int64(1, IrVersion);                                                                      // ir_version
+        m.String(2, "ConvKit");                                                                     // producer_name
+        m.String(3, ProducerVersion);                                                               // producer_version
+        m.Message(7, WriteGraph);                                                                   // graph
+        m.Message(8, o => { o.String(1, ""); o.Int64(2, OpsetVersion); });                          // opset_import
     }
 
     static readonly string ProducerVersion =
         typeof(OnnxGraphBuilder).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0";
 
-    void WriteGraph(CodedOutputStream g)
+    void WriteGraph(ProtoWriter g)
     {
         foreach (var n in nodes)                                                                   // node = 1
-            WriteMessage(g, 1, m =>
+            g.Message(1, m =>
             {
-                foreach (var i in n.Inputs) WriteString(m, 1, i);
-                foreach (var o in n.Outputs) WriteString(m, 2, o);
-                if (n.Name.Length > 0) WriteString(m, 3, n.Name);
-                WriteString(m, 4, n.OpType);
-                foreach (var a in n.Attributes) WriteMessage(m, 5, x => WriteAttribute(x, a));
-                if (n.Domain.Length > 0) WriteString(m, 7, n.Domain);
+                foreach (var i in n.Inputs) m.String(1, i);
+                foreach (var o in n.Outputs) m.String(2, o);
+                if (n.Name.Length > 0) m.String(3, n.Name);
+                m.String(4, n.OpType);
+                foreach (var a in n.Attributes) m.Message(5, x => WriteAttribute(x, a));
+                if (n.Domain.Length > 0) m.String(7, n.Domain);
             });
-        WriteString(g, 2, graphName);                                                               // name = 2
-        foreach (var t in initializers) WriteMessage(g, 5, m => WriteTensor(m, t));                 // initializer = 5
-        foreach (var v in inputs) WriteMessage(g, 11, m => WriteValueInfo(m, v));                   // input = 11
-        foreach (var v in outputs) WriteMessage(g, 12, m => WriteValueInfo(m, v));                  // output = 12
+        g.String(2, graphName);                                                                     // name = 2
+        foreach (var t in initializers) g.Message(5, m => WriteTensor(m, t));                       // initializer = 5
+        foreach (var v in inputs) g.Message(11, m => WriteValueInfo(m, v));                         // input = 11
+        foreach (var v in outputs) g.Message(12, m => WriteValueInfo(m, v));                        // output = 12
     }
 
-    static void WriteAttribute(CodedOutputStream m, OnnxAttribute a)
+    static void WriteAttribute(ProtoWriter m, OnnxAttribute a)
     {
-        WriteString(m, 1, a.Name);
+        m.String(1, a.Name);
         switch (a.Value)
         {
-            case float f: m.WriteTag(2, WireFormat.WireType.Fixed32); m.WriteFloat(f); break;
-            case long i: m.WriteTag(3, WireFormat.WireType.Varint); m.WriteInt64(i); break;
-            case string s: WriteString(m, 4, s); break;
-            case TensorData t: WriteMessage(m, 5, x => WriteTensor(x, t)); break;
+            case float f: m.Float(2, f); break;
+            case long i: m.Int64(3, i); break;
+            case string s: m.String(4, s); break;
+            case TensorData t: m.Message(5, x => WriteTensor(x, t)); break;
             // proto2 "repeated" without [packed=true]: one tag per element, as onnx.proto declares them.
-            case float[] fs: foreach (var f in fs) { m.WriteTag(7, WireFormat.WireType.Fixed32); m.WriteFloat(f); } break;
-            case long[] ls: foreach (var l in ls) { m.WriteTag(8, WireFormat.WireType.Varint); m.WriteInt64(l); } break;
+            case float[] fs: foreach (var f in fs) m.Float(7, f); break;
+            case long[] ls: foreach (var l in ls) m.Int64(8, l); break;
         }
-        m.WriteTag(20, WireFormat.WireType.Varint); m.WriteEnum(a.Type);                            // type = 20
+        m.Int32(20, a.Type);                                                                        // type = 20
     }
 
-    static void WriteTensor(CodedOutputStream m, TensorData t)
+    static void WriteTensor(ProtoWriter m, TensorData t)
     {
-        foreach (var d in t.Dims) { m.WriteTag(1, WireFormat.WireType.Varint); m.WriteInt64(d); }  // dims = 1
-        m.WriteTag(2, WireFormat.WireType.Varint); m.WriteInt32((int)t.Type);                       // data_type = 2
-        WriteString(m, 8, t.Name);                                                                  // name = 8
-        m.WriteTag(9, WireFormat.WireType.LengthDelimited); m.WriteBytes(ByteString.CopyFrom(t.RawLittleEndian)); // raw_data = 9
+        foreach (var d in t.Dims) m.Int64(1, d);                                                    // dims = 1
+        m.Int32(2, (int)t.Type);                                                                    // data_type = 2
+        m.String(8, t.Name);                                                                        // name = 8
+        m.Bytes(9, t.ByteLength, t.WriteData);                                                      // raw_data = 9
     }
 
-    static void WriteValueInfo(CodedOutputStream m, (string Name, OnnxDataType Type, OnnxDim[] Dims) v)
+    static void WriteValueInfo(ProtoWriter m, (string Name, OnnxDataType Type, OnnxDim[] Dims) v)
     {
-        WriteString(m, 1, v.Name);
-        WriteMessage(m, 2, type =>                                                                  // TypeProto
-            WriteMessage(type, 1, tensor =>                                                         // tensor_type
+        m.String(1, v.Name);
+        m.Message(2, type =>                                                                        // TypeProto
+            type.Message(1, tensor =>                                                               // tensor_type
             {
-                tensor.WriteTag(1, WireFormat.WireType.Varint); tensor.WriteInt32((int)v.Type);     // elem_type
-                WriteMessage(tensor, 2, shape =>                                                    // shape
+                tensor.Int32(1, (int)v.Type);                                                       // elem_type
+                tensor.Message(2, shape =>                                                          // shape
                 {
                     foreach (var d in v.Dims)
-                        WriteMessage(shape, 1, dim =>                                               // dim
+                        shape.Message(1, dim =>                                                     // dim
                         {
-                            if (d.Param is { } p) WriteString(dim, 2, p);                           // dim_param
-                            else { dim.WriteTag(1, WireFormat.WireType.Varint); dim.WriteInt64(d.Value ?? 0); } // dim_value
+                            if (d.Param is { } p) dim.String(2, p);                                 // dim_param
+                            else dim.Int64(1, d.Value ?? 0);                                        // dim_value
                         });
                 });
             }));
-    }
-
-    static void WriteString(CodedOutputStream m, int field, string s)
-    {
-        m.WriteTag(field, WireFormat.WireType.LengthDelimited);
-        m.WriteString(s);
-    }
-
-    static void WriteMessage(CodedOutputStream m, int field, Action<CodedOutputStream> body)
-    {
-        m.WriteTag(field, WireFormat.WireType.LengthDelimited);
-        m.WriteBytes(ByteString.CopyFrom(Message(body)));
-    }
-
-    static byte[] Message(Action<CodedOutputStream> body)
-    {
-        using var ms = new MemoryStream();
-        using (var c = new CodedOutputStream(ms, leaveOpen: true))
-        {
-            body(c);
-            c.Flush();
-        }
-        return ms.ToArray();
     }
 
     void Define(string name)
@@ -355,9 +386,37 @@ public sealed class OnnxGraphBuilder
         if (product != count) throw new ArgumentException($"Initializer '{name}' has {count} values but shape [{string.Join(", ", dims)}].", nameof(dims));
     }
 
-    internal sealed record TensorData(string Name, OnnxDataType Type, long[] Dims, byte[] RawLittleEndian)
+    /// <summary>An initializer's metadata and data: managed bytes, or a tensor whose memory is read when writing.</summary>
+    internal sealed class TensorData : IDisposable
     {
+        readonly byte[]? bytes;
+        readonly Tensor? tensor;
+
+        TensorData(string name, OnnxDataType type, long[] dims, byte[]? bytes, Tensor? tensor, long byteLength)
+        {
+            (Name, Type, Dims, this.bytes, this.tensor, ByteLength) = (name, type, dims, bytes, tensor, byteLength);
+        }
+
+        public string Name { get; }
+        public OnnxDataType Type { get; }
+        public long[] Dims { get; }
+        public long ByteLength { get; }
+
+        public static TensorData FromBytes(string name, OnnxDataType type, long[] dims, byte[] raw) =>
+            new(name, type, dims, raw, null, raw.Length);
+
+        /// <summary>Managed bytes (attributes: small, and not disposed).</summary>
         public static TensorData From(string name, Tensor t)
+        {
+            using var view = FromTensor(name, t, copy: false);
+            var raw = new byte[view.ByteLength];
+            using (var ms = new MemoryStream(raw)) view.WriteData(ms);
+            return FromBytes(name, view.Type, view.Dims, raw);
+        }
+
+        /// <summary>A contiguous CPU tensor holding the data: its own copy, or (copy false) a view of the same memory
+        /// when <paramref name="t"/> already is contiguous on the CPU.</summary>
+        public static TensorData FromTensor(string name, Tensor t, bool copy)
         {
             var type = t.dtype switch
             {
@@ -365,8 +424,129 @@ public sealed class OnnxGraphBuilder
                 ScalarType.Int64 => OnnxDataType.Int64,
                 _ => throw new ArgumentException($"'{name}' has dtype {t.dtype}; the ONNX writer takes float32 or int64.", nameof(t)),
             };
-            using var c = t.detach().cpu().contiguous();
-            return new TensorData(name, type, t.shape, c.NumberOfElements == 0 ? [] : c.bytes.ToArray());
+            // TorchSharp may return the same wrapper from cpu()/contiguous(): dispose only the intermediates that are not c.
+            var detached = t.detach();
+            var cpu = detached.cpu();
+            var c = cpu.contiguous();
+            if (!ReferenceEquals(cpu, c)) cpu.Dispose();
+            if (!ReferenceEquals(detached, cpu) && !ReferenceEquals(detached, c)) detached.Dispose();
+            if (copy)
+            {
+                var own = c.clone();
+                c.Dispose();
+                c = own;
+            }
+            return new TensorData(name, type, t.shape, null, c, c.NumberOfElements * c.ElementSize);
         }
+
+        /// <summary>Writes the raw little-endian data (this machine's order: x64 and arm64 are little-endian).</summary>
+        public void WriteData(Stream stream)
+        {
+            if (bytes is not null)
+            {
+                stream.Write(bytes);
+                return;
+            }
+            if (ByteLength == 0) return;
+            // Slices of at most 64 MiB, so that no span exceeds int.MaxValue bytes.
+            long n = tensor!.NumberOfElements, step = (64 << 20) / tensor.ElementSize;
+            using var flat = tensor.view(-1);
+            for (long start = 0; start < n; start += step)
+            {
+                using var slice = flat.narrow(0, start, Math.Min(step, n - start));
+                stream.Write(slice.bytes);
+            }
+        }
+
+        public void Dispose() => tensor?.Dispose();
+    }
+}
+
+/// <summary>
+/// The protobuf wire format, written straight to a stream. A nested message's length is computed by running its
+/// writer in counting mode first (no bytes produced), so nothing is buffered; initializer data is streamed.
+/// </summary>
+internal sealed class ProtoWriter
+{
+    readonly Stream? stream;
+    readonly byte[] scratch = new byte[10];
+
+    public ProtoWriter(Stream? stream) => this.stream = stream;
+
+    /// <summary>Bytes written (or counted) so far.</summary>
+    public long Length { get; private set; }
+
+    /// <summary>The size of what <paramref name="body"/> writes.</summary>
+    public static long Measure(Action<ProtoWriter> body)
+    {
+        var counter = new ProtoWriter(null);
+        body(counter);
+        return counter.Length;
+    }
+
+    void Raw(ReadOnlySpan<byte> b)
+    {
+        stream?.Write(b);
+        Length += b.Length;
+    }
+
+    void Varint(ulong v)
+    {
+        int n = 0;
+        while (v >= 0x80)
+        {
+            scratch[n++] = (byte)(v | 0x80);
+            v >>= 7;
+        }
+        scratch[n++] = (byte)v;
+        Raw(scratch.AsSpan(0, n));
+    }
+
+    void Tag(int field, int wireType) => Varint((ulong)((field << 3) | wireType));
+
+    public void Int64(int field, long value)
+    {
+        Tag(field, 0);
+        Varint((ulong)value);
+    }
+
+    /// <summary>int32 and enums: negative values are sign-extended to ten bytes, as protobuf does.</summary>
+    public void Int32(int field, int value) => Int64(field, value);
+
+    public void Float(int field, float value)
+    {
+        Tag(field, 5);
+        System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(scratch, value);
+        Raw(scratch.AsSpan(0, 4));
+    }
+
+    public void String(int field, string value)
+    {
+        Tag(field, 2);
+        var utf8 = Encoding.UTF8.GetBytes(value);
+        Varint((ulong)utf8.Length);
+        Raw(utf8);
+    }
+
+    public void Message(int field, Action<ProtoWriter> body)
+    {
+        Tag(field, 2);
+        Varint((ulong)Measure(body));
+        body(this);
+    }
+
+    /// <summary>A bytes field of known length whose content <paramref name="write"/> streams.</summary>
+    public void Bytes(int field, long length, Action<Stream> write)
+    {
+        Tag(field, 2);
+        Varint((ulong)length);
+        if (stream is not null)
+        {
+            long start = stream.CanSeek ? stream.Position : -1;
+            write(stream);
+            if (start >= 0 && stream.Position - start != length)
+                throw new InvalidOperationException($"ONNX writer: a bytes field wrote {stream.Position - start} bytes, {length} were declared.");
+        }
+        Length += length;
     }
 }
