@@ -147,3 +147,61 @@ public class RegistryConventionTests
         Assert.Equal("input_shape", e.Argument);
     }
 }
+
+/// <summary>The MACs table that <c>convkit models</c> lists from, against the built models (so it cannot rot).</summary>
+public class RegistryMacsTableTests
+{
+    // Building a model at its default size allocates its weights: the big ones (VGG, AlexNet: 60-144M weights) are Slow.
+    static bool Big(ModelInfo info) => info.ParamCount > 30_000_000;
+
+    public static TheoryData<string> SmallModels() => [.. ModelRegistry.All.Where(e => !Big(e)).Select(e => e.Name)];
+
+    public static TheoryData<string> BigModels() => [.. ModelRegistry.All.Where(Big).Select(e => e.Name)];
+
+    [Theory]
+    [MemberData(nameof(SmallModels))]
+    public void TheTableHoldsTheMacsOfTheBuiltModel(string name) => Check(name);
+
+    [Theory]
+    [Trait("Category", "Slow")]
+    [MemberData(nameof(BigModels))]
+    public void TheTableHoldsTheMacsOfTheBuiltBigModel(string name) => Check(name);
+
+    static void Check(string name)
+    {
+        var info = ModelRegistry.Get(name);
+        Assert.True(ModelMacsTable.Values.ContainsKey(name), $"{name} is missing from ModelRegistry.Macs.g.cs; run MacsTableMatchesTheBuiltModels to regenerate it.");
+        Assert.Equal(info.ComputeMacs(), ModelMacsTable.Values[name]);
+        Assert.Equal(ModelMacsTable.Values[name], info.Macs);
+    }
+
+    [Fact]
+    public void TheTableListsExactlyTheRegistry() =>
+        Assert.Equal(ModelRegistry.All.Select(e => e.Name).Order(StringComparer.Ordinal), ModelMacsTable.Values.Keys.Order(StringComparer.Ordinal));
+
+    /// <summary>Regenerates the table (all models, ~20 s): the file is written to the temp folder when it differs.</summary>
+    [Fact]
+    [Trait("Category", "Slow")]
+    public void MacsTableMatchesTheBuiltModels()
+    {
+        var computed = ModelRegistry.All.Select(e => (e.Name, Macs: e.ComputeMacs())).ToArray();
+        if (computed.All(c => ModelMacsTable.Values.TryGetValue(c.Name, out var m) && m == c.Macs) && computed.Length == ModelMacsTable.Values.Count) return;
+        var lines = computed.Select(c => $"        [\"{c.Name}\"] = {c.Macs.ToString("N0", System.Globalization.CultureInfo.InvariantCulture).Replace(',', '_')},");
+        var text = File.ReadAllText(FindSource()).Split('\n');
+        int open = Array.FindIndex(text, l => l.TrimEnd() == "    {"), close = Array.FindIndex(text, l => l.TrimEnd() == "    };");
+        var regenerated = string.Join('\n', [.. text[..(open + 1)], .. lines, .. text[close..]]);
+        var path = Path.Combine(Path.GetTempPath(), "ModelRegistry.Macs.g.cs");
+        File.WriteAllText(path, regenerated);
+        Assert.Fail($"ModelRegistry.Macs.g.cs is out of date; the regenerated file is {path}.");
+    }
+
+    static string FindSource()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+        {
+            var candidate = Path.Combine(d.FullName, "src", "ConvKit", "Applications", "ModelRegistry.Macs.g.cs");
+            if (File.Exists(candidate)) return candidate;
+        }
+        throw new FileNotFoundException("src/ConvKit/Applications/ModelRegistry.Macs.g.cs not found above " + AppContext.BaseDirectory);
+    }
+}
