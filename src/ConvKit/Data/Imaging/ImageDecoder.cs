@@ -3,6 +3,8 @@
 // result codes. Before Skia sees the data, the header is read here and checked against the pixel budget, so a hostile
 // header never becomes an allocation.
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 using SkiaSharp;
 
 namespace ConvKit.Data.Imaging;
@@ -18,7 +20,7 @@ namespace ConvKit.Data.Imaging;
 /// decoder detects (a PNG chunk whose CRC does not match, invalid compressed data). Colour profiles and EXIF
 /// orientation are ignored, as in torchvision's <c>decode_image</c> and StbImageSharp; alpha is dropped unpremultiplied.
 /// </remarks>
-public static class ImageDecoder
+public static partial class ImageDecoder
 {
     /// <summary>Reads the file's header only (format and declared size), without checking the budget.</summary>
     /// <param name="path">The image file.</param>
@@ -229,15 +231,15 @@ public static class ImageDecoder
         if (Directory.Exists(path)) throw new ImageDecodeException(path, "is a directory, not an image file");
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
-            long length = stream.CanSeek ? stream.Length : -1;
+            using var stream = Open(path);
+            if (!stream.CanSeek) throw new ImageDecodeException(path, "is not a regular file (a pipe, socket or stream device)");
+            long length = stream.Length;
             if (prefix is null && length > maxBytes)
                 throw new ImageDecodeException(path, FormattableString.Invariant(
                     $"file of {length:N0} bytes is larger than any image within the pixel budget ({maxBytes:N0} bytes)"));
             if (prefix is null && length > Array.MaxLength)
                 throw new ImageDecodeException(path, FormattableString.Invariant($"file of {length:N0} bytes is too large to decode"));
-            int want = prefix is { } n ? (int)Math.Min(n, length < 0 ? n : length) : (int)length;
-            if (length < 0) throw new ImageDecodeException(path, "is not a regular file");
+            int want = prefix is { } n ? (int)Math.Min(n, length) : (int)length;
             var data = GC.AllocateUninitializedArray<byte>(want);
             stream.ReadExactly(data);
             return data;
@@ -248,4 +250,40 @@ public static class ImageDecoder
         catch (EndOfStreamException e) { throw new ImageDecodeException(path, "the file shrank while it was read", e); }
         catch (IOException e) { throw new ImageDecodeException(path, "cannot read: " + e.Message.Replace(path, "the file", StringComparison.Ordinal), e); }
     }
+
+    /// <summary>
+    /// Opens for reading. On Linux with O_NONBLOCK, so that a FIFO (or a device) given as an image is refused as "not a
+    /// regular file" instead of blocking the caller until some writer appears.
+    /// </summary>
+    static FileStream Open(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+        const int ReadOnlyNonBlockingCloseOnExec = 0x0 | 0x800 | 0x80000; // O_RDONLY | O_NONBLOCK | O_CLOEXEC
+        int fd = OpenNative(path, ReadOnlyNonBlockingCloseOnExec);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw errno switch
+            {
+                2 => new FileNotFoundException("file not found"),                       // ENOENT
+                20 => new DirectoryNotFoundException("a folder of the path is a file"), // ENOTDIR
+                13 or 1 => new UnauthorizedAccessException("permission denied"),       // EACCES, EPERM
+                40 => new IOException("too many levels of symbolic links (a symlink loop)"), // ELOOP
+                _ => new IOException($"open failed ({Marshal.GetPInvokeErrorMessage(errno)})"),
+            };
+        }
+        var handle = new SafeFileHandle(fd, ownsHandle: true);
+        try
+        {
+            return new FileStream(handle, FileAccess.Read, bufferSize: 1); // a FIFO or socket: CanSeek is false
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenNative(string path, int flags);
 }

@@ -205,7 +205,8 @@ public sealed class ImageDecoderTests : IDisposable
         { "text", "not an image (unknown format; 20 bytes" },
         { "zeros", "not an image (unknown format; 20 bytes" },
         { "gif-magic-only", "truncated GIF header" },
-        { "symlink-loop", "cannot read" },
+        { "symlink-loop", "cannot read: too many levels of symbolic links" },
+        { "fifo", "is not a regular file" },
         { "dangling-symlink", "file not found" },
         { "under-a-file", "file not found" },
         { "newline-name", "not an image" },
@@ -227,6 +228,13 @@ public sealed class ImageDecoderTests : IDisposable
             case "zeros": File.WriteAllBytes(path, new byte[20]); break;
             case "gif-magic-only": File.WriteAllText(path, "GIF89a"); break;
             case "symlink-loop": File.CreateSymbolicLink(path, path); break;
+            case "fifo":
+                using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", path)!)
+                {
+                    mkfifo.WaitForExit();
+                    Assert.Equal(0, mkfifo.ExitCode);
+                }
+                break;
             case "dangling-symlink": File.CreateSymbolicLink(path, Path.Combine(dir, "nowhere.png")); break;
             case "under-a-file": File.WriteAllBytes(Path.Combine(dir, "plain"), Sample("png")); path = Path.Combine(dir, "plain", "x.png"); break;
             case "newline-name": path = Path.Combine(dir, "a\nb.png"); File.WriteAllText(path, "junk junk junk junk"); break;
