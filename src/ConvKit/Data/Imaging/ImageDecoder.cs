@@ -98,9 +98,12 @@ public static partial class ImageDecoder
             throw new ImageDecodeException(name, $"cannot decode images: SkiaSharp's native library (libSkiaSharp) failed to load: {e.GetBaseException().Message}", e);
         }
         if (codec is null)
-            throw new ImageDecodeException(name, created == SKCodecResult.IncompleteInput
-                ? $"truncated {Name(header.Format)} (the data ends before the image header is complete)"
-                : $"corrupt {Name(header.Format)} ({Describe(created)})");
+            throw new ImageDecodeException(name, created switch
+            {
+                SKCodecResult.IncompleteInput => $"truncated {Name(header.Format)} (the data ends before the image header is complete)",
+                SKCodecResult.Unimplemented or SKCodecResult.InvalidConversion => $"unsupported {Name(header.Format)} ({Describe(created)})",
+                _ => $"corrupt {Name(header.Format)} ({Describe(created)})",
+            });
         using (codec)
         {
             var info = codec.Info;
@@ -118,6 +121,8 @@ public static partial class ImageDecoder
                 throw new ImageDecodeException(name, "corrupt PNG (the compressed pixel data is invalid or ends before the last row)");
             if (result == SKCodecResult.IncompleteInput)
                 throw new ImageDecodeException(name, $"truncated {Name(header.Format)} (the pixel data ends early; {data.Length} bytes)");
+            if (result is SKCodecResult.Unimplemented or SKCodecResult.InvalidConversion)
+                throw new ImageDecodeException(name, $"unsupported {Name(header.Format)} ({Describe(result)})");
             if (result != SKCodecResult.Success)
                 throw new ImageDecodeException(name, $"corrupt {Name(header.Format)} ({Describe(result)})");
             return new DecodedImage(info.Width, info.Height, channels, ToChannels(buffer, channels));
