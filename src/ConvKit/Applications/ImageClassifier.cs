@@ -124,6 +124,8 @@ public sealed class ImageClassifier : IDisposable
     /// <param name="batchSize">Images per batch.</param>
     /// <param name="decodeOptions">Pixel budget and aspect-ratio bound; null for the defaults (50 megapixels, 100:1).</param>
     /// <returns>One prediction per path, in order.</returns>
+    /// <remarks>Each enumeration has its own buffers; several threads may classify with one classifier as far as
+    /// <see cref="Models.Model.Predict"/> on its model may be called concurrently.</remarks>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="top"/> or <paramref name="batchSize"/> is not
     /// positive, or the decode options are invalid (thrown when enumeration starts).</exception>
     public IEnumerable<ImagePrediction> Classify(IEnumerable<string> paths, int top = 5, int batchSize = DefaultBatchSize, ImageDecodeOptions? decodeOptions = null)

@@ -157,7 +157,7 @@ public static class OnnxExport
     public static byte[] ToBytes(Model model, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        using var graph = new OnnxExporter(options ?? OnnxExportOptions.Default).Export(model);
+        using var graph = Export(model, options);
         return graph.ToBytes();
     }
 
@@ -174,8 +174,23 @@ public static class OnnxExport
         ArgumentNullException.ThrowIfNull(model);
         // Streamed: initializers are written from the model's tensor memory, so the export needs about the model's
         // size plus a constant (it needed about 13 times the file size when the whole ModelProto was built in memory).
-        using var graph = new OnnxExporter(options ?? OnnxExportOptions.Default).Export(model);
+        using var graph = Export(model, options);
         graph.Save(path);
+    }
+
+    /// <summary>The model's graph; on failure the tensors the partial graph holds are released at once.</summary>
+    static OnnxGraphBuilder Export(Model model, OnnxExportOptions? options)
+    {
+        var exporter = new OnnxExporter(options ?? OnnxExportOptions.Default);
+        try
+        {
+            return exporter.Export(model);
+        }
+        catch
+        {
+            exporter.Graph.Dispose();
+            throw;
+        }
     }
 }
 
