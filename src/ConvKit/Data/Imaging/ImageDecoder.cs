@@ -28,7 +28,7 @@ public static partial class ImageDecoder
     /// <exception cref="ImageDecodeException">The file cannot be read or is not an image of a known format.</exception>
     public static ImageHeader ReadHeader(string path)
     {
-        var head = ReadFile(path, maxBytes: long.MaxValue, prefix: 1 << 16);
+        var head = ReadFile(path, maxBytes: long.MaxValue, prefix: HeaderBytes);
         return ImageHeader.TryRead(head, out var reason) ?? throw new ImageDecodeException(path, reason);
     }
 
@@ -46,7 +46,15 @@ public static partial class ImageDecoder
         if (channels is not (1 or 3)) throw new ArgumentOutOfRangeException(nameof(channels), channels, "channels must be 1 (grey) or 3 (RGB).");
         options ??= ImageDecodeOptions.Default;
         options.Validate();
-        var data = ReadFile(path, options.MaxFileBytes, prefix: null);
+        // The header is checked on the first 64 KiB, before the rest of the file is read: a huge file that is not an
+        // image, or whose header declares too many pixels, costs one small read.
+        var data = ReadFile(path, options.MaxFileBytes, prefix: null, gate: (head, fileLength) =>
+        {
+            var header = ImageHeader.TryRead(head, fileLength, out var reason);
+            if (header is { } h) CheckLimits(path, h, options);
+            else if (head.Length == fileLength || !ImageHeader.IsTruncation(reason)) throw new ImageDecodeException(path, reason);
+            // else a JPEG's frame header may follow more than 64 KiB of EXIF or ICC segments: read on.
+        });
         return Decode(path, data, channels, options);
     }
 
@@ -228,8 +236,13 @@ public static partial class ImageDecoder
         return c ^ 0xFFFFFFFFu;
     }
 
+    const int HeaderBytes = 1 << 16;
+
+    /// <summary>Sees the first bytes of a file of the given length before the rest is read; throws to refuse it.</summary>
+    delegate void HeaderGate(ReadOnlySpan<byte> head, long fileLength);
+
     /// <summary>Reads a file (or its first <paramref name="prefix"/> bytes), turning every filesystem error into a named one.</summary>
-    static byte[] ReadFile(string path, long maxBytes, int? prefix)
+    static byte[] ReadFile(string path, long maxBytes, int? prefix, HeaderGate? gate = null)
     {
         if (path.Length == 0) throw new ImageDecodeException(path, "empty file name");
         if (path.Contains('\0')) throw new ImageDecodeException(path, "file name contains a NUL character");
@@ -245,8 +258,19 @@ public static partial class ImageDecoder
             if (prefix is null && length > Array.MaxLength)
                 throw new ImageDecodeException(path, FormattableString.Invariant($"file of {length:N0} bytes is too large to decode"));
             int want = prefix is { } n ? (int)Math.Min(n, length) : (int)length;
+            if (gate is null)
+            {
+                var all = GC.AllocateUninitializedArray<byte>(want);
+                stream.ReadExactly(all);
+                return all;
+            }
+            var head = new byte[Math.Min(want, HeaderBytes)];
+            stream.ReadExactly(head);
+            gate(head, length);
+            if (head.Length == want) return head;
             var data = GC.AllocateUninitializedArray<byte>(want);
-            stream.ReadExactly(data);
+            head.CopyTo(data, 0);
+            stream.ReadExactly(data.AsSpan(head.Length));
             return data;
         }
         catch (FileNotFoundException e) { throw new ImageDecodeException(path, "file not found", e); }

@@ -35,7 +35,16 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
     /// <param name="data">The file's bytes (the whole file, or at least its header).</param>
     /// <param name="reason">Why the header is unusable, when this returns null.</param>
     /// <returns>The header, or null with <paramref name="reason"/> set.</returns>
-    public static ImageHeader? TryRead(ReadOnlySpan<byte> data, out string reason)
+    public static ImageHeader? TryRead(ReadOnlySpan<byte> data, out string reason) => TryRead(data, data.Length, out reason);
+
+    /// <summary>Whether a reason of <see cref="TryRead(ReadOnlySpan{byte}, out string)"/> says the header was cut
+    /// short (more of the file may complete it).</summary>
+    internal static bool IsTruncation(string reason) => reason.StartsWith(TruncatedHeader, StringComparison.Ordinal);
+
+    const string TruncatedHeader = "truncated ";
+
+    /// <summary>As the public overload, for the first bytes of a file of <paramref name="fileLength"/> bytes.</summary>
+    internal static ImageHeader? TryRead(ReadOnlySpan<byte> data, long fileLength, out string reason)
     {
         reason = "";
         if (data.Length == 0) { reason = "empty file (0 bytes), not an image"; return null; }
@@ -44,13 +53,13 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
         if (data.StartsWith("GIF87a"u8) || data.StartsWith("GIF89a"u8)) return Gif(data, out reason);
         if (data.StartsWith("BM"u8)) return Bmp(data, out reason);
         if (data.Length >= 12 && data.StartsWith("RIFF"u8) && data[8..12].SequenceEqual("WEBP"u8)) return WebP(data, out reason);
-        reason = $"not an image (unknown format; {data.Length} bytes, JPEG, PNG, BMP, GIF and WebP are read)";
+        reason = FormattableString.Invariant($"not an image (unknown format; {fileLength:N0} bytes, JPEG, PNG, BMP, GIF and WebP are read)");
         return null;
     }
 
     static ImageHeader? Truncated(ImageFormat format, int length, out string reason)
     {
-        reason = $"truncated {format.ToString().ToUpperInvariant()} header (the file has {length} bytes)";
+        reason = $"{TruncatedHeader}{format.ToString().ToUpperInvariant()} header (the file has {length} bytes)";
         return null;
     }
 

@@ -246,6 +246,36 @@ public sealed class ImageDecoderTests : IDisposable
         if (kind == "escape-name") Assert.Contains("a\\x1b[31mred.png", e.Message);
     }
 
+    [Theory]
+    [Trait("Catalogue", "Hostile")]
+    [InlineData("zeros", "not an image (unknown format; 300,000,000 bytes")]
+    [InlineData("png-bomb", "exceeds the pixel budget")]
+    [InlineData("too-big", "file of 500,000,000 bytes is larger than any image within the pixel budget (401,048,576 bytes)")]
+    public void AHugeFileIsJudgedByItsHeaderWithoutReadingIt(string kind, string expected)
+    {
+        var path = Path.Combine(dir, kind + ".png");
+        using (var f = File.Create(path))
+        {
+            if (kind == "png-bomb") f.Write(PngHeader(40000, 40000));
+            f.SetLength(kind == "too-big" ? 500_000_000 : 300_000_000); // sparse: no disk space used
+        }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Refused(path, expected, () => ImageDecoder.Decode(path, 3));
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 1 << 20);
+    }
+
+    [Fact]
+    public void AJpegFrameHeaderBeyondTheFirst64KiBIsFound()
+    {
+        // A 100 KB APP2 (ICC-like) run of segments before the frame header: the header check reads on.
+        var jpg = Sample("jpg");
+        var padding = new List<byte>();
+        for (int i = 0; i < 2; i++) padding.AddRange([0xFF, 0xE2, 0xFF, 0xF0, .. new byte[0xFFF0 - 2]]);
+        var path = Write("big-app2.jpg", [.. jpg[..2], .. padding, .. jpg[2..]]);
+        var image = ImageDecoder.Decode(path, 3);
+        Assert.Equal((Width, Height), (image.Width, image.Height));
+    }
+
     [Fact]
     public void AnUnreadableFileIsRefusedAsPermissionDenied()
     {
