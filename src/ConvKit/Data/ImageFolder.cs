@@ -42,7 +42,7 @@ public static class ImageFolder
                 .Order(StringComparer.Ordinal)
                 .Select(f => (f, c)));
         if (files.Count == 0)
-            throw new DatasetFormatException($"{root}: expected PNG or JPEG files in the class subfolders, found none.");
+            throw new DatasetFormatException($"{root}: expected image files (PNG, JPEG, BMP, GIF, WebP) in the class subfolders, found none.");
 
         int h = 0, w = 0;
         byte[]? all = null;
@@ -74,7 +74,7 @@ public static class ImageFolder
                 ImageResizer.Resize(img, h, w).Pixels.CopyTo(dest);
             else
                 throw new DatasetFormatException(
-                    $"{path}: image is {img.Height}x{img.Width}, expected {h}x{w} like {files[0].Path}; pass an image size to resize.");
+                    $"{ImageDecodeException.Sanitize(path)}: image is {img.Height}x{img.Width}, expected {h}x{w} like {ImageDecodeException.Sanitize(files[0].Path)}; pass an image size to resize.");
             labels[i] = label;
         }
         return new ImageDataset(tensor(all!, [files.Count, h, w, 3], ScalarType.Byte), tensor(labels, [files.Count], ScalarType.Int64), classes);
