@@ -160,7 +160,9 @@ public sealed class ImageClassifier : IDisposable
             {
                 batch.Add((path, e));
             }
-            if (decoded == batchSize)
+            // A full batch is classified; errors are reported at once when no decoded image waits before them, and
+            // do not pile up behind one (at most batchSize of them wait).
+            if (decoded == batchSize || decoded == 0 || batch.Count - decoded >= batchSize)
             {
                 foreach (var p in Flush()) yield return p;
             }

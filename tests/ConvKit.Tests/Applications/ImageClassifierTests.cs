@@ -155,6 +155,28 @@ public sealed class ImageClassifierTests : IDisposable
     }
 
     [Fact]
+    public void ErrorsAreReportedWithoutWaitingForAFullBatch()
+    {
+        var good = Png("good.png", 30, 30, (y, x) => ((byte)x, (byte)y, 0));
+        var bad = Enumerable.Range(0, 10).Select(i => Path.Combine(dir, $"missing{i}.png")).ToArray();
+        using var classifier = ImageClassifier.FromRegistry("lenet5", weights: null);
+        int decoded = 0;
+        classifier.OnDecoded = _ => decoded++;
+        using var results = classifier.Classify([.. bad, good, .. bad], batchSize: 4).GetEnumerator();
+        for (int i = 0; i < 10; i++)
+        {
+            Assert.True(results.MoveNext());
+            Assert.Equal(bad[i], results.Current.Error!.Path);
+            Assert.Equal(0, decoded); // each error came out before the good image behind it was read
+        }
+        Assert.True(results.MoveNext());
+        Assert.True(results.Current.Succeeded);
+        int rest = 0;
+        while (results.MoveNext()) rest++;
+        Assert.Equal(10, rest);
+    }
+
+    [Fact]
     public void BatchedClassificationEqualsOneBigBatch()
     {
         var paths = Enumerable.Range(0, 7).Select(i => Png($"q{i}.png", 30 + i, 25, (y, x) => ((byte)(x * 5 + i), (byte)(y * 9), (byte)(i * 30)))).ToArray();
