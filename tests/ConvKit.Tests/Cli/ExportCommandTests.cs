@@ -46,7 +46,7 @@ public class ExportCommandTests
     {
         var (code, _, error) = Run("export", "lenet5", "--onnx", "x.onnx", "--opset", "9");
         Assert.Equal(1, code);
-        Assert.Contains("opset 9 is not supported", error);
+        Assert.Contains("--opset must be 13 to 21; received 9", error);
 
         (code, _, error) = Run("export", "lenet5", "--onnx", "x.onnx", "--weights", "/nonexistent/w.bin");
         Assert.Equal(1, code);

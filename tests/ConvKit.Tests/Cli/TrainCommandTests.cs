@@ -63,7 +63,7 @@ public class TrainCommandTests : IDisposable
     [InlineData(new[] { "train", "nosuchnet" }, "nosuchnet")]
     [InlineData(new[] { "train", "lenet5", "--epochs", "0" }, "--epochs")]
     [InlineData(new[] { "train", "lenet5", "--dataset", "imagenet" }, "imagenet")]
-    [InlineData(new[] { "evaluate", "/nonexistent/model" }, "model.safetensors")]
+    [InlineData(new[] { "evaluate", "/nonexistent/model" }, "'/nonexistent/model' does not exist")]
     public void BadArgumentsGiveOneLineErrors(string[] args, string mentioned)
     {
         var (code, _, error) = Run(args);
