@@ -129,12 +129,12 @@ internal static class WeightsOption
         else
         {
             path = weights;
+            if (Directory.Exists(path))
+                throw new LayerArgumentException($"model '{registryName}'", "weights", $"'{path}' is a directory, not a weights file.");
             if (!File.Exists(path))
                 throw new LayerArgumentException($"model '{registryName}'", "weights",
                     $"must be null, 'imagenet' or the path of a weights file; '{weights}' does not exist.");
         }
-        if (Directory.Exists(path))
-            throw new LayerArgumentException($"model '{registryName}'", "weights", $"'{path}' is a directory, not a weights file.");
         var kind = FileSignature.Detect(path);
         if (kind == FileKind.SafeTensors)
         {

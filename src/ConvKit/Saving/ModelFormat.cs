@@ -136,6 +136,14 @@ public static class ModelFormat
         return new WeightLoadReport(copies.Select(c => c.Key).ToArray(), skipped);
     }
 
+    /// <summary>Refuses a floating-point tensor with NaN/Inf values, naming the file, layer and weight.</summary>
+    /// <exception cref="WeightsMismatchException">The tensor holds NaN or infinite values.</exception>
+    internal static void ThrowIfNonFinite(string file, LayerWeight target, Tensor value)
+    {
+        if (value.is_floating_point() && NonFiniteCount(value) is > 0 and var bad)
+            throw new WeightsMismatchException(file, target.Owner.Name, target.Name, $"{bad} NaN/Inf value{(bad == 1 ? "" : "s")}; the weights are unusable.");
+    }
+
     /// <summary>How many elements of a floating-point tensor are NaN or infinite.</summary>
     internal static long NonFiniteCount(Tensor t)
     {
