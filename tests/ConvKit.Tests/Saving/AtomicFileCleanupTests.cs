@@ -90,3 +90,47 @@ public class AtomicFileCleanupTests : IDisposable
         Assert.Empty(Directory.GetFiles(dir, AtomicFile.TempPrefix + "*"));
     }
 }
+
+/// <summary>Saves of one target from many threads at once: each completes whole, none deletes another's temp file.</summary>
+public class AtomicFileConcurrencyTests : IDisposable
+{
+    readonly string dir = Directory.CreateTempSubdirectory("convkit-atomic-mt-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, recursive: true);
+
+    [Fact]
+    public void ConcurrentSavesOfOneTargetEachLandWholeAndLeaveNoTempFiles()
+    {
+        var target = Path.Combine(dir, "model.safetensors");
+        const int Threads = 8, Saves = 40, Size = 50_000;
+        var errors = new System.Collections.Concurrent.ConcurrentBag<Exception>();
+        var threads = Enumerable.Range(0, Threads).Select(t => new Thread(() =>
+        {
+            try
+            {
+                for (int i = 0; i < Saves; i++)
+                {
+                    byte value = (byte)(t * Saves + i);
+                    AtomicFile.Write(target, s =>
+                    {
+                        var chunk = new byte[Size / 10];
+                        Array.Fill(chunk, value);
+                        for (int k = 0; k < 10; k++) s.Write(chunk); // several writes: other threads interleave
+                    });
+                    // Whatever save landed last, the file is one save's content, whole.
+                    var now = File.ReadAllBytes(target);
+                    Assert.Equal(Size, now.Length);
+                    Assert.All(now, b => Assert.Equal(now[0], b));
+                }
+            }
+            catch (Exception e)
+            {
+                errors.Add(e);
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Assert.Empty(errors);
+        Assert.Empty(Directory.GetFiles(dir, AtomicFile.TempPrefix + "*"));
+    }
+}
