@@ -203,7 +203,7 @@ public static class TrainCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new ConvKitException($"cannot write '{Path.Combine(outDir, TensorBoardFolder)}': {Saving.AtomicFile.Explain(e, Path.Combine(outDir, TensorBoardFolder, "x"))}", e);
+            throw TensorBoardFailed(outDir, e);
         }
         var callbacks = new List<Callback>
         {
@@ -221,7 +221,7 @@ public static class TrainCommand
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // TensorBoard's event files are the only ones written during training.
-            throw new ConvKitException($"cannot write '{Path.Combine(outDir, TensorBoardFolder)}': {Saving.AtomicFile.Explain(e, Path.Combine(outDir, TensorBoardFolder, "x"))}", e);
+            throw TensorBoardFailed(outDir, e);
         }
         var trainTime = clock.Elapsed;
 
@@ -271,6 +271,26 @@ public static class TrainCommand
         table.AddRow("saved to", Markup.Escape(Path.GetFullPath(outDir)));
         console.Ansi.Write(table);
         return 0;
+    }
+
+    // TorchSharp's SummaryWriter appends to its event files as it goes (no atomic writer fits a log): when a write
+    // fails, the files it created empty are removed, so that what remains are readable logs up to the failure.
+    static ConvKitException TensorBoardFailed(string outDir, Exception e)
+    {
+        var folder = Path.Combine(outDir, TensorBoardFolder);
+        try
+        {
+            if (Directory.Exists(folder))
+            {
+                foreach (var f in Directory.GetFiles(folder, "*", SearchOption.AllDirectories))
+                    if (new FileInfo(f).Length == 0) File.Delete(f);
+                foreach (var d in Directory.GetDirectories(folder, "*", SearchOption.AllDirectories).OrderByDescending(d => d.Length))
+                    if (!Directory.EnumerateFileSystemEntries(d).Any()) Directory.Delete(d);
+                if (!Directory.EnumerateFileSystemEntries(folder).Any()) Directory.Delete(folder);
+            }
+        }
+        catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { } // the write error is the one to report
+        return new ConvKitException($"cannot write TensorBoard logs in '{folder}': {Saving.AtomicFile.Explain(e, Path.Combine(folder, "x"))}", e);
     }
 
     static bool ModelIsFinite(Model model)

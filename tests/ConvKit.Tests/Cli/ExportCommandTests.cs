@@ -42,6 +42,7 @@ public class ExportCommandTests
     }
 
     [Fact]
+    [Trait("Catalogue", "Hostile")] // existing before issue 12
     public void ExportErrorsAreReported()
     {
         var (code, _, error) = Run("export", "lenet5", "--onnx", "x.onnx", "--opset", "9");
