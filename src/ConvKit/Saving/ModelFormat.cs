@@ -136,11 +136,14 @@ public static class ModelFormat
         return new WeightLoadReport(copies.Select(c => c.Key).ToArray(), skipped);
     }
 
-    /// <summary>Refuses a floating-point tensor with NaN/Inf values, naming the file, layer and weight.</summary>
-    /// <exception cref="WeightsMismatchException">The tensor holds NaN or infinite values.</exception>
+    /// <summary>Refuses an integer tensor, or a floating-point one with NaN/Inf values, naming the file, layer and weight.</summary>
+    /// <exception cref="WeightsMismatchException">The tensor is not floating point or holds NaN or infinite values.</exception>
     internal static void ThrowIfNonFinite(string file, LayerWeight target, Tensor value)
     {
-        if (value.is_floating_point() && NonFiniteCount(value) is > 0 and var bad)
+        // An integer tensor would be converted silently by copy_: weights are never integers.
+        if (!value.is_floating_point())
+            throw new WeightsMismatchException(file, target.Owner.Name, target.Name, $"the file holds {value.dtype} values; weights must be floating point.");
+        if (NonFiniteCount(value) is > 0 and var bad)
             throw new WeightsMismatchException(file, target.Owner.Name, target.Name, $"{bad} NaN/Inf value{(bad == 1 ? "" : "s")}; the weights are unusable.");
     }
 

@@ -133,6 +133,21 @@ public class WeightsFormatTests : IDisposable
         Assert.Contains("NaN/Inf", e3.Message);
     }
 
+    [Fact]
+    [Trait("Catalogue", "Hostile")]
+    public void IntegerTorchvisionWeightsAreRefusedNotConvertedSilently()
+    {
+        using var source = ModelRegistry.Create("lenet5");
+        var path = Path.Combine(dir, "int.safetensors");
+        var tensors = ModelFormat.NamedWeights(source).ToDictionary(
+            p => StateDictMapping.Default.KeyOf(p.Weight.Owner.Name) + (p.Weight.Name == "kernel" ? ".weight" : ".bias"), p => p.Weight.Value.to(int32));
+        SafeTensors.Write(path, tensors);
+        foreach (var t in tensors.Values) t.Dispose();
+        using var target = ModelRegistry.Create("lenet5");
+        var e = Assert.Throws<WeightsMismatchException>(() => target.LoadTorchvisionWeights(path));
+        Assert.Contains("layer 'conv2d', weight 'kernel': the file holds Int32 values; weights must be floating point", e.Message);
+    }
+
     [Theory]
     [Trait("Catalogue", "Hostile")]
     [InlineData("truncate", 1)]
