@@ -29,6 +29,39 @@ public class ModelResolverTests(TrainedRun run) : IClassFixture<TrainedRun>
     }
 
     [Fact]
+    public void ResolvingFromManyThreadsGivesTheSameModelsAsOneThread()
+    {
+        string[][] forms = [[run.Run, ""], [run.ModelFile, ""], ["lenet5", run.ModelFile], ["lenet5", run.Run]];
+        float[] Weights(ResolvedModel r) => r.Model.Weights.SelectMany(w => w.Value.data<float>().ToArray()).ToArray();
+        var expected = forms.Select(f =>
+        {
+            using var r = ModelResolver.Resolve(f[0], f[1] == "" ? null : f[1]);
+            return (Weights(r), string.Join(",", r.Model.Layers.Select(l => l.Name)));
+        }).ToArray();
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var threads = Enumerable.Range(0, 8).Select(t => new Thread(() =>
+        {
+            try
+            {
+                for (int i = 0; i < 12; i++)
+                {
+                    int k = (t + i) % forms.Length;
+                    using var r = ModelResolver.Resolve(forms[k][0], forms[k][1] == "" ? null : forms[k][1]);
+                    if (!Weights(r).SequenceEqual(expected[k].Item1)) failures.Add($"thread {t}, form {k}: weights differ");
+                    if (string.Join(",", r.Model.Layers.Select(l => l.Name)) != expected[k].Item2) failures.Add($"thread {t}, form {k}: layer names differ");
+                }
+            }
+            catch (Exception e)
+            {
+                failures.Add($"thread {t}: {e.GetType().Name}: {e.Message}");
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Assert.Empty(failures);
+    }
+
+    [Fact]
     [Trait("Catalogue", "Hostile")]
     public void ReleaseHandsTheModelOverAndTheResolvedModelNoLongerServesIt()
     {
