@@ -142,12 +142,18 @@ public static class TrainCommand
         {
             if (overwrite && Directory.Exists(outDir))
             {
+                // Checked again right before deleting: only a run's own files are ever removed.
+                if (ForeignEntries(outDir) is { Count: > 0 } foreign)
+                    throw new ConvKitException($"--overwrite replaces only a run folder, and '{outDir}' holds other files: {string.Join(", ", foreign.Take(5))}.");
                 foreach (var e in Directory.EnumerateFileSystemEntries(outDir))
                 {
                     if (Directory.Exists(e)) Directory.Delete(e, recursive: true);
                     else File.Delete(e);
                 }
             }
+            // Checked again: another process may have written there while the data loaded.
+            else if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
+                throw new ConvKitException($"--out '{outDir}' is not empty (it holds {Describe(outDir)}); choose a new folder, or add --overwrite to replace the run in it.");
             Directory.CreateDirectory(outDir);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
