@@ -1,4 +1,5 @@
-// Child process for CheckpointStoreKillTests ("<checkpoint path>") and FitKillTests ("fit <dir>"), SIGKILLed by them.
+// Child process for CheckpointStoreKillTests ("<checkpoint path>"), FitKillTests ("fit <dir>") and AtomicFileCleanupTests
+// ("stall <path>"), SIGKILLed by them.
 // CheckpointStore mode saves checkpoints in a loop.
 // Each checkpoint holds a step counter and a weight vector filled with that step, so a torn or mixed file is
 // detectable; it resumes from the newest valid checkpoint so the parent can check steps never go backwards.
@@ -12,6 +13,20 @@ using static TorchSharp.torch;
 if (args[0] == "fit")
 {
     FitUntilKilled(args[1]);
+    return;
+}
+if (args[0] == "stall")
+{
+    // "stall <path>": an atomic save of <path> that stops half-way (the temp file holds part of the content) until
+    // the parent kills it: the leftover a kill during a save leaves.
+    AtomicFile.Write(args[1], s =>
+    {
+        s.Write(new byte[100_000]);
+        s.Flush();
+        Console.Out.WriteLine("writing");
+        Console.Out.Flush();
+        Thread.Sleep(Timeout.Infinite);
+    });
     return;
 }
 

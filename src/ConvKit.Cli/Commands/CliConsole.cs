@@ -31,8 +31,9 @@ public sealed class CliConsole
     public IAnsiConsole Ansi { get; }
 
     /// <summary>
-    /// Runs a command body; a ConvKit error (or a bad argument value) becomes a one-line message on standard error and
-    /// exit code 1, without a stack trace.
+    /// Runs a command body; a ConvKit error, a bad argument value or a filesystem error (no space, read-only, permission
+    /// denied: .NET's message names the path) becomes a one-line message on standard error and exit code 1, without a
+    /// stack trace.
     /// </summary>
     public int Guard(Func<int> body)
     {
@@ -40,10 +41,14 @@ public sealed class CliConsole
         {
             return body();
         }
-        catch (Exception e) when (e is ConvKitException or ArgumentException or FormatException)
+        catch (Exception e) when (e is ConvKitException or ArgumentException or FormatException or IOException or UnauthorizedAccessException)
         {
-            Error.WriteLine("error: " + e.Message.ReplaceLineEndings(" "));
+            Error.WriteLine("error: " + OneLine(e.Message));
             return 1;
         }
     }
+
+    /// <summary>A message on one line: line breaks become spaces, control characters (NUL, escapes) are dropped.</summary>
+    public static string OneLine(string message) =>
+        new(message.ReplaceLineEndings(" ").Where(c => !char.IsControl(c)).ToArray());
 }

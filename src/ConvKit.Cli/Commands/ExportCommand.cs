@@ -13,9 +13,9 @@ public static class ExportCommand
     /// <summary>Creates the command.</summary>
     public static Command Create(CliConsole console)
     {
-        var name = new Argument<string>("name") { Description = "Registry name of the model (see 'convkit models')." };
+        var name = new Argument<string>("name") { Description = "A zoo name (see 'convkit models'), or what 'convkit train' wrote: the run folder, its model folder or model.safetensors." };
         var onnx = new Option<string>("--onnx") { Description = "Destination .onnx file.", Required = true };
-        var weights = new Option<string?>("--weights") { Description = "Weights to load first (by layer name): a file written by SaveWeights, Save or ModelCheckpoint for the same model and options." };
+        var weights = new Option<string?>("--weights") { Description = "Weights to load first (by layer name): a file written by SaveWeights, Save or ModelCheckpoint for the same model and options, a Keras .h5, or a run/model folder written by 'convkit train'." };
         var opset = new Option<int>("--opset") { Description = $"ONNX opset, {OnnxExport.MinOpset} to {OnnxExport.MaxOpset}.", DefaultValueFactory = _ => 13 };
         var channelsFirst = new Option<bool>("--channels-first") { Description = "Image inputs and outputs NCHW instead of Keras' NHWC." };
         var inputShape = new Option<string?>("--input-shape") { Description = "Input shape as height,width,channels, e.g. 32,32,3." };
@@ -28,20 +28,25 @@ public static class ExportCommand
         foreach (var o in new Option[] { onnx, weights, opset, channelsFirst, inputShape, classes, noTop, pooling }) command.Options.Add(o);
         command.SetAction(parse => console.Guard(() =>
         {
-            var options = new ModelOptions
+            var path = parse.GetValue(onnx)!;
+            int opsetValue = parse.GetValue(opset);
+            if (opsetValue is < OnnxExport.MinOpset or > OnnxExport.MaxOpset)
+                throw new ConvKitException($"--opset must be {OnnxExport.MinOpset} to {OnnxExport.MaxOpset}; received {opsetValue}.");
+            if (string.IsNullOrWhiteSpace(path)) throw new ConvKitException("--onnx must name a file; received an empty value.");
+            if (Directory.Exists(path)) throw new ConvKitException($"--onnx '{path}' is a folder; name the .onnx file to write.");
+            if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } parent && !Directory.Exists(parent))
+                throw new ConvKitException($"--onnx '{path}': the folder '{parent}' does not exist.");
+            if (parse.GetValue(classes) is { } c && c < 1) throw new ConvKitException($"--classes must be positive; received {c}.");
+            bool zooOptionsGiven = parse.GetValue(noTop) || parse.GetValue(inputShape) is not null || parse.GetValue(classes) is not null || parse.GetValue(pooling) is not null;
+            var options = zooOptionsGiven ? new ModelOptions
             {
                 IncludeTop = !parse.GetValue(noTop),
                 InputShape = parse.GetValue(inputShape) is { } s ? SummaryCommand.ParseShape(s) : null,
                 Classes = parse.GetValue(classes),
                 Pooling = parse.GetValue(pooling) switch { "avg" => PoolingMode.Avg, "max" => PoolingMode.Max, _ => PoolingMode.None },
-            };
-            using var model = ModelRegistry.Create(parse.GetValue(name)!, options);
-            if (parse.GetValue(weights) is { } w)
-            {
-                if (!File.Exists(w)) throw new ConvKitException($"weights file '{w}' does not exist.");
-                model.LoadWeights(w);
-            }
-            var path = parse.GetValue(onnx)!;
+            } : null;
+            using var resolved = ModelResolver.Resolve(parse.GetValue(name)!, parse.GetValue(weights), options);
+            var model = resolved.Model;
             var exportOptions = new OnnxExportOptions { Opset = parse.GetValue(opset), ChannelsLast = !parse.GetValue(channelsFirst) };
             try
             {
@@ -49,7 +54,7 @@ public static class ExportCommand
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw new ConvKitException($"cannot write '{path}': {e.Message}", e);
+                throw new ConvKitException($"cannot write '{path}': {AtomicFile.Explain(e, path)}", e);
             }
             string Dims(Shape s) => s.Rank == 3 && !exportOptions.ChannelsLast ? $"(N, {s[2]}, {s[0]}, {s[1]})" : "(N, " + string.Join(", ", s) + ")";
             var input = model.Inputs[0];

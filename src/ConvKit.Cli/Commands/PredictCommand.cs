@@ -11,9 +11,9 @@ public static class PredictCommand
     /// <summary>Creates the command.</summary>
     public static Command Create(CliConsole console)
     {
-        var model = new Argument<string>("model") { Description = "Registry name of the model (see 'convkit models')." };
+        var model = new Argument<string>("model") { Description = "A zoo name (see 'convkit models'), or what 'convkit train' wrote: the run folder, its model folder or model.safetensors." };
         var images = new Argument<string[]>("images") { Description = "JPEG/PNG/BMP/GIF/WebP image files.", Arity = ArgumentArity.OneOrMore };
-        var weights = new Option<string?>("--weights") { Description = "Weights: 'imagenet' (Keras' published file, cached in ~/.convkit/weights or $CONVKIT_WEIGHTS), or a .h5 / .safetensors file. Default: random weights." };
+        var weights = new Option<string?>("--weights") { Description = "Weights for a zoo model: 'imagenet' (Keras' published file, cached in ~/.convkit/weights or $CONVKIT_WEIGHTS), a .h5 / .safetensors file, or a run/model folder written by 'convkit train'. Default: random weights." };
         var top = new Option<int>("--top") { Description = "Number of classes to print per image.", DefaultValueFactory = _ => 5 };
         var batchSize = new Option<int>("--batch-size") { Description = "Images decoded and classified together (memory grows with it, not with the number of files).", DefaultValueFactory = _ => ImageClassifier.DefaultBatchSize };
         var maxPixels = new Option<long>("--max-pixels") { Description = "Pixel budget: images whose header declares more pixels (width x height) are refused before decoding.", DefaultValueFactory = _ => ImageDecodeOptions.DefaultMaxPixels };
@@ -35,9 +35,12 @@ public static class PredictCommand
             var decodeOptions = new ImageDecodeOptions { MaxPixels = budget };
             var name = parse.GetValue(model)!;
             var w = parse.GetValue(weights);
-            using var classifier = ImageClassifier.FromRegistry(name, w);
+            using var resolved = ModelResolver.Resolve(name, w);
+            bool random = resolved.Kind == ModelSourceKind.Zoo && w is null;
+            using var classifier = new ImageClassifier(resolved.Model, resolved.Preprocessing, resolved.ClassNames, ownsModel: true);
+            resolved.Release();
             var output = console.Output;
-            if (w is null) output.WriteLine($"note: {name} has random weights; pass --weights imagenet or a weights file for meaningful classes.");
+            if (random) output.WriteLine($"note: {name} has random weights; pass --weights imagenet or a weights file for meaningful classes.");
             return Print(console, classifier.Classify(parse.GetValue(images)!, k, batch, decodeOptions));
         }));
         return command;

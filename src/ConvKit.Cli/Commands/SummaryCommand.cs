@@ -23,6 +23,7 @@ public static class SummaryCommand
         foreach (var o in new Option[] { inputShape, classes, noTop, pooling, macs }) command.Options.Add(o);
         command.SetAction(parse => console.Guard(() =>
         {
+            if (parse.GetValue(classes) is { } c && c < 1) throw new ConvKitException($"--classes must be positive; received {c}.");
             var options = new ModelOptions
             {
                 IncludeTop = !parse.GetValue(noTop),

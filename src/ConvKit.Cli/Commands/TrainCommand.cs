@@ -34,36 +34,155 @@ public static class TrainCommand
         var augment = new Option<bool>("--augment") { Description = "Random horizontal flips and shifts of up to 10% during training." };
         var validationSplit = new Option<double>("--validation-split") { Description = "Fraction of the training data, from its end, held out for validation.", DefaultValueFactory = _ => 0.1 };
         var seed = new Option<long>("--seed") { Description = "Seed of weights, shuffling and augmentation: the same seed repeats a CPU run bit for bit.", DefaultValueFactory = _ => 42 };
-        var output = new Option<string?>("--out") { Description = "Output folder (default: runs/<model>-<time>)." };
+        var output = new Option<string?>("--out") { Description = "Output folder (default: runs/<model>-<time>). It must not exist or be empty, unless --overwrite." };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace the run in a non-empty --out folder (only what 'convkit train' writes there; other files make it refuse)." };
         var verbose = new Option<int>("--verbose") { Description = "0 silent, 1 progress bar, 2 one line per epoch.", DefaultValueFactory = _ => 1 };
         var command = new Command("train", "Train a zoo model on a dataset, evaluate it on the test split and save it.");
         command.Arguments.Add(model);
-        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, verbose })
+        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose })
             command.Options.Add(o);
         command.SetAction(parse => console.Guard(() => Run(console, new TrainSettings(
             parse.GetValue(model)!, parse.GetValue(dataset), parse.GetValue(data), parse.GetValue(epochs), parse.GetValue(batchSize),
             parse.GetValue(optimizer)!, parse.GetValue(lr), parse.GetValue(augment), parse.GetValue(validationSplit),
-            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)))));
+            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite) })));
         return command;
     }
 
     /// <summary>The command's arguments.</summary>
     public sealed record TrainSettings(string Model, string? Dataset, string? DataPath, int Epochs, int BatchSize, string Optimizer,
-        double? LearningRate, bool Augment, double ValidationSplit, long Seed, string? OutputFolder, int Verbose);
+        double? LearningRate, bool Augment, double ValidationSplit, long Seed, string? OutputFolder, int Verbose)
+    {
+        /// <summary>Replace an earlier run in <see cref="OutputFolder"/>.</summary>
+        public bool Overwrite { get; init; }
+    }
+
+    /// <summary>What a run writes in its folder; <c>--overwrite</c> removes these and nothing else.</summary>
+    static readonly string[] RunFiles = ["summary.txt", "history.csv", "history.json", "loss.png", "accuracy.png"];
+    const string TensorBoardFolder = "tensorboard";
+
+    /// <summary>
+    /// Checks every argument, by its CLI name, before anything is loaded or created.
+    /// </summary>
+    /// <exception cref="ConvKitException">An argument is invalid; the message names the option and the value received.</exception>
+    public static void Validate(TrainSettings s)
+    {
+        static string V(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+        if (s.Epochs < 1) throw new ConvKitException($"--epochs must be at least 1; received {s.Epochs}.");
+        if (s.BatchSize < 1) throw new ConvKitException($"--batch-size must be positive; received {s.BatchSize}.");
+        if (s.LearningRate is { } lr && (!double.IsFinite(lr) || lr <= 0))
+            throw new ConvKitException($"--lr must be a positive finite number; received {V(lr)}.");
+        if (!double.IsFinite(s.ValidationSplit) || s.ValidationSplit < 0 || s.ValidationSplit >= 1)
+            throw new ConvKitException($"--validation-split must be at least 0 and less than 1; received {V(s.ValidationSplit)}.");
+        if (s.Verbose is < 0 or > 2) throw new ConvKitException($"--verbose must be 0, 1 or 2; received {s.Verbose}.");
+        if (s.Optimizer is not ("sgd" or "adam" or "adamw" or "rmsprop"))
+            throw new ConvKitException($"--optimizer must be sgd, adam, adamw or rmsprop; received '{s.Optimizer}'.");
+        ModelRegistry.Get(s.Model);
+        if (s.Dataset is not null)
+        {
+            try { Datasets.Get(s.Dataset); }
+            catch (ArgumentException e) { throw new ConvKitException("--dataset: " + e.Message.Split(" (Parameter")[0], e); }
+        }
+        if (s.DataPath is { } d && !File.Exists(d) && !Directory.Exists(d))
+            throw new ConvKitException($"--data '{d}' does not exist.");
+        if (s.OutputFolder is { } o)
+        {
+            if (string.IsNullOrWhiteSpace(o)) throw new ConvKitException("--out must name a folder; received an empty value.");
+            if (File.Exists(o)) throw new ConvKitException($"--out '{o}' is a file; name a folder (new or empty, or add --overwrite to replace an earlier run).");
+            if (Directory.Exists(o) && Directory.EnumerateFileSystemEntries(o).Any())
+            {
+                if (!s.Overwrite)
+                    throw new ConvKitException($"--out '{o}' is not empty (it holds {Describe(o)}); choose a new folder, or add --overwrite to replace the run in it.");
+                var foreign = ForeignEntries(o);
+                if (foreign.Count > 0)
+                    throw new ConvKitException($"--overwrite replaces only a run folder, and '{o}' holds other files: {string.Join(", ", foreign.Take(5))}" +
+                        (foreign.Count > 5 ? $" and {foreign.Count - 5} more" : "") + ". Choose another --out.");
+            }
+        }
+    }
+
+    static string Describe(string folder)
+    {
+        var names = Directory.EnumerateFileSystemEntries(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray();
+        return string.Join(", ", names.Take(4)) + (names.Length > 4 ? $" and {names.Length - 4} more" : "");
+    }
+
+    // Entries of an existing --out that 'convkit train' did not write there.
+    static List<string> ForeignEntries(string folder)
+    {
+        var foreign = new List<string>();
+        foreach (var e in Directory.EnumerateFileSystemEntries(folder))
+        {
+            var name = Path.GetFileName(e);
+            if (name.StartsWith(Saving.AtomicFile.TempPrefix, StringComparison.Ordinal)) continue;
+            if (File.Exists(e) && RunFiles.Contains(name)) continue;
+            if (Directory.Exists(e) && name == TensorBoardFolder) continue;
+            if (Directory.Exists(e) && name == TrainedModelFolder.RunModelFolder)
+            {
+                foreach (var m in Directory.EnumerateFileSystemEntries(e))
+                {
+                    var mn = Path.GetFileName(m);
+                    if (!(File.Exists(m) && (mn is TrainedModelFolder.ModelFile or TrainedModelFolder.InfoFile or NonFiniteModelFile
+                          || mn.StartsWith(Saving.AtomicFile.TempPrefix, StringComparison.Ordinal))))
+                        foreign.Add(Path.Combine(name, mn));
+                }
+                continue;
+            }
+            foreign.Add(name);
+        }
+        return foreign;
+    }
+
+    /// <summary>Where a model whose weights became NaN/Inf is kept for inspection (never as model.safetensors).</summary>
+    public const string NonFiniteModelFile = "model-nonfinite.safetensors";
+
+    // Creates --out (and its parents), or empties the previous run out of it (validated by Validate).
+    static void PrepareOutput(string outDir, bool overwrite)
+    {
+        try
+        {
+            if (overwrite && Directory.Exists(outDir))
+            {
+                // Checked again right before deleting: only a run's own files are ever removed.
+                if (ForeignEntries(outDir) is { Count: > 0 } foreign)
+                    throw new ConvKitException($"--overwrite replaces only a run folder, and '{outDir}' holds other files: {string.Join(", ", foreign.Take(5))}.");
+                foreach (var e in Directory.EnumerateFileSystemEntries(outDir))
+                {
+                    if (Directory.Exists(e)) Directory.Delete(e, recursive: true);
+                    else File.Delete(e);
+                }
+            }
+            // Checked again: another process may have written there while the data loaded.
+            else if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
+                throw new ConvKitException($"--out '{outDir}' is not empty (it holds {Describe(outDir)}); choose a new folder, or add --overwrite to replace the run in it.");
+            Directory.CreateDirectory(outDir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConvKitException($"cannot create --out '{outDir}': {Saving.AtomicFile.Explain(e, Path.Combine(outDir, "x"))}", e);
+        }
+    }
+
+    static void WriteText(string path, string text) =>
+        Saving.AtomicFile.WriteOrExplain(path, st => st.Write(System.Text.Encoding.UTF8.GetBytes(text)));
 
     /// <summary>Runs a training job; returns the exit code.</summary>
     public static int Run(CliConsole console, TrainSettings s)
     {
-        if (s.Epochs < 1) throw new ArgumentException($"--epochs must be at least 1; received {s.Epochs}.");
+        Validate(s);
         var info = ModelRegistry.Get(s.Model);
         var datasetInfo = Datasets.Get(s.Dataset ?? DefaultDataset(info));
         var outDir = s.OutputFolder ?? Path.Combine("runs", $"{info.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
-        Directory.CreateDirectory(outDir);
         set_num_threads(Math.Max(1, Environment.ProcessorCount));
         Backend.SetSeed(s.Seed);
 
         using var splits = LoadDataset(console, datasetInfo, s.DataPath);
         var train = splits.Train;
+        var test = splits.Test;
+        if (test.Height != train.Height || test.Width != train.Width || test.Channels != train.Channels)
+            throw new ConvKitException($"{datasetInfo.Name}: the test images are {test.Height}x{test.Width}x{test.Channels}, the training images " +
+                $"{train.Height}x{train.Width}x{train.Channels}; both splits must have one image size.");
+        if (train.Count * (1 - s.ValidationSplit) < 1)
+            throw new ConvKitException($"--validation-split {s.ValidationSplit.ToString(CultureInfo.InvariantCulture)} leaves no training images of {train.Count}.");
         var inputShape = new Shape(train.Height, train.Width, train.Channels);
         int classes = train.ClassNames.Count;
         using var scope = Backend.NameScope();
@@ -72,8 +191,9 @@ public static class TrainCommand
         if (s.Augment)
             trainee = new Sequential([new Input(inputShape), new RandomFlip("horizontal", seed: s.Seed), new RandomTranslation(0.1, 0.1, seed: s.Seed + 1), net], name: info.Name + "_augmented");
         var summary = trainee.Summary();
+        PrepareOutput(outDir, s.Overwrite);
         console.Output.Write(summary);
-        File.WriteAllText(Path.Combine(outDir, "summary.txt"), summary);
+        WriteText(Path.Combine(outDir, "summary.txt"), summary);
 
         trainee.Compile(optimizer: MakeOptimizer(s.Optimizer, s.LearningRate), loss: "sparse_categorical_crossentropy", metrics: ["accuracy"]);
         console.Output.WriteLine($"Training {info.Name} on {datasetInfo.Name}: {train.Count} images {inputShape.ToBatchString()}, {classes} classes, " +
@@ -81,25 +201,70 @@ public static class TrainCommand
         // A Scalar kept alive until the divisions return: TorchSharp's implicit ones can be freed mid-call by a GC.
         using var maxPixel = 255f.ToScalar();
         using var x = train.Images.to(float32).div_(maxPixel);
+        var nanGuard = new TerminateOnNaN { Output = console.Output };
+        TensorBoard tensorBoard;
+        try
+        {
+            tensorBoard = new TensorBoard(Path.Combine(outDir, TensorBoardFolder));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw TensorBoardFailed(outDir, e);
+        }
         var callbacks = new List<Callback>
         {
             new ProgbarLogger(console.Output, interactive: ReferenceEquals(console.Output, Console.Out) && !Console.IsOutputRedirected),
-            new CSVLogger(Path.Combine(outDir, "history.csv")),
-            new TensorBoard(Path.Combine(outDir, "tensorboard")),
+            nanGuard, // Keras leaves it out by default; a CLI run that diverged is stopped, not continued for hours
+            tensorBoard,
         };
         var clock = Stopwatch.StartNew();
-        var history = trainee.Fit(x, train.Labels, batchSize: s.BatchSize, epochs: s.Epochs, verbose: s.Verbose,
-            callbacks: callbacks, validationSplit: s.ValidationSplit, seed: s.Seed);
+        History history;
+        try
+        {
+            history = trainee.Fit(x, train.Labels, batchSize: s.BatchSize, epochs: s.Epochs, verbose: s.Verbose,
+                callbacks: callbacks, validationSplit: s.ValidationSplit, seed: s.Seed);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // TensorBoard's event files are the only ones written during training.
+            throw TensorBoardFailed(outDir, e);
+        }
         var trainTime = clock.Elapsed;
 
-        using var xTest = splits.Test.Images.to(float32).div_(maxPixel);
-        // The compiled model; augmentation layers are the identity in inference.
-        var test = trainee.Evaluate(xTest, splits.Test.Labels, batchSize: 256, verbose: 0);
-        TrainedModelFolder.Save(Path.Combine(outDir, "model"), net,
-            new TrainedModelInfo(info.Name, datasetInfo.Name, train.ClassNames.ToArray()));
-        File.WriteAllText(Path.Combine(outDir, "history.json"), JsonSerializer.Serialize(
-            new { history = history.Values, test, train_seconds = trainTime.TotalSeconds }, new JsonSerializerOptions { WriteIndented = true }));
+        bool finite = ModelIsFinite(net);
+        IReadOnlyDictionary<string, double> testResult;
+        if (finite)
+        {
+            using var xTest = test.Images.to(float32).div_(maxPixel);
+            // The compiled model; augmentation layers are the identity in inference.
+            testResult = trainee.Evaluate(xTest, test.Labels, batchSize: 256, verbose: 0);
+        }
+        else testResult = new Dictionary<string, double> { ["loss"] = double.NaN, ["accuracy"] = double.NaN };
+
+        var modelDir = Path.Combine(outDir, TrainedModelFolder.RunModelFolder);
+        var trainedInfo = new TrainedModelInfo(info.Name, datasetInfo.Name, train.ClassNames.ToArray())
+        {
+            InputShape = [train.Height, train.Width, train.Channels],
+            ColorMode = train.Channels == 1 ? "grayscale" : "rgb",
+            Preprocessing = nameof(Preprocessing.None),
+            Rescale = 1.0 / 255,
+        };
+        if (finite) TrainedModelFolder.Save(modelDir, net, trainedInfo);
+        else net.Save(Path.Combine(modelDir, NonFiniteModelFile));
+        WriteText(Path.Combine(outDir, "history.csv"), HistoryCsv(history));
+        WriteText(Path.Combine(outDir, "history.json"), HistoryJson(history, testResult, trainTime.TotalSeconds));
         HistoryPlot.Save(outDir, history, $"{info.Name} on {datasetInfo.Name}");
+
+        if (!finite || nanGuard.TerminatedAtBatch is not null)
+        {
+            int epoch = history.Epoch.Count;
+            string where = nanGuard.TerminatedAtBatch is { } b ? $"stopped in epoch {epoch} at batch {b} (counted from 0): the loss became NaN or infinite" : "the weights became NaN or infinite";
+            string model = finite ? $"the model was saved to '{modelDir}' but its last updates came from a non-finite loss"
+                : $"the weights are not finite, so no model.safetensors was written (kept for inspection as '{Path.Combine(modelDir, NonFiniteModelFile)}')";
+            console.Error.WriteLine($"error: training {where}; {model}. History: '{Path.Combine(outDir, "history.csv")}'. " +
+                $"Try a lower --lr (received {(s.LearningRate?.ToString("R", CultureInfo.InvariantCulture) ?? "the default")}).");
+            return 2;
+        }
 
         var table = new Table().AddColumns("", "value");
         table.AddRow("model", info.Name);
@@ -107,12 +272,74 @@ public static class TrainCommand
         table.AddRow("epochs", history.Epoch.Count.ToString(CultureInfo.InvariantCulture));
         table.AddRow("training time", $"{trainTime.TotalSeconds:F1} s ({train.Count * (1 - s.ValidationSplit) * history.Epoch.Count / trainTime.TotalSeconds:F0} images/s)");
         if (history.Values.TryGetValue("val_accuracy", out var va)) table.AddRow("validation accuracy", $"{va[^1]:P2}");
-        table.AddRow("[bold]test accuracy[/]", $"[bold]{test["accuracy"]:P2}[/]");
-        table.AddRow("test loss", $"{test["loss"]:F4}");
+        table.AddRow("[bold]test accuracy[/]", $"[bold]{testResult["accuracy"]:P2}[/]");
+        table.AddRow("test loss", $"{testResult["loss"]:F4}");
         table.AddRow("saved to", Markup.Escape(Path.GetFullPath(outDir)));
         console.Ansi.Write(table);
         return 0;
     }
+
+    // TorchSharp's SummaryWriter appends to its event files as it goes (no atomic writer fits a log): when a write
+    // fails, the files it created empty are removed, so that what remains are readable logs up to the failure.
+    static ConvKitException TensorBoardFailed(string outDir, Exception e)
+    {
+        var folder = Path.Combine(outDir, TensorBoardFolder);
+        try
+        {
+            if (Directory.Exists(folder))
+            {
+                foreach (var f in Directory.GetFiles(folder, "*", SearchOption.AllDirectories))
+                    if (new FileInfo(f).Length == 0) File.Delete(f);
+                foreach (var d in Directory.GetDirectories(folder, "*", SearchOption.AllDirectories).OrderByDescending(d => d.Length))
+                    if (!Directory.EnumerateFileSystemEntries(d).Any()) Directory.Delete(d);
+                if (!Directory.EnumerateFileSystemEntries(folder).Any()) Directory.Delete(folder);
+            }
+        }
+        catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { } // the write error is the one to report
+        return new ConvKitException($"cannot write TensorBoard logs in '{folder}': {Saving.AtomicFile.Explain(e, Path.Combine(folder, "x"))}", e);
+    }
+
+    static bool ModelIsFinite(Model model)
+    {
+        foreach (var w in model.Weights)
+        {
+            if (!w.Value.is_floating_point()) continue;
+            using var ok = w.Value.isfinite().all();
+            if (!ok.item<bool>()) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Keras' CSVLogger layout (epoch, then the keys sorted), with non-finite values as Python writes them
+    /// (<c>nan</c>, <c>inf</c>, <c>-inf</c>).</summary>
+    public static string HistoryCsv(History history)
+    {
+        var keys = history.Values.Keys.Order(StringComparer.Ordinal).ToArray();
+        var sb = new System.Text.StringBuilder();
+        sb.Append(string.Join(',', new[] { "epoch" }.Concat(keys))).Append('\n');
+        for (int i = 0; i < history.Epoch.Count; i++)
+        {
+            sb.Append(history.Epoch[i].ToString(CultureInfo.InvariantCulture));
+            foreach (var k in keys) sb.Append(',').Append(i < history.Values[k].Count ? PythonFloat(history.Values[k][i]) : "NA");
+            sb.Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    static string PythonFloat(double v)
+    {
+        if (double.IsNaN(v)) return "nan";
+        if (double.IsInfinity(v)) return v > 0 ? "inf" : "-inf";
+        var t = v.ToString("R", CultureInfo.InvariantCulture).ToLowerInvariant(); // 1e+30, 1e-05 as Python writes them
+        return t.Contains('.') || t.Contains('e') ? t : t + ".0";
+    }
+
+    /// <summary>history.json: <c>{"history": {metric: [per epoch]}, "test": {...}, "train_seconds": s}</c>. Non-finite
+    /// numbers are written as the strings <c>"NaN"</c>, <c>"Infinity"</c> and <c>"-Infinity"</c> (JSON has no
+    /// literal for them; .NET and Python's <c>float()</c> read these strings back).</summary>
+    public static string HistoryJson(History history, IReadOnlyDictionary<string, double> test, double trainSeconds) =>
+        JsonSerializer.Serialize(new { history = history.Values, test, train_seconds = trainSeconds },
+            new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
 
     /// <summary>The dataset a model trains on by default: Fashion-MNIST for 1-channel models, CIFAR otherwise.</summary>
     public static string DefaultDataset(ModelInfo info) => info.DefaultInputShape[2] == 1 ? "fashion-mnist"
@@ -124,7 +351,7 @@ public static class TrainCommand
         "adam" => new Adam(learningRate: lr ?? 0.001),
         "adamw" => new AdamW(learningRate: lr ?? 0.001),
         "rmsprop" => new RMSprop(learningRate: lr ?? 0.001),
-        _ => throw new ArgumentException($"unknown optimizer '{name}'"),
+        _ => throw new ConvKitException($"--optimizer must be sgd, adam, adamw or rmsprop; received '{name}'."),
     };
 
     /// <summary>Loads a dataset, showing a progress bar while a download runs.</summary>

@@ -129,20 +129,40 @@ internal static class WeightsOption
         else
         {
             path = weights;
+            if (Directory.Exists(path))
+                throw new LayerArgumentException($"model '{registryName}'", "weights", $"'{path}' is a directory, not a weights file.");
             if (!File.Exists(path))
                 throw new LayerArgumentException($"model '{registryName}'", "weights",
                     $"must be null, 'imagenet' or the path of a weights file; '{weights}' does not exist.");
         }
-        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+        var kind = FileSignature.Detect(path);
+        if (kind == FileKind.SafeTensors)
         {
-            model.LoadTorchvisionWeights(path, info.StateDict ?? StateDictMapping.Default);
-            return;
+            // What ConvKit itself wrote (Save, SaveWeights, ModelCheckpoint, 'convkit train') loads by layer name;
+            // other safetensors files are torchvision state dicts.
+            bool native;
+            using (var st = SafeTensors.Read(path)) native = st.Metadata.ContainsKey(ModelFormat.FormatKey);
+            if (native) model.LoadWeights(path);
+            else model.LoadTorchvisionWeights(path, info.StateDict ?? StateDictMapping.Default);
         }
-        var file = KerasH5.Read(path);
-        // Keras' default is topological order; match by name when every layer name is in the file (ConvKit's names
-        // follow keras.applications), so that files saved with other automatic numbering still load.
-        var names = file.Layers.Where(l => l.Weights.Count > 0).Select(l => l.Name).ToHashSet();
-        bool byName = KerasWeightsLoader.WeightedLayers(model).All(l => names.Contains(l.Name));
-        KerasWeightsLoader.Load(model, file, byName);
+        else if (kind == FileKind.Hdf5 || kind == FileKind.Unknown)
+        {
+            var file = KerasH5.Read(path);
+            // Keras' default is topological order; match by name when every layer name is in the file (ConvKit's names
+            // follow keras.applications), so that files saved with other automatic numbering still load.
+            var names = file.Layers.Where(l => l.Weights.Count > 0).Select(l => l.Name).ToHashSet();
+            bool byName = KerasWeightsLoader.WeightedLayers(model).All(l => names.Contains(l.Name));
+            KerasWeightsLoader.Load(model, file, byName);
+        }
+        else throw new WrongFileFormatException(path, kind, "a weights file (.safetensors or Keras .h5)");
+        ThrowIfNonFinite(model, path);
+    }
+
+    /// <summary>Refuses weights with NaN/Inf values, naming the first layer and weight that has them.</summary>
+    internal static void ThrowIfNonFinite(Model model, string path)
+    {
+        foreach (var (key, w) in ModelFormat.NamedWeights(model))
+            if (w.Value.is_floating_point() && ModelFormat.NonFiniteCount(w.Value) is > 0 and var bad)
+                throw new WeightsMismatchException(path, w.Owner.Name, w.Name, $"{bad} NaN/Inf value{(bad == 1 ? "" : "s")} in '{key}'; the weights are unusable.");
     }
 }

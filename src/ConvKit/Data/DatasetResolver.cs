@@ -69,23 +69,60 @@ public sealed class DatasetResolver
         if (explicitPath is not null)
             return dataset.Locate(explicitPath) ?? throw new DatasetNotFoundException(
                 $"{explicitPath} does not hold the {dataset.Name} dataset: expected {dataset.Expectation}.");
-        foreach (var candidate in Candidates(dataset))
-            if (dataset.Locate(candidate) is { } found) return found;
         string target = Path.Combine(UserFolder, dataset.Name);
+        bool canDownload = AllowDownload && dataset.Files.Count > 0;
+        foreach (var candidate in Candidates(dataset))
+        {
+            if (dataset.Locate(candidate) is { } found) return found;
+            // A folder that holds part of the dataset is a mistake to report, not a reason to look elsewhere: falling
+            // back to another copy would train on data the user did not choose. (The download folder is completed
+            // by the download instead.)
+            bool downloadTarget = canDownload && Path.GetFullPath(candidate) == Path.GetFullPath(target);
+            if (!downloadTarget && Incomplete(dataset, candidate) is { } missing)
+                throw new DatasetNotFoundException($"{candidate} holds an incomplete {dataset.Name} dataset: {missing} missing " +
+                    $"(expected {dataset.Expectation}). Complete the folder or remove it.");
+        }
         if (!AllowDownload || dataset.Files.Count == 0)
             throw NotFound(dataset, AllowDownload ? "no canonical download source is known" : "downloading is disabled", null);
+        bool created = !Directory.Exists(target);
         try
         {
             foreach (var file in dataset.Files)
                 await DownloadAsync(file, target, progress, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is HttpRequestException or IOException or UnauthorizedAccessException
-                                  || e is TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        catch (Exception e)
         {
-            throw NotFound(dataset, $"the download failed: {e.Message}", e);
+            // A failed first download leaves no empty folder behind (which later looked like a damaged dataset).
+            if (created) RemoveIfEmpty(target);
+            if (e is HttpRequestException or IOException or UnauthorizedAccessException
+                || e is TaskCanceledException && !cancellationToken.IsCancellationRequested)
+                    throw NotFound(dataset, $"the download failed: {e.Message}", e);
+            throw;
         }
         return dataset.Locate(target) ?? throw new DatasetNotFoundException(
             $"Downloaded {dataset.Name} into {target}, but the folder does not hold {dataset.Expectation}.");
+    }
+
+    /// <summary>The dataset files missing from a folder that holds some of them ("'a.gz' and 'b.gz'"); null when the
+    /// folder does not exist, is empty, or is complete.</summary>
+    static string? Incomplete(DatasetInfo dataset, string folder)
+    {
+        if (!Directory.Exists(folder) || dataset.Files.Count == 0) return null;
+        bool Has(string name) => File.Exists(Path.Combine(folder, name))
+            || name.EndsWith(".gz", StringComparison.Ordinal) && File.Exists(Path.Combine(folder, name[..^3]));
+        var missing = dataset.Files.Where(f => !Has(f.FileName)).Select(f => $"'{f.FileName}'").ToArray();
+        if (missing.Length == 0) return null;
+        if (missing.Length == dataset.Files.Count && !Directory.EnumerateFileSystemEntries(folder).Any()) return null; // an empty folder stands for nothing
+        return missing.Length == 1 ? missing[0] + " is" : string.Join(", ", missing[..^1]) + " and " + missing[^1] + " are";
+    }
+
+    static void RemoveIfEmpty(string folder)
+    {
+        try
+        {
+            if (Directory.Exists(folder) && !Directory.EnumerateFileSystemEntries(folder).Any()) Directory.Delete(folder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // the download error is the one to report
     }
 
     /// <summary>The folders searched, in order, before downloading.</summary>

@@ -134,7 +134,16 @@ public static class Datasets
         var train = Idx.Load(IdxPath(folder, IdxFiles[0])!, IdxPath(folder, IdxFiles[1])!, classNames);
         try
         {
-            return new DatasetSplits(train, Idx.Load(IdxPath(folder, IdxFiles[2])!, IdxPath(folder, IdxFiles[3])!, classNames));
+            var test = Idx.Load(IdxPath(folder, IdxFiles[2])!, IdxPath(folder, IdxFiles[3])!, classNames);
+            // Found now, not after an epoch of training: the test split must hold images of the training size.
+            if (test.Height != train.Height || test.Width != train.Width || test.Channels != train.Channels)
+            {
+                var message = $"{folder}: the test images ({IdxPath(folder, IdxFiles[2])}) are {test.Height}x{test.Width}x{test.Channels}, " +
+                    $"the training images ({IdxPath(folder, IdxFiles[0])}) {train.Height}x{train.Width}x{train.Channels}; both splits must have one image size.";
+                test.Dispose();
+                throw new DatasetFormatException(message);
+            }
+            return new DatasetSplits(train, test);
         }
         catch
         {

@@ -109,7 +109,8 @@ public static class Idx
         }
         catch (InvalidDataException e)
         {
-            throw new DatasetFormatException($"{path}: bad gzip data (compressed size {fileLength} bytes): {e.Message}", e);
+            // .NET reports most gzip faults (a wrong CRC-32 included) as "unsupported compression method": say what it is.
+            throw new DatasetFormatException($"{path}: bad gzip data (compressed size {fileLength} bytes): {GzipDiagnosis.Explain(path)}", e);
         }
     }
 
@@ -130,4 +131,63 @@ public static class Idx
 
     static string Describe(uint magic) =>
         magic >> 16 != 0 ? " (not an IDX file)" : $" (type 0x{magic >> 8 & 0xff:X2}, {magic & 0xff} dimension(s))";
+}
+
+/// <summary>Why a gzip file failed to decompress, found by parsing it by hand (RFC 1952).</summary>
+internal static class GzipDiagnosis
+{
+    /// <summary>A short cause: unsupported method, corrupt deflate data at an offset, CRC-32 or length mismatch.</summary>
+    public static string Explain(string path)
+    {
+        byte[] b;
+        try { b = File.ReadAllBytes(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return e.Message; }
+        if (b.Length < 18) return $"the file is truncated ({b.Length} bytes; a gzip member has at least 18)";
+        if (b[2] != 8) return $"unsupported compression method {b[2]} at byte 2 (gzip uses 8, deflate)";
+        byte flags = b[3];
+        int pos = 10;
+        try
+        {
+            if ((flags & 4) != 0) pos += 2 + (b[pos] | b[pos + 1] << 8);     // FEXTRA
+            if ((flags & 8) != 0) while (b[pos++] != 0) { }                  // FNAME
+            if ((flags & 16) != 0) while (b[pos++] != 0) { }                 // FCOMMENT
+            if ((flags & 2) != 0) pos += 2;                                  // FHCRC
+        }
+        catch (IndexOutOfRangeException) { return "the gzip header is truncated"; }
+        if (pos >= b.Length) return "the gzip header is truncated";
+        var output = new MemoryStream();
+        var input = new MemoryStream(b, pos, b.Length - pos);
+        try
+        {
+            using var deflate = new DeflateStream(input, CompressionMode.Decompress, leaveOpen: true);
+            deflate.CopyTo(output);
+        }
+        catch (InvalidDataException)
+        {
+            return $"the compressed data is corrupt (deflate stream starting at byte {pos}, decoded {output.Length} bytes before the fault)";
+        }
+        if (b.Length - 8 < pos) return "the file is truncated: the gzip trailer (CRC-32 and length) is missing";
+        uint storedCrc = BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(b.Length - 8));
+        uint storedSize = BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(b.Length - 4));
+        uint crc = Crc32(output.GetBuffer().AsSpan(0, (int)output.Length));
+        if (crc != storedCrc)
+            return $"CRC-32 mismatch: the trailer at byte {b.Length - 8} says 0x{storedCrc:X8}, the data gives 0x{crc:X8} (the file is corrupt)";
+        if ((uint)output.Length != storedSize)
+            return $"length mismatch: the trailer at byte {b.Length - 4} says {storedSize} bytes, the data has {output.Length}";
+        return "the data after the first gzip member is not valid gzip";
+    }
+
+    static readonly uint[] Table = Enumerable.Range(0, 256).Select(n =>
+    {
+        uint c = (uint)n;
+        for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        return c;
+    }).ToArray();
+
+    static uint Crc32(ReadOnlySpan<byte> data)
+    {
+        uint c = 0xFFFFFFFFu;
+        foreach (var x in data) c = Table[(c ^ x) & 0xFF] ^ (c >> 8);
+        return c ^ 0xFFFFFFFFu;
+    }
 }

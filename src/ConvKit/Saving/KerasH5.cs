@@ -64,6 +64,10 @@ public static class KerasH5
     /// <exception cref="IOException">The file cannot be opened.</exception>
     public static KerasWeightsFile Read(string path)
     {
+        // A file of another recognized kind (safetensors, zip, image, ...) is named as what it is, not as broken HDF5.
+        if (Directory.Exists(path)) throw new KerasH5FormatException(path, null, null, "this is a directory, not a Keras HDF5 weights file");
+        if (File.Exists(path) && FileSignature.Detect(path) is var kind && kind is not (FileKind.Hdf5 or FileKind.Unknown or FileKind.Empty))
+            throw new KerasH5FormatException(path, null, null, $"this is {FileSignature.Name(kind)}, not a Keras HDF5 weights file" + (FileSignature.Advice(kind) is { } a ? $"; {a}" : ""));
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         return Read(fs, path);
     }
@@ -115,7 +119,9 @@ public static class KerasH5
         {
             // PureHDF reports corrupt structures with many exception types (its own, IndexOutOfRange, EndOfStream,
             // Overflow, ...); the caller gets one ConvKit type with the original kept as the inner exception.
-            throw new KerasH5FormatException(displayName, layer, weight, $"{e.GetType().Name}: {e.Message}", e);
+            // The message says what it means for the user; the reader's exception type stays in InnerException.
+            throw new KerasH5FormatException(displayName, layer, weight,
+                $"the HDF5 structure is corrupt or truncated ({e.Message.ReplaceLineEndings(" ")})", e);
         }
     }
 

@@ -94,7 +94,11 @@ public static class KerasWeightsLoader
                 }
             }
             using (no_grad())
+            {
+                // Nothing is copied if any tensor holds NaN/Inf: such weights would make every prediction NaN.
+                foreach (var (target, value) in plans) ModelFormat.ThrowIfNonFinite(file.Path, target, value);
                 foreach (var (target, value) in plans) target.Value.copy_(value);
+            }
         }
         finally
         {

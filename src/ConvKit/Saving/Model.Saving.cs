@@ -84,7 +84,8 @@ public partial class Model
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new ConvKitException($"cannot write '{path}': {e.Message}", e);
+            // The cause in a few words, naming the target rather than the temp file the error was raised on.
+            throw new ConvKitException($"cannot write '{path}': {AtomicFile.Explain(e, path)}", e);
         }
     }
 }

@@ -119,6 +119,11 @@ public static class ModelFormat
                 problems.Add($"dtype mismatch: layer '{w.Owner.Name}' weight '{w.Name}' is {w.Value.dtype}, the file has {t.dtype}");
                 continue;
             }
+            if (t.is_floating_point() && NonFiniteCount(t) is > 0 and var bad)
+            {
+                problems.Add($"non-finite: layer '{w.Owner.Name}' weight '{w.Name}' holds {bad} NaN/Inf value{(bad == 1 ? "" : "s")}");
+                continue;
+            }
             copies.Add((w, t, key));
         }
         foreach (var key in source.Keys.Where(k => !expectedKeys.Contains(k) && !Skipped(k)).OrderBy(k => k, StringComparer.Ordinal))
@@ -129,6 +134,25 @@ public static class ModelFormat
         using (no_grad())
             foreach (var (w, t, _) in copies) w.Value.copy_(t);
         return new WeightLoadReport(copies.Select(c => c.Key).ToArray(), skipped);
+    }
+
+    /// <summary>Refuses an integer tensor, or a floating-point one with NaN/Inf values, naming the file, layer and weight.</summary>
+    /// <exception cref="WeightsMismatchException">The tensor is not floating point or holds NaN or infinite values.</exception>
+    internal static void ThrowIfNonFinite(string file, LayerWeight target, Tensor value)
+    {
+        // An integer tensor would be converted silently by copy_: weights are never integers.
+        if (!value.is_floating_point())
+            throw new WeightsMismatchException(file, target.Owner.Name, target.Name, $"the file holds {value.dtype} values; weights must be floating point.");
+        if (NonFiniteCount(value) is > 0 and var bad)
+            throw new WeightsMismatchException(file, target.Owner.Name, target.Name, $"{bad} NaN/Inf value{(bad == 1 ? "" : "s")}; the weights are unusable.");
+    }
+
+    /// <summary>How many elements of a floating-point tensor are NaN or infinite.</summary>
+    internal static long NonFiniteCount(Tensor t)
+    {
+        using var finite = t.isfinite();
+        using var count = finite.logical_not().sum();
+        return count.item<long>();
     }
 
     static string Dims(ReadOnlySpan<long> s) => "[" + string.Join(", ", s.ToArray()) + "]";
@@ -351,7 +375,9 @@ public static class ModelFormat
 
     internal static (Dictionary<string, Tensor> Tensors, IReadOnlyDictionary<string, string> Metadata) ReadFile(string path)
     {
+        if (Directory.Exists(path)) throw new ConvKitException($"'{path}' is a directory, not a ConvKit model or weights file.");
         if (!File.Exists(path)) throw new ConvKitException($"'{path}' does not exist.");
+        WrongFileFormatException.ThrowIfOther(path, FileKind.SafeTensors, "a ConvKit model or weights file (.safetensors)");
         try
         {
             using var file = SafeTensors.Read(path);

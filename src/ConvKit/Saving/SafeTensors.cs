@@ -124,8 +124,10 @@ public static class SafeTensors
     /// <returns>An open file; dispose it to release the handle.</returns>
     /// <exception cref="SafeTensorsFormatException">The file is malformed (the message names file, tensor and byte offset).</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
+    /// <exception cref="WrongFileFormatException">The file is of another recognized kind (HDF5, zip, image, ONNX, ...).</exception>
     public static SafeTensorsFile Read(string path)
     {
+        WrongFileFormatException.ThrowIfOther(path, FileKind.SafeTensors, "a safetensors file");
         var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         try
         {

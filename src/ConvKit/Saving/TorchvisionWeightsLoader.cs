@@ -87,7 +87,11 @@ public static class TorchvisionWeightsLoader
                 throw new WeightsMismatchException(path, null, unexpected[0],
                     $"{unexpected.Count} tensor(s) of the file match no layer of model '{model.Name}': {string.Join(", ", unexpected.Take(8))}{(unexpected.Count > 8 ? ", ..." : "")}.");
             using (no_grad())
+            {
+                // Nothing is copied if any tensor holds NaN/Inf: such weights would make every prediction NaN.
+                foreach (var (target, value) in plans) ModelFormat.ThrowIfNonFinite(path, target, value);
                 foreach (var (target, value) in plans) target.Value.copy_(value);
+            }
         }
         finally
         {

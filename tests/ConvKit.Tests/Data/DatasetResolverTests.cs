@@ -48,15 +48,23 @@ public class DatasetResolverTests
     }
 
     [Fact]
-    public void IncompleteFolder_IsSkipped_AndExplicitPathIsNotFallenBackFrom()
+    [Trait("Catalogue", "Hostile")]
+    public void IncompleteFolder_IsAnErrorNamingTheMissingFiles_NotAFallBackToAnotherCopy()
     {
+        // Issue 12: CONVKIT_DATA/<name> lacking a file silently fell back to another copy (/usr/share/datasets).
         using var tmp = new TempFolder();
         DataFiles.WriteIdxDataset(tmp["user/kmnist"]);
         Directory.CreateDirectory(tmp["env/kmnist"]);
         DataFiles.WriteIdxPair(tmp["env/kmnist"], "train", 3, 28, 28, gzip: false); // no t10k files
-        Assert.Equal(tmp["user/kmnist"], Resolver(tmp, tmp["env"]).Resolve(Datasets.KMnist));
+        var fallback = Assert.Throws<DatasetNotFoundException>(() => Resolver(tmp, tmp["env"]).Resolve(Datasets.KMnist));
+        Assert.Contains(tmp["env/kmnist"], fallback.Message);
+        Assert.Contains("'t10k-images-idx3-ubyte.gz' and 't10k-labels-idx1-ubyte.gz' are missing", fallback.Message);
         var e = Assert.Throws<DatasetNotFoundException>(() => Resolver(tmp).Resolve(Datasets.KMnist, tmp["env/kmnist"]));
         Assert.Contains("t10k-images-idx3-ubyte.gz", e.Message);
+        // An empty folder stands for nothing: the next location is used.
+        Directory.Delete(tmp["env/kmnist"], recursive: true);
+        Directory.CreateDirectory(tmp["env/kmnist"]);
+        Assert.Equal(tmp["user/kmnist"], Resolver(tmp, tmp["env"]).Resolve(Datasets.KMnist));
     }
 
     [Fact]
@@ -78,7 +86,7 @@ public class DatasetResolverTests
         var e = Assert.Throws<DatasetNotFoundException>(() => Resolver(tmp, handler: handler, download: true).Resolve(Datasets.Mnist));
         Assert.IsType<HttpRequestException>(e.InnerException);
         Assert.Contains("no route to host", e.Message);
-        Assert.Empty(Directory.GetFiles(tmp["user/mnist"]));
+        Assert.False(Directory.Exists(tmp["user/mnist"]), "a failed download left its (empty) dataset folder");
     }
 
     // A one-file dataset whose published checksum is that of 'published'.
@@ -124,7 +132,7 @@ public class DatasetResolverTests
         var resolver = Resolver(tmp, handler: new FakeHandler(_ => Ok(served)), download: true);
         var e = Assert.Throws<DatasetDownloadException>(() => resolver.Resolve(TestDataset(body)));
         Assert.Contains("https://example.invalid/blob.bin", e.Message);
-        Assert.Empty(Directory.GetFiles(tmp["user/tiny"]));
+        Assert.False(Directory.Exists(tmp["user/tiny"]), "a failed download left its (empty) dataset folder");
     }
 
     [Fact]

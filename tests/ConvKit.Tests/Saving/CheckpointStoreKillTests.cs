@@ -15,6 +15,7 @@ public class CheckpointStoreKillTests(ITestOutputHelper output) : IDisposable
 
     [Fact]
     [Trait("Category", "Slow")]
+    [Trait("Catalogue", "Hostile")] // existing before issue 12
     public async Task SigkillAtRandomMomentsAlwaysLeavesALoadableCompleteCheckpoint()
     {
         int seed = Environment.TickCount;

@@ -18,6 +18,7 @@ public class FitKillTests(ITestOutputHelper output) : IDisposable
 
     [Fact]
     [Trait("Category", "Slow")]
+    [Trait("Catalogue", "Hostile")] // existing before issue 12
     public async Task SigkillDuringFitLeavesALoadableCheckpointAndLosesAtMostTheEpochInProgress()
     {
         int seed = Environment.TickCount;

@@ -34,6 +34,7 @@ public partial class ReaderFuzzTests(ITestOutputHelper output)
     }
 
     [Fact]
+    [Trait("Catalogue", "Hostile")] // existing before issue 12
     public void MutatedSafeTensorsFilesEndInAValidLoadOrASafeTensorsFormatException()
     {
         const int seed = 20261123;
@@ -69,6 +70,7 @@ public partial class ReaderFuzzTests(ITestOutputHelper output)
     }
 
     [Fact]
+    [Trait("Catalogue", "Hostile")] // existing before issue 12
     public void MutatedKerasH5FilesEndInAValidLoadOrAKerasH5FormatException()
     {
         const int seed = 4242;
