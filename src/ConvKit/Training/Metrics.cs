@@ -36,6 +36,10 @@ public abstract class Metric
     /// <exception cref="ArgumentException">Unknown name.</exception>
     public static implicit operator Metric(string name) => Metrics.Get(name);
 
+    /// <summary>A copy with empty state, for an Evaluate that runs beside others on the same model; null when the metric
+    /// cannot be copied (then concurrent Evaluate calls take turns on it).</summary>
+    internal virtual Metric? FreshCopy() => null;
+
     /// <inheritdoc/>
     public override string ToString() => Name;
 }
@@ -97,6 +101,15 @@ public abstract class MeanMetric : Metric
         total?.zero_();
         weightTotal?.zero_();
         count = 0;
+    }
+
+    /// <inheritdoc/>
+    internal override Metric? FreshCopy()
+    {
+        var copy = (MeanMetric)MemberwiseClone();
+        copy.total = copy.weightTotal = null;
+        copy.count = 0;
+        return copy;
     }
 }
 
