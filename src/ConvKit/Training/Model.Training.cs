@@ -576,8 +576,9 @@ public partial class Model
         var sample = new Shape(x.shape.Skip(1).Select(d => (int)d).ToArray());
         if (!IsBuilt)
         {
-            Build(sample);
-            return;
+            // Two threads predicting with an unbuilt model: one builds it.
+            lock (fusedHeadGate)
+                if (!IsBuilt) Build(sample);
         }
         var expected = BuiltInputShapes![0];
         bool ok = expected.Rank == sample.Rank;

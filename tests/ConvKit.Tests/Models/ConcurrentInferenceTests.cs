@@ -139,6 +139,28 @@ public class ConcurrentInferenceTests
     public void EightThreadsTimesFiveHundredPredictCallsAreBitIdentical(string name, bool optimized) => PredictConcurrently(name, optimized, 8, 500);
 
     [Fact]
+    public void SameAveragePoolingsCachedDivisorServesConcurrentCallsOfDifferentSizes()
+    {
+        // 'same' average pooling caches the count of real cells for the last input size: threads alternating between
+        // sizes replace it while others read it.
+        manual_seed(71);
+        var input = new Input(new ConvKit.Shape(ConvKit.Shape.Unknown, ConvKit.Shape.Unknown, 2));
+        var pooled = new AveragePooling2D(3, strides: 2, padding: ConvKit.Layers.Padding.Same).Apply(new Conv2D(4, 3, padding: ConvKit.Layers.Padding.Same).Apply(input));
+        using var model = new Model(input, new GlobalAveragePooling2D().Apply(pooled));
+        using var g = new Generator(72);
+        var inputs = new[] { 8, 9, 10, 13 }.Select(n => randn([2, n, n, 2], generator: g)).ToArray();
+        var expected = inputs.Select(x => model.Predict(x)).ToArray();
+        var failures = RunConcurrently(4, 100, (t, i) =>
+        {
+            int k = (t + i) % inputs.Length;
+            using var y = model.Predict(inputs[k]);
+            return Identical(y, expected[k]) ? null : $"thread {t} call {i} size {inputs[k].shape[1]}";
+        });
+        Assert.True(failures.Count == 0, $"{failures.Count} wrong; first: {failures.FirstOrDefault()}");
+        foreach (var t in inputs.Concat(expected)) t.Dispose();
+    }
+
+    [Fact]
     public void PredictAndEvaluateNeverSwitchTheModelsTrainingFlag()
     {
         // Another thread reads the model's mode while Predict/Evaluate run: it must stay what the user set.
