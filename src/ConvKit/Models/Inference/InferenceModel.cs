@@ -79,6 +79,10 @@ public sealed class InferenceModel : IDisposable
 
     internal FunctionalGraph? Graph => graph;
 
+    /// <summary>Whether packed convolutions may apply a following ReLU as oneDNN's post-op (tests and benchmarks compare
+    /// with it off).</summary>
+    internal static bool FuseReluPostOps = true;
+
     /// <summary>Whether the model's weights are the same tensors, unwritten, as when this was made (false when that cannot
     /// be known).</summary>
     public bool IsCurrent
@@ -145,11 +149,21 @@ public sealed class InferenceModel : IDisposable
         using var inference = InferenceContext.Enter();
         using var noGrad = no_grad();
         if (plan is null) return graph is not null ? graph.Run(inputs) : [.. model.ForwardLayers(inputs)];
-        return graph!.RunPlan(inputs, plan, kernels, fuseRelu: hasFusedRelu && !nonFiniteWeights && AllFinite(inputs));
+        bool fuseRelu = hasFusedRelu && FuseReluPostOps && !nonFiniteWeights && AllFinite(inputs);
+        var outputs = graph!.RunPlan(inputs, plan, kernels, fuseRelu);
+        if (!fuseRelu || AllFinite(outputs)) return outputs;
+        // A value overflowed to infinity inside the network, and a fused ReLU may have turned a NaN made from it into
+        // 0: run again with the ReLUs on their own.
+        foreach (var o in outputs) o.Dispose();
+        return graph.RunPlan(inputs, plan, kernels, fuseRelu: false);
     }
 
-    /// <summary>oneDNN's fused ReLU maps NaN to 0 where torch's relu keeps it: with a non-finite input the ReLUs run on
-    /// their own, so NaN and infinities propagate exactly as layer by layer.</summary>
+    /// <summary>
+    /// oneDNN's fused ReLU post-op maps NaN to 0 where torch's relu keeps it. NaN at a convolution's output needs a
+    /// non-finite value before it: a non-finite input or weight (checked: the ReLUs then run on their own, so NaN and
+    /// infinities propagate exactly as layer by layer) or an overflow inside the network (caught when it reaches the
+    /// output, which is then computed again without fused ReLUs).
+    /// </summary>
     static bool AllFinite(IReadOnlyList<Tensor> inputs)
     {
         foreach (var x in inputs)
