@@ -99,6 +99,15 @@ public partial class Model
     /// <returns>The per-epoch logs.</returns>
     /// <exception cref="ConvKitException">The model is not compiled, or the data do not fit it.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A numeric argument is out of range.</exception>
+    /// <exception cref="TargetException">The targets do not fit the loss, a metric or the output (checked before any step).</exception>
+    /// <exception cref="ObjectDisposedException">The model, x or y was disposed.</exception>
+    /// <remarks>
+    /// NaN or infinite values in <paramref name="x"/> are not checked (it would cost a pass over the data): they make
+    /// the loss NaN, as in Keras; add <see cref="TerminateOnNaN"/> to stop there. Targets are checked (a NaN target is
+    /// a <see cref="TargetException"/>). Whatever exception ends Fit, the model leaves it in the mode (train/eval) it
+    /// entered it. Thread safety: one Fit at a time per model, and not while Predict or Evaluate run on another thread
+    /// (refused with a <see cref="ConvKitException"/>, see <see cref="Predict"/>).
+    /// </remarks>
     public History Fit(Tensor x, Tensor y, int batchSize = 32, int epochs = 1, int verbose = 1,
         IEnumerable<Callback>? callbacks = null, double validationSplit = 0, (Tensor X, Tensor Y)? validationData = null,
         bool shuffle = true, IReadOnlyDictionary<int, double>? classWeight = null, int initialEpoch = 0, long? seed = null)
@@ -114,6 +123,7 @@ public partial class Model
         CheckData(x, y, "Fit");
         if (validationData is { } vdCheck) CheckData(vdCheck.X, vdCheck.Y, "Fit (validation_data)");
         EnsureBuiltFor(x);
+        if (validationData is { } vdShape) EnsureBuiltFor(vdShape.X, "validation_data");
         BeginFit();
         bool wasTraining = training;
         try
@@ -532,6 +542,7 @@ public partial class Model
     /// <summary>Copies of every weight (trainable and not), in <see cref="Layer.Weights"/> order, Keras' <c>get_weights</c>.</summary>
     public Tensor[] GetWeights()
     {
+        ThrowIfDisposed();
         using var _ = no_grad();
         return Weights.Select(w => w.Value.detach().clone().DetachFromDisposeScope()).ToArray();
     }
@@ -541,6 +552,7 @@ public partial class Model
     public void SetWeights(IReadOnlyList<Tensor> values)
     {
         ArgumentNullException.ThrowIfNull(values);
+        ThrowIfDisposed();
         var weights = Weights.ToArray();
         if (weights.Length != values.Count)
             throw new ShapeException($"model '{Name}' has {weights.Length} weights; received {values.Count}.");
@@ -562,6 +574,8 @@ public partial class Model
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
+        if (x.IsInvalid) throw new ObjectDisposedException(nameof(Tensor), $"model '{Name}': {what} received a disposed tensor as x.");
+        if (y.IsInvalid) throw new ObjectDisposedException(nameof(Tensor), $"model '{Name}': {what} received a disposed tensor as y.");
         if (x.dim() < 2) throw new ShapeException($"model '{Name}': {what} expects x as a batch (N, ...); received shape [{string.Join(", ", x.shape)}].");
         if (y.dim() < 1) throw new ShapeException($"model '{Name}': {what} expects y as a batch (N, ...); received a scalar.");
         if (x.shape[0] != y.shape[0])
@@ -571,7 +585,7 @@ public partial class Model
     }
 
     /// <summary>Builds an unbuilt model for the data, or checks the data's sample shape against the model's input.</summary>
-    void EnsureBuiltFor(Tensor x)
+    void EnsureBuiltFor(Tensor x, string data = "data")
     {
         var sample = new Shape(x.shape.Skip(1).Select(d => (int)d).ToArray());
         if (!IsBuilt)
@@ -583,7 +597,7 @@ public partial class Model
         var expected = BuiltInputShapes![0];
         bool ok = expected.Rank == sample.Rank;
         for (int d = 0; ok && d < sample.Rank; d++) ok = expected[d] == Shape.Unknown || expected[d] == sample[d];
-        if (!ok) throw new ShapeException($"model '{Name}' expects input {expected.ToBatchString()}; received data of shape {sample.ToBatchString()}.");
+        if (!ok) throw new ShapeException($"model '{Name}' expects input {expected.ToBatchString()}; received {data} of shape {sample.ToBatchString()}.");
     }
 
     Device ModelDevice() => parameters().FirstOrDefault()?.device ?? CPU;
