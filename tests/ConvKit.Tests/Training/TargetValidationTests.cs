@@ -30,7 +30,14 @@ public class TargetValidationTests
 
     static Tensor Labels(params long[] values) => tensor(values, dtype: int64);
 
-    static Tensor LabelsOfLength(long n, long value) => full([n], value, dtype: int64);
+    static Tensor LabelsOfLength(long n, long value) => Full([n], value, int64);
+
+    /// <summary>torch.full with an explicit Scalar (ScalarIlTests).</summary>
+    static Tensor Full(long[] shape, double value, ScalarType dtype = ScalarType.Float32)
+    {
+        using var s = value.ToScalar();
+        return full(shape, s, dtype: dtype);
+    }
 
     static Tensor OneHot(long n, int classes) { using var l = LabelsOfLength(n, 1); return DataUtils.ToCategorical(l, classes); }
 
@@ -50,7 +57,7 @@ public class TargetValidationTests
             ["loss 'sparse_categorical_crossentropy'", "float32", $"[12, {Classes}]", "one-hot", "'categorical_crossentropy'"]),
         ["sparse top-k with one-hot floats"] = new("categorical_crossentropy", ["sparse_top_k_categorical_accuracy"], Classes, "softmax", n => OneHot(n, Classes),
             ["metric 'sparse_top_k_categorical_accuracy'", "one-hot", "'top_k_categorical_accuracy'"]),
-        ["sparse loss with float labels"] = new("sparse_categorical_crossentropy", [], Classes, "softmax", n => full([n], 2.0f),
+        ["sparse loss with float labels"] = new("sparse_categorical_crossentropy", [], Classes, "softmax", n => Full([n], 2.0),
             ["loss 'sparse_categorical_crossentropy'", "float32", "to_type(int64)"]),
         ["label equal to the number of classes"] = new("sparse_categorical_crossentropy", [], Classes, "softmax", n => LabelsOfLength(n, Classes),
             ["loss 'sparse_categorical_crossentropy'", "[0, 4]", "from 5 to 5", "5 classes"]),
@@ -70,9 +77,9 @@ public class TargetValidationTests
             ["loss 'categorical_crossentropy'", "[12, 3]", "(None, 5)"]),
         ["one-hot targets as a vector"] = new("categorical_crossentropy", [], Classes, "softmax", n => ones([n]),
             ["loss 'categorical_crossentropy'", "[12]", "sparse_categorical_crossentropy"]),
-        ["binary cross-entropy with a label 2"] = new("binary_crossentropy", [], 1, "sigmoid", n => full([n, 1], 2.0f),
+        ["binary cross-entropy with a label 2"] = new("binary_crossentropy", [], 1, "sigmoid", n => Full([n, 1], 2.0),
             ["loss 'binary_crossentropy'", "[0, 1]", "from 2 to 2"]),
-        ["binary cross-entropy with negative labels"] = new("binary_crossentropy", [], 1, "sigmoid", n => full([n], -1.0f),
+        ["binary cross-entropy with negative labels"] = new("binary_crossentropy", [], 1, "sigmoid", n => Full([n], -1.0),
             ["loss 'binary_crossentropy'", "from -1"]),
         ["binary cross-entropy with int labels 3"] = new("binary_crossentropy", [], 1, "sigmoid", n => LabelsOfLength(n, 3),
             ["loss 'binary_crossentropy'", "to 3"]),
@@ -84,7 +91,7 @@ public class TargetValidationTests
             ["NaN or infinite", "sample 5"]),
         ["regression targets of the wrong shape"] = new("mse", [], 3, "linear", n => zeros([n, 4]),
             ["loss 'mean_squared_error'", "[12, 4]", "(None, 3)"]),
-        ["NaN binary targets"] = new("binary_crossentropy", [], 1, "sigmoid", n => full([n], float.NaN),
+        ["NaN binary targets"] = new("binary_crossentropy", [], 1, "sigmoid", n => Full([n], double.NaN),
             ["NaN or infinite", "sample 0"]),
     };
 
@@ -184,9 +191,9 @@ public class TargetValidationTests
         using var labels = LabelsOfLength(12, 4);
         using var column = labels.unsqueeze(1);
         using var oneHot = OneHot(12, Classes);
-        using var binary = full([12, 1], 1.0f);
+        using var binary = Full([12, 1], 1.0);
         using var binaryVector = zeros(12);
-        using var smooth = full([12, 1], 0.25f);
+        using var smooth = Full([12, 1], 0.25);
         Train("sparse_categorical_crossentropy", Classes, "softmax", labels, "accuracy", "sparse_top_k_categorical_accuracy");
         Train("sparse_categorical_crossentropy", Classes, "softmax", column, "sparse_categorical_accuracy");
         Train("categorical_crossentropy", Classes, "softmax", oneHot, "accuracy", "top_k_categorical_accuracy", "categorical_accuracy");
