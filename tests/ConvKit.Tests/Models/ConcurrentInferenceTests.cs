@@ -249,6 +249,44 @@ public class ConcurrentInferenceTests
         foreach (var t in xs.Concat(ys).Concat(before)) t.Dispose();
     }
 
+    /// <summary>A user's metric with state ConvKit cannot copy: concurrent Evaluate calls must take turns on it.</summary>
+    sealed class MeanMaxProbability() : Metric("mean_max_probability")
+    {
+        double total;
+        long count;
+
+        public override void UpdateState(Tensor yTrue, Tensor yPred, Tensor? sampleWeight = null)
+        {
+            using var max = yPred.amax([1]);
+            using var sum = max.sum();
+            using var wide = sum.to_type(ScalarType.Float64);
+            total += wide.item<double>();
+            count += yPred.shape[0];
+        }
+
+        public override double Result() => count == 0 ? double.NaN : total / count;
+
+        public override void ResetState() => (total, count) = (0, 0);
+    }
+
+    [Fact]
+    public void ConcurrentEvaluateWithAUsersOwnMetricIsBitIdentical()
+    {
+        using var model = Create("lenet5", 91);
+        model.Compile(new SGD(), new SparseCategoricalCrossentropy(), [new MeanMaxProbability(), "accuracy"]);
+        using var g = new Generator(92);
+        var xs = Enumerable.Range(0, 3).Select(i => randn([5 + i, 28, 28, 1], generator: g)).ToArray();
+        var ys = xs.Select(x => randint(0, 10, [x.shape[0]], dtype: int64, generator: g)).ToArray();
+        var expected = xs.Select((x, i) => model.Evaluate(x, ys[i], batchSize: 2, verbose: 0)).ToArray();
+        var failures = RunConcurrently(4, 15, (t, i) =>
+        {
+            int k = (t + i) % xs.Length;
+            var got = model.Evaluate(xs[k], ys[k], batchSize: 2, verbose: 0);
+            return got.All(kv => kv.Value.Equals(expected[k][kv.Key])) ? null : $"thread {t} call {i}: mean_max_probability {got["mean_max_probability"]:R} vs {expected[k]["mean_max_probability"]:R}";
+        });
+        Assert.True(failures.Count == 0, $"{failures.Count} wrong; first: {failures.FirstOrDefault()}");
+    }
+
     [Fact]
     [Trait("Catalogue", "Hostile")]
     public void AnInferenceModelServesManyThreadsAndRefusesWhenStaleOrDisposed()
