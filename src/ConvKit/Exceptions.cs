@@ -31,3 +31,11 @@ public class GraphException : ConvKitException
     /// <summary>Creates the exception.</summary>
     public GraphException(string message) : base(message) { }
 }
+
+/// <summary>Training or evaluation targets do not fit the loss, a metric or the model's output (dtype, shape, a label
+/// out of range, a non-finite value). The message names the loss or metric, the shapes and dtypes, and the fix.</summary>
+public class TargetException : ConvKitException
+{
+    /// <summary>Creates the exception.</summary>
+    public TargetException(string message) : base(message) { }
+}

@@ -267,21 +267,22 @@ public static class Ops
 
 /// <summary>
 /// The per-window count of real cells for 'same' average pooling, cached for the last input size and device; owned
-/// and disposed by a layer.
+/// and disposed by a layer. Safe for concurrent calls (Predict from several threads): an entry is immutable and
+/// replaced whole; a replaced divisor another call may still be reading is left to the garbage collector.
 /// </summary>
 internal sealed class PoolDivisorCache : IDisposable
 {
-    Tensor? divisor;
-    (long H, long W, DeviceType Device) key;
+    sealed record Entry(long H, long W, DeviceType Device, Tensor Divisor);
+
+    Entry? entry;
 
     public Tensor Get(long h, long w, Device device, (int T, int B, int L, int R) pads, long[] k, long[] s)
     {
-        var wanted = (h, w, device.type);
-        if (divisor is not null && key == wanted) return divisor;
-        divisor?.Dispose();
-        divisor = Compute(h, w, device, pads, k, s).DetachFromDisposeScope();
-        key = wanted;
-        return divisor;
+        var e = Volatile.Read(ref entry);
+        if (e is not null && e.H == h && e.W == w && e.Device == device.type) return e.Divisor;
+        var fresh = new Entry(h, w, device.type, Compute(h, w, device, pads, k, s).DetachFromDisposeScope());
+        Volatile.Write(ref entry, fresh);
+        return fresh.Divisor;
     }
 
     /// <summary>Average of a zero-padded map of ones: the fraction of real cells in each window.</summary>
@@ -295,9 +296,5 @@ internal sealed class PoolDivisorCache : IDisposable
         return F.avg_pool2d(padded, k, s);
     }
 
-    public void Dispose()
-    {
-        divisor?.Dispose();
-        divisor = null;
-    }
+    public void Dispose() => Interlocked.Exchange(ref entry, null)?.Divisor.Dispose();
 }

@@ -12,7 +12,7 @@ namespace ConvKit.Callbacks;
 /// </summary>
 public sealed class EarlyStopping : Callback, IStatefulCallback
 {
-    readonly bool maximize;
+    bool maximize;
     double? best;
     int wait;
     Tensor[]? bestWeights;
@@ -73,6 +73,8 @@ public sealed class EarlyStopping : Callback, IStatefulCallback
     /// <inheritdoc/>
     public override void OnTrainBegin(Logs logs)
     {
+        // Auto mode follows the monitored metric's direction, known once the callback has its model (Keras 3).
+        maximize = Callbacks.Monitor.IsMax(Monitor, Mode, Model);
         wait = 0;
         StoppedEpoch = 0;
         best = null;

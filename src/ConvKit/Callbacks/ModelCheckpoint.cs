@@ -15,7 +15,7 @@ namespace ConvKit.Callbacks;
 /// </summary>
 public sealed partial class ModelCheckpoint : Callback, IStatefulCallback
 {
-    readonly bool maximize;
+    bool maximize;
     double best;
 
     /// <summary>Creates the callback with Keras' arguments.</summary>
@@ -63,6 +63,16 @@ public sealed partial class ModelCheckpoint : Callback, IStatefulCallback
 
     /// <inheritdoc/>
     public string StateKey => $"ModelCheckpoint({Monitor})";
+
+    /// <inheritdoc/>
+    public override void OnTrainBegin(Logs logs)
+    {
+        // Auto mode follows the monitored metric's direction (Keras 3). A best value already set (a threshold, a save,
+        // a restored backup) keeps its meaning; an untouched start value flips with the direction.
+        bool wasMaximize = maximize;
+        maximize = Callbacks.Monitor.IsMax(Monitor, Mode, Model);
+        if (maximize != wasMaximize && double.IsInfinity(best)) best = maximize ? double.NegativeInfinity : double.PositiveInfinity;
+    }
 
     /// <inheritdoc/>
     public void SaveState(CallbackState state)

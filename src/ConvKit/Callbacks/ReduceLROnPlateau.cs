@@ -8,7 +8,8 @@ namespace ConvKit.Callbacks;
 /// </summary>
 public sealed class ReduceLROnPlateau : Callback, IStatefulCallback
 {
-    readonly bool maximize;
+    bool maximize;
+    readonly MonitorMode mode;
     double best;
     int wait;
     int cooldownCounter;
@@ -30,6 +31,7 @@ public sealed class ReduceLROnPlateau : Callback, IStatefulCallback
         Cooldown = cooldown;
         MinLr = minLr;
         // Keras' auto mode here looks only for "acc".
+        this.mode = mode;
         maximize = mode == MonitorMode.Max || mode == MonitorMode.Auto && monitor.Contains("acc", StringComparison.Ordinal);
         Reset();
     }
@@ -66,7 +68,12 @@ public sealed class ReduceLROnPlateau : Callback, IStatefulCallback
     public string StateKey => $"ReduceLROnPlateau({Monitor})";
 
     /// <inheritdoc/>
-    public override void OnTrainBegin(Logs logs) => Reset();
+    public override void OnTrainBegin(Logs logs)
+    {
+        // Auto mode follows the monitored metric's direction (Keras 3); names of no known metric keep Keras' rule.
+        if (mode == MonitorMode.Auto) maximize = Callbacks.Monitor.FromMetric(Monitor, Model) ?? Monitor.Contains("acc", StringComparison.Ordinal);
+        Reset();
+    }
 
     /// <inheritdoc/>
     public void SaveState(CallbackState state)

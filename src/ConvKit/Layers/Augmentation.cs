@@ -34,7 +34,7 @@ public abstract class RandomAugmentation : Layer
     protected override bool FixedDimension(int rank, int d) => false;
 
     /// <inheritdoc/>
-    public override Tensor Call(Tensor inputs) => training ? Augment(inputs) : inputs;
+    public override Tensor Call(Tensor inputs) => IsTraining ? Augment(inputs) : inputs;
 
     /// <summary>The random transformation, applied in training only.</summary>
     protected abstract Tensor Augment(Tensor images);

@@ -96,6 +96,15 @@ public abstract class Layer : nn.Module
     /// <summary>The device new weights are created on; follows <c>to(device)</c>.</summary>
     protected Device WeightDevice { get; private set; } = CPU;
 
+    /// <summary>
+    /// Whether the layer computes in training mode now: TorchSharp's <c>training</c> flag (<c>train()</c>/<c>eval()</c>),
+    /// unless the current thread runs inference (Predict, Evaluate, validation in Fit, an
+    /// <see cref="Models.Inference.InferenceModel"/>), which never switches that shared flag. Layers that behave
+    /// differently in training (dropout, batch normalization, augmentation, your own) must read this, not
+    /// <c>training</c>, or concurrent Predict calls see another thread's mode.
+    /// </summary>
+    protected internal bool IsTraining => training && !Models.Inference.InferenceContext.Active;
+
     // ---------------------------------------------------------------- life cycle (override points)
 
     /// <summary>Creates the weights for a single input of <paramref name="inputShape"/>. Keras' <c>build</c>.</summary>
@@ -277,8 +286,8 @@ public abstract class Layer : nn.Module
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var xs = shapes.Select(s => zeros(Layout.ToInternal(s, 1), device: WeightDevice)).ToArray();
-        bool wasTraining = training;
-        eval();
+        // Traced in inference (no dropout, no moving-statistics update) without switching the shared training flag.
+        using var inference = Models.Inference.InferenceContext.Enter();
         try
         {
             var y = xs.Length == 1 ? Call(xs[0]) : Call(xs);
@@ -287,10 +296,6 @@ public abstract class Layer : nn.Module
         catch (ExternalException e)
         {
             throw new ShapeException($"{Describe} cannot take input {string.Join(", ", shapes.Select(s => s.ToBatchString()))}: {e.Message}");
-        }
-        finally
-        {
-            if (wasTraining) train();
         }
     }
 

@@ -115,7 +115,7 @@ public class BatchNormalization : Layer
     {
         int axis = Layout.ToInternalAxis(Axis, (int)inputs.dim());
         // A frozen BatchNormalization runs in inference mode, as in Keras 2.1+ fine-tuning.
-        bool useBatchStats = training && Trainable;
+        bool useBatchStats = IsTraining && Trainable;
         if (axis == 1)
             return F.batch_norm(inputs, movingMean!, movingVariance!, gamma, beta, useBatchStats, 1 - Momentum, Epsilon);
         using var moved = inputs.movedim([axis], [1]);
@@ -142,7 +142,7 @@ public class Dropout : Layer
     public override Shape ComputeOutputShape(Shape inputShape) => inputShape;
 
     /// <inheritdoc/>
-    public override Tensor Call(Tensor inputs) => training && Rate > 0 ? F.dropout(inputs, Rate, training: true) : inputs;
+    public override Tensor Call(Tensor inputs) => IsTraining && Rate > 0 ? F.dropout(inputs, Rate, training: true) : inputs;
 
     /// <inheritdoc/>
     protected override bool FixedDimension(int rank, int d) => false;

@@ -1,4 +1,5 @@
 using ConvKit.Layers;
+using ConvKit.Models.Inference;
 using ConvKit.Native;
 using static TorchSharp.torch;
 
@@ -33,18 +34,18 @@ internal sealed class FunctionalGraph
 
     /// <summary>One layer call; in the inference plan possibly fused with its neighbours, or in place on input
     /// <see cref="InPlace"/> (-1: not in place).</summary>
-    sealed record Step(Layer Layer, int[] Inputs, int Output, int[] FreeAfter, FusedConvolution? Fused = null, int InPlace = -1);
+    internal sealed record Step(Layer Layer, int[] Inputs, int Output, int[] FreeAfter, FusedConvolution? Fused = null, int InPlace = -1);
 
-    Step[]? inferencePlan;
+    /// <summary>The inference plan's steps and whether it convolves on NCHW memory (<see cref="InferenceChannelsFirst"/>).</summary>
+    internal sealed record Plan(Step[] Steps, bool ChannelsFirst);
+
+    Plan? inferencePlan;
 
     /// <param name="inputs">The graph's inputs.</param>
     /// <param name="outputs">The graph's outputs.</param>
     /// <param name="modelName">For error messages.</param>
-    /// <param name="folds">Folded convolution weights to share with another graph over the same layers (a sub-graph of a
-    /// model shares its model's), or null for a cache of its own.</param>
-    public FunctionalGraph(IReadOnlyList<SymbolicTensor> inputs, IReadOnlyList<SymbolicTensor> outputs, string modelName, FoldCache? folds = null)
+    public FunctionalGraph(IReadOnlyList<SymbolicTensor> inputs, IReadOnlyList<SymbolicTensor> outputs, string modelName)
     {
-        Folds = folds ?? new FoldCache();
         if (inputs.Count == 0) throw new GraphException($"model '{modelName}' needs at least one input.");
         if (outputs.Count == 0) throw new GraphException($"model '{modelName}' needs at least one output.");
         foreach (var x in inputs)
@@ -161,21 +162,23 @@ internal sealed class FunctionalGraph
         return true;
     }
 
-    /// <summary>Releases the folded weights cached by the inference plan.</summary>
-    public void ReleaseInferenceCaches() => Folds.Dispose();
-
-    /// <summary>The folded Conv2D+BatchNormalization weights the inference plan uses.</summary>
-    public FoldCache Folds { get; }
-
     /// <summary>
-    /// The schedule rewritten for inference: ZeroPadding2D -> Conv2D('valid') runs as one padded convolution;
-    /// Conv2D (linear activation) -> BatchNormalization as one convolution with folded weights (when the normalization
-    /// uses its moving statistics at run time; otherwise the two run as usual); activations and Add run in place on an
-    /// input that is read by that step alone and whose memory no other live tensor shares.
+    /// The schedule rewritten for inference (an <see cref="InferenceModel"/> runs it; batch normalization always uses
+    /// its moving statistics there): ZeroPadding2D -> Conv2D('valid') runs as one padded convolution; Conv2D (linear
+    /// activation) -> BatchNormalization as one convolution with folded weights; activations and Add run in place on an
+    /// input that is read by that step alone and whose memory no other live tensor shares. The plan depends on the
+    /// graph alone and is immutable; it is made once (concurrent first calls may each make one, the first is kept).
     /// </summary>
-    Step[] InferencePlan()
+    internal Plan InferencePlan()
     {
-        if (inferencePlan is not null) return inferencePlan;
+        if (Volatile.Read(ref inferencePlan) is { } made) return made;
+        var built = BuildInferencePlan();
+        return Interlocked.CompareExchange(ref inferencePlan, built, null) ?? built;
+    }
+
+    Plan BuildInferencePlan()
+    {
+        bool packable = PackedConvolution.Available;
         int[] Readers(IEnumerable<Step> plan)
         {
             var r = new int[slotCount];
@@ -199,7 +202,7 @@ internal sealed class FunctionalGraph
                 plan[j] = plan[j] with
                 {
                     Inputs = plan[i].Inputs,
-                    Fused = new FusedConvolution(conv, null, (zp.Top, zp.Bottom, zp.Left, zp.Right)),
+                    Fused = new FusedConvolution(conv, null, (zp.Top, zp.Bottom, zp.Left, zp.Right), packable),
                 };
             }
         }
@@ -213,11 +216,11 @@ internal sealed class FunctionalGraph
                 plan[i] = plan[i] with
                 {
                     Output = plan[j].Output,
-                    Fused = new FusedConvolution(conv, Folds.For(conv, bn), plan[i].Fused?.ZeroPadding),
+                    Fused = new FusedConvolution(conv, bn, plan[i].Fused?.ZeroPadding, packable),
                 };
             }
         }
-        if (PackedConvolution.Available) FuseIntoPackedConvolutions(plan, removed, OnlyReader, Folds);
+        if (packable) FuseIntoPackedConvolutions(plan, removed, OnlyReader);
         plan = plan.Where((_, i) => !removed[i]).ToArray();
 
         // In place: the input's memory must be this step's alone, i.e. fresh storage from a layer that allocates its
@@ -243,9 +246,8 @@ internal sealed class FunctionalGraph
             fresh[st.Output] = inPlace >= 0 || st.Fused is not null || AllocatesOutput(st.Layer);
         }
 
-        InferenceChannelsFirst = !PackedConvolution.Available && plan.Any(st => st.Layer is Conv2D c && Exactly<Conv2D>(c) && VerifiedConvolution.IsLargePointwise(c.Kernel!, [c.Strides.Height, c.Strides.Width], c.Groups));
-        inferencePlan = WithFreeAfter(plan);
-        return inferencePlan;
+        bool channelsFirst = !packable && plan.Any(st => st.Layer is Conv2D c && Exactly<Conv2D>(c) && VerifiedConvolution.IsLargePointwise(c.Kernel!, [c.Strides.Height, c.Strides.Width], c.Groups));
+        return new Plan(WithFreeAfter(plan), channelsFirst);
     }
 
     delegate bool OnlyReaderOf(int slot, out int step);
@@ -258,17 +260,15 @@ internal sealed class FunctionalGraph
     /// in-place add and ReLU (ResNet-20 blocks at batch 128: 16->16 3x3 on 32x32 5.3 ms fused vs 3.5 ms; 64->64 on
     /// 56x56 145 vs 138 ms; its in-place 'sum' form only broke even).
     /// </summary>
-    static void FuseIntoPackedConvolutions(Step[] plan, bool[] removed, OnlyReaderOf onlyReader, FoldCache cache)
+    static void FuseIntoPackedConvolutions(Step[] plan, bool[] removed, OnlyReaderOf onlyReader)
     {
         bool IsPlainRelu(Step st) => IsBuiltInActivation(st.Layer)
             && ReferenceEquals(((Activation)st.Layer).Function, Activations.ReLU) && st.Inputs.Length == 1;
         for (int i = 0; i < plan.Length; i++)
         {
-            if (removed[i]) continue;
-            if (plan[i].Fused is { } f)
-                plan[i] = plan[i] with { Fused = new FusedConvolution(f.Conv, f.Fold, f.ZeroPadding, cache.PackFor(f.Conv)) };
-            else if (plan[i].Layer is Conv2D conv && Exactly<Conv2D>(conv) && plan[i].Inputs.Length == 1)
-                plan[i] = plan[i] with { Fused = new FusedConvolution(conv, null, null, cache.PackFor(conv)) };
+            if (removed[i] || plan[i].Fused is not null) continue;
+            if (plan[i].Layer is Conv2D conv && Exactly<Conv2D>(conv) && plan[i].Inputs.Length == 1)
+                plan[i] = plan[i] with { Fused = new FusedConvolution(conv, null, null, Packable: true) };
         }
         for (int i = 0; i < plan.Length; i++)
         {
@@ -279,7 +279,7 @@ internal sealed class FunctionalGraph
                 plan[i] = plan[i] with
                 {
                     Output = plan[j].Output,
-                    Fused = new FusedConvolution(f.Conv, f.Fold, f.ZeroPadding, f.Pack) { Relu = true },
+                    Fused = f with { Relu = true },
                 };
             }
         }
@@ -293,7 +293,7 @@ internal sealed class FunctionalGraph
     /// channels-last, which is faster for them (ResNet-20 inference at batch 128: 3,085 images/s channels-last, 2,622
     /// on NCHW).
     /// </summary>
-    internal bool InferenceChannelsFirst { get; private set; }
+    internal bool InferenceChannelsFirst => InferencePlan().ChannelsFirst;
 
     /// <summary>
     /// Largest batch the inference plan runs on NCHW memory (when <see cref="InferenceChannelsFirst"/>). oneDNN's
@@ -317,26 +317,31 @@ internal sealed class FunctionalGraph
             || t == typeof(Concatenate) || t == typeof(MaxPooling2D) || t == typeof(MaxPool2D)
             || t == typeof(AveragePooling2D) || t == typeof(AvgPool2D) || t == typeof(ZeroPadding2D));
 
+    /// <summary>Runs the graph layer by layer on internal-layout tensors (inputs stay owned by the caller).</summary>
+    public Tensor[] Run(IReadOnlyList<Tensor> inputs) => Execute(inputs, steps, null, fuseRelu: false, VerifiedConvolution.ChannelsFirstActive);
+
     /// <summary>
-    /// Runs the graph on internal-layout tensors. Inputs stay owned by the caller. With <paramref name="optimized"/>
-    /// (only when no gradient is recorded) it runs the inference plan: batch normalization folded into the preceding
-    /// convolution, zero padding into the following one, activations and additions in place on tensors nothing else
-    /// reads.
+    /// Runs the inference plan (<see cref="InferencePlan"/>) on internal-layout tensors, the fused convolution of step
+    /// i with <paramref name="kernels"/>[i]. Called by <see cref="InferenceModel"/>, inside its inference context.
     /// </summary>
-    public Tensor[] Run(IReadOnlyList<Tensor> inputs, bool optimized = false)
+    internal Tensor[] RunPlan(IReadOnlyList<Tensor> inputs, Plan plan, ConvolutionKernels?[] kernels, bool fuseRelu)
+    {
+        bool channelsFirst = plan.ChannelsFirst && inputs.Count > 0 && inputs[0].dim() > 0 && inputs[0].shape[0] <= ChannelsFirstMaxBatch;
+        return Execute(inputs, plan.Steps, kernels, fuseRelu, channelsFirst);
+    }
+
+    Tensor[] Execute(IReadOnlyList<Tensor> inputs, Step[] schedule, ConvolutionKernels?[]? kernels, bool fuseRelu, bool channelsFirst)
     {
         var values = new Tensor?[slotCount];
         for (int i = 0; i < inputSlots.Length; i++) values[inputSlots[i]] = inputs[i];
-        var schedule = optimized ? InferencePlan() : steps;
-        using var layout = VerifiedConvolution.ChannelsFirst(optimized
-            ? InferenceChannelsFirst && inputs.Count > 0 && inputs[0].dim() > 0 && inputs[0].shape[0] <= ChannelsFirstMaxBatch
-            : VerifiedConvolution.ChannelsFirstActive);
-        foreach (var step in schedule)
+        using var layout = VerifiedConvolution.ChannelsFirst(channelsFirst);
+        for (int s = 0; s < schedule.Length; s++)
         {
+            var step = schedule[s];
             Tensor output;
             if (step.Fused is { } fused)
             {
-                output = fused.Run(values[step.Inputs[0]]!);
+                output = fused.Run(values[step.Inputs[0]]!, kernels![s]!, fuseRelu);
             }
             else if (step.InPlace >= 0)
             {

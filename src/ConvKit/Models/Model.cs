@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Runtime.CompilerServices;
 using ConvKit.Layers;
+using ConvKit.Models.Inference;
 using static TorchSharp.torch;
 
 namespace ConvKit.Models;
@@ -158,14 +159,35 @@ public partial class Model : Layer
         return Forward(inputs)[0];
     }
 
-    /// <summary>Runs the model on internal-layout tensors and returns every output (functional models).</summary>
+    /// <summary>
+    /// Runs the model on internal-layout tensors and returns every output (functional models). When no gradient is
+    /// recorded and no layer is in training mode, this runs the model's cached <see cref="InferenceModel"/> (the inference
+    /// plan with <see cref="InferenceOptimizations"/>).
+    /// </summary>
     /// <exception cref="ShapeException">The number or shapes of the inputs do not match the model.</exception>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
     public IReadOnlyList<Tensor> Forward(IReadOnlyList<Tensor> inputs)
+    {
+        ThrowIfDisposed();
+        CheckForwardInputs(inputs);
+        if (graph is null || !InferenceOptimizations || is_grad_enabled() || AnyLayerTraining()) return ForwardLayers(inputs);
+        var inference = inferenceSlot.Acquire(this, graph, optimized: true);
+        try { return inference.Run(inputs); }
+        finally { inference.Release(); }
+    }
+
+    bool AnyLayerTraining() => IsTraining || graph!.Layers.Any(l => l.IsTraining);
+
+    /// <summary>Every layer as written (no inference plan), in the current mode.</summary>
+    internal IReadOnlyList<Tensor> ForwardLayers(IReadOnlyList<Tensor> inputs) =>
+        graph is null ? [Apply(inputs[0])] : graph.Run(inputs);
+
+    void CheckForwardInputs(IReadOnlyList<Tensor> inputs)
     {
         if (graph is null)
         {
             if (inputs.Count != 1) throw new ShapeException($"model '{Name}' takes one input; received {inputs.Count}.");
-            return [Apply(inputs[0])];
+            return;
         }
         if (inputs.Count != graph.Inputs.Count)
             throw new ShapeException($"model '{Name}' takes {graph.Inputs.Count} inputs; received {inputs.Count}.");
@@ -178,7 +200,35 @@ public partial class Model : Layer
             if (!ok)
                 throw new ShapeException($"model '{Name}': input '{graph.Inputs[i].Layer.Name}' expects {expected.ToBatchString()}; received {got.ToBatchString()}.");
         }
-        return graph.Run(inputs, optimized: InferenceOptimizations && !is_grad_enabled());
+    }
+
+    readonly InferenceSlot inferenceSlot = new();
+
+    /// <summary>The folded and packed convolution kernels of this model's inference models, shared by them.</summary>
+    internal KernelCache InferenceKernels { get; } = new();
+
+    /// <summary>Whether <see cref="Layer"/>'s Dispose has run on this model.</summary>
+    internal bool IsDisposed { get; private set; }
+
+    /// <summary>Throws <see cref="ObjectDisposedException"/> naming the model once it was disposed.</summary>
+    private protected void ThrowIfDisposed()
+    {
+        if (IsDisposed) throw new ObjectDisposedException(GetType().Name, $"model '{Name}' was disposed and cannot be used any more.");
+    }
+
+    /// <summary>
+    /// A thread-safe, eval-only view of this model for inference (see <see cref="InferenceModel"/>): prepared from the
+    /// weights as they are now (folded and packed kernels with <see cref="InferenceOptimizations"/>), callable from many
+    /// threads at once. The caller owns (and disposes) it. <see cref="Predict"/> keeps such an object itself; make your
+    /// own to share one prepared model between threads, as a server does.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    /// <exception cref="GraphException">The model is not built yet.</exception>
+    public InferenceModel AsInferenceModel()
+    {
+        ThrowIfDisposed();
+        if (!IsBuilt) throw NotBuilt();
+        return new InferenceModel(this, graph, InferenceOptimizations);
     }
 
     /// <summary>
@@ -193,7 +243,13 @@ public partial class Model : Layer
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
     {
-        if (disposing) graph?.ReleaseInferenceCaches();
+        if (disposing && !IsDisposed)
+        {
+            IsDisposed = true;
+            inferenceSlot.Dispose();
+            fusedHead?.Dispose();
+            InferenceKernels.Dispose();
+        }
         base.Dispose(disposing);
     }
 

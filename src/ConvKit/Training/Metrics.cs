@@ -32,9 +32,21 @@ public abstract class Metric
     /// </summary>
     public virtual bool InvariantToSoftmax => false;
 
+    /// <summary>
+    /// Whether a larger value is better (true), a smaller one (false), or unknown (null), Keras 3's metric
+    /// <c>_direction</c>: callbacks monitoring this metric in mode Auto (EarlyStopping, ReduceLROnPlateau,
+    /// ModelCheckpoint) follow it, and fall back to the name only when it is null. Accuracies say true, errors false;
+    /// override it in your own metrics.
+    /// </summary>
+    public virtual bool? GreaterIsBetter => null;
+
     /// <summary>A metric by Keras' name. "accuracy" is resolved by Fit from the loss and the data, as Keras does.</summary>
     /// <exception cref="ArgumentException">Unknown name.</exception>
     public static implicit operator Metric(string name) => Metrics.Get(name);
+
+    /// <summary>A copy with empty state, for an Evaluate that runs beside others on the same model; null when the metric
+    /// cannot be copied (then concurrent Evaluate calls take turns on it).</summary>
+    internal virtual Metric? FreshCopy() => null;
 
     /// <inheritdoc/>
     public override string ToString() => Name;
@@ -98,6 +110,15 @@ public abstract class MeanMetric : Metric
         weightTotal?.zero_();
         count = 0;
     }
+
+    /// <inheritdoc/>
+    internal override Metric? FreshCopy()
+    {
+        var copy = (MeanMetric)MemberwiseClone();
+        copy.total = copy.weightTotal = null;
+        copy.count = 0;
+        return copy;
+    }
 }
 
 /// <summary>Running mean of scalar values weighted by a count (Keras' loss tracker: each batch weighs its size).</summary>
@@ -141,6 +162,9 @@ public sealed class Mean : Metric
 public sealed class SparseCategoricalAccuracy(string name = "sparse_categorical_accuracy") : MeanMetric(name)
 {
     /// <inheritdoc/>
+    public override bool? GreaterIsBetter => true;
+
+    /// <inheritdoc/>
     public override bool InvariantToSoftmax => true;
 
     /// <inheritdoc/>
@@ -158,6 +182,9 @@ public sealed class SparseCategoricalAccuracy(string name = "sparse_categorical_
 public sealed class CategoricalAccuracy(string name = "categorical_accuracy") : MeanMetric(name)
 {
     /// <inheritdoc/>
+    public override bool? GreaterIsBetter => true;
+
+    /// <inheritdoc/>
     public override bool InvariantToSoftmax => true;
 
     /// <inheritdoc/>
@@ -171,6 +198,9 @@ public sealed class CategoricalAccuracy(string name = "categorical_accuracy") : 
 /// <summary>Fraction of predictions on the right side of a threshold (default 0.5), averaged over the last axis.</summary>
 public sealed class BinaryAccuracy(string name = "binary_accuracy", double threshold = 0.5) : MeanMetric(name)
 {
+    /// <inheritdoc/>
+    public override bool? GreaterIsBetter => true;
+
     /// <summary>The decision threshold.</summary>
     public double Threshold { get; } = threshold;
 
@@ -187,6 +217,9 @@ public sealed class BinaryAccuracy(string name = "binary_accuracy", double thres
 /// <summary>Fraction of samples whose integer label is among the <c>k</c> highest predictions (Keras default k = 5).</summary>
 public sealed class SparseTopKCategoricalAccuracy(int k = 5, string name = "sparse_top_k_categorical_accuracy") : MeanMetric(name)
 {
+    /// <inheritdoc/>
+    public override bool? GreaterIsBetter => true;
+
     /// <summary>How many top predictions count.</summary>
     public int K { get; } = k > 0 ? k : throw new ArgumentOutOfRangeException(nameof(k), $"k must be positive; received {k}.");
 
@@ -204,6 +237,9 @@ public sealed class SparseTopKCategoricalAccuracy(int k = 5, string name = "spar
 /// <summary>Fraction of samples whose one-hot target's class is among the <c>k</c> highest predictions (default 5).</summary>
 public sealed class TopKCategoricalAccuracy(int k = 5, string name = "top_k_categorical_accuracy") : MeanMetric(name)
 {
+    /// <inheritdoc/>
+    public override bool? GreaterIsBetter => true;
+
     /// <summary>How many top predictions count.</summary>
     public int K { get; } = k > 0 ? k : throw new ArgumentOutOfRangeException(nameof(k), $"k must be positive; received {k}.");
 
@@ -259,6 +295,9 @@ public static class Metrics
 /// <summary>The unresolved "accuracy" of <c>Compile(metrics: ["accuracy"])</c>; Fit replaces it.</summary>
 internal sealed class AutoAccuracy(string name) : Metric(name)
 {
+    /// <inheritdoc/>
+    public override bool? GreaterIsBetter => true;
+
     public override void UpdateState(Tensor yTrue, Tensor yPred, Tensor? sampleWeight = null) =>
         throw new InvalidOperationException("'accuracy' is resolved by Fit/Evaluate from the loss and targets; use a concrete accuracy metric directly.");
 
@@ -270,6 +309,9 @@ internal sealed class AutoAccuracy(string name) : Metric(name)
 /// <summary>Mean squared error as a metric.</summary>
 public sealed class MeanSquaredErrorMetric(string name = "mean_squared_error") : MeanMetric(name)
 {
+    /// <inheritdoc/>
+    public override bool? GreaterIsBetter => false;
+
     /// <inheritdoc/>
     protected override Tensor Values(Tensor yTrue, Tensor yPred) => new MeanSquaredError().Call(yTrue, yPred);
 }

@@ -1,5 +1,7 @@
+using System.Runtime.InteropServices;
 using ConvKit.Callbacks;
 using ConvKit.Layers;
+using ConvKit.Models.Inference;
 using ConvKit.Native;
 using ConvKit.Training;
 using TorchSharp;
@@ -66,8 +68,12 @@ public partial class Model
         compiledMetrics = metrics?.ToArray() ?? [];
         var dup = compiledMetrics.GroupBy(m => m.Name).FirstOrDefault(g => g.Count() > 1 || g.Key is "loss");
         if (dup is not null) throw new ArgumentException($"model '{Name}': metric name '{dup.Key}' is used twice (or clashes with 'loss').", nameof(metrics));
-        fusedHead = null;
-        fusedHeadKey = default;
+        lock (fusedHeadGate)
+        {
+            fusedHead?.Dispose();
+            fusedHead = null;
+            fusedHeadKey = default;
+        }
     }
 
     // ------------------------------------------------------------------ Fit
@@ -93,10 +99,20 @@ public partial class Model
     /// <returns>The per-epoch logs.</returns>
     /// <exception cref="ConvKitException">The model is not compiled, or the data do not fit it.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A numeric argument is out of range.</exception>
+    /// <exception cref="TargetException">The targets do not fit the loss, a metric or the output (checked before any step).</exception>
+    /// <exception cref="ObjectDisposedException">The model, x or y was disposed.</exception>
+    /// <remarks>
+    /// NaN or infinite values in <paramref name="x"/> are not checked (it would cost a pass over the data): they make
+    /// the loss NaN, as in Keras; add <see cref="TerminateOnNaN"/> to stop there. Targets are checked (a NaN target is
+    /// a <see cref="TargetException"/>). Whatever exception ends Fit, the model leaves it in the mode (train/eval) it
+    /// entered it. Thread safety: one Fit at a time per model, and not while Predict or Evaluate run on another thread
+    /// (refused with a <see cref="ConvKitException"/>, see <see cref="Predict"/>).
+    /// </remarks>
     public History Fit(Tensor x, Tensor y, int batchSize = 32, int epochs = 1, int verbose = 1,
         IEnumerable<Callback>? callbacks = null, double validationSplit = 0, (Tensor X, Tensor Y)? validationData = null,
         bool shuffle = true, IReadOnlyDictionary<int, double>? classWeight = null, int initialEpoch = 0, long? seed = null)
     {
+        ThrowIfDisposed();
         RequireCompiled("Fit");
         if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch_size must be positive; received {batchSize}.");
         if (epochs < 0) throw new ArgumentOutOfRangeException(nameof(epochs), $"epochs must be >= 0; received {epochs}.");
@@ -105,12 +121,48 @@ public partial class Model
             throw new ArgumentOutOfRangeException(nameof(validationSplit), $"validation_split must be in [0, 1); received {validationSplit}.");
         if (verbose is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(verbose), $"verbose must be 0, 1 or 2; received {verbose}.");
         CheckData(x, y, "Fit");
+        if (validationData is { } vdCheck) CheckData(vdCheck.X, vdCheck.Y, "Fit (validation_data)");
         EnsureBuiltFor(x);
+        if (validationData is { } vdShape) EnsureBuiltFor(vdShape.X, "validation_data");
+        BeginFit();
+        bool wasTraining = training;
+        try
+        {
+            return FitCore(x, y, batchSize, epochs, verbose, callbacks, validationSplit, validationData, shuffle, classWeight, initialEpoch, seed);
+        }
+        catch (ExternalException e)
+        {
+            throw LibtorchFailure("Fit", e);
+        }
+        finally
+        {
+            // Whatever happened, the model leaves Fit in the mode it entered it.
+            if (wasTraining) train(); else eval();
+            EndFit();
+        }
+    }
+
+    History FitCore(Tensor x, Tensor y, int batchSize, int epochs, int verbose, IEnumerable<Callback>? callbacks, double validationSplit,
+        (Tensor X, Tensor Y)? validationData, bool shuffle, IReadOnlyDictionary<int, double>? classWeight, int initialEpoch, long? seed)
+    {
         var device = ModelDevice();
 
-        // Built outside any dispose scope: TorchSharp optimizers keep their state across Fit calls.
         var trainable = TrainableParameters();
         if (trainable.Count == 0) throw new ConvKitException($"model '{Name}' has no trainable weights to fit.");
+
+        // Targets against loss, metrics and output before any step: a mismatch must not train half a batch.
+        using (NewDisposeScope())
+        {
+            var yCheck = PrepareTargets(y, device);
+            TargetValidation.Check(this, loss!, ResolveMetrics(yCheck), yCheck, "Fit");
+            if (validationData is { } vdTargets)
+            {
+                var yValCheck = PrepareTargets(vdTargets.Y, device);
+                TargetValidation.Check(this, loss!, ResolveMetrics(yValCheck), yValCheck, "Fit (validation_data)");
+            }
+        }
+
+        // Built outside any dispose scope: TorchSharp optimizers keep their state across Fit calls.
         optimizer!.Build(trainable);
 
         using var fitScope = NewDisposeScope();
@@ -119,7 +171,6 @@ public partial class Model
         Tensor? xVal = null, yVal = null;
         if (validationData is { } vd)
         {
-            CheckData(vd.X, vd.Y, "Fit (validation_data)");
             xVal = PrepareInputs(vd.X, device);
             yVal = PrepareTargets(vd.Y, device);
         }
@@ -152,7 +203,6 @@ public partial class Model
         var batchLogs = new Logs();
         Action<Dictionary<string, double>> fillBatchLogs = d => ReadMetrics(d, lossTracker, metrics, "");
         var epochLogs = new Logs();
-        bool wasTraining = training;
         FitGenerator = generator;
         FitCallbacks = cbs.Callbacks;
         ResumeInitialEpoch = null;
@@ -208,7 +258,6 @@ public partial class Model
         }
         finally
         {
-            if (!wasTraining) eval();
             FitGenerator = null;
             FitCallbacks = [];
             ResumeInitialEpoch = null;
@@ -232,15 +281,16 @@ public partial class Model
     }
 
     /// <summary>The loss of a batch and the predictions the metrics see (logits when every metric allows it).</summary>
-    (Tensor Loss, Tensor Pred) ComputeLoss(Tensor xb, Tensor yb, Tensor? wb, FusedHead? head, bool metricsNeedActivation)
+    (Tensor Loss, Tensor Pred) ComputeLoss(Tensor xb, Tensor yb, Tensor? wb, FusedHead? head, bool metricsNeedActivation,
+        InferenceModel? inference = null)
     {
         // Without sample weights the loss may reduce in one fused kernel (cross-entropy's mean).
         if (head is null)
         {
-            var pred = Forward([xb])[0];
+            var pred = inference is not null ? inference.Run([xb])[0] : Forward([xb])[0];
             return (wb is null ? loss!.CallMean(yb, pred) : Training.Loss.Reduce(loss!.Call(yb, pred), wb), pred);
         }
-        var logits = head.Logits(xb, InferenceOptimizations && !is_grad_enabled());
+        var logits = head.Logits(xb, inference);
         var value = wb is null ? loss!.CallFromLogitsMean(yb, logits) : Training.Loss.Reduce(loss!.CallFromLogits(yb, logits), wb);
         return (value, metricsNeedActivation ? head.Activation.Apply(logits.detach()) : logits);
     }
@@ -255,26 +305,45 @@ public partial class Model
     public IReadOnlyDictionary<string, double> Evaluate(Tensor x, Tensor y, int batchSize = 32, int verbose = 1,
         IEnumerable<Callback>? callbacks = null, Tensor? sampleWeight = null)
     {
+        ThrowIfDisposed();
         RequireCompiled("Evaluate");
-        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch_size must be positive; received {batchSize}.");
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"model '{Name}': Evaluate's batch_size must be positive; received {batchSize}.");
+        if (verbose is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(verbose), $"model '{Name}': Evaluate's verbose must be 0, 1 or 2; received {verbose}.");
         CheckData(x, y, "Evaluate");
         EnsureBuiltFor(x);
+        if (sampleWeight is not null && (sampleWeight.dim() != 1 || sampleWeight.shape[0] != x.shape[0]))
+            throw new ShapeException($"model '{Name}': Evaluate's sample_weight must have one weight per sample, shape [{x.shape[0]}]; received [{string.Join(", ", sampleWeight.shape)}].");
         var device = ModelDevice();
-        using var scope = NewDisposeScope();
-        var xs = PrepareInputs(x, device);
-        var ys = PrepareTargets(y, device);
-        var sw = sampleWeight?.to(device).to_type(float32);
-        var metrics = ResolveMetrics(ys);
-        int steps = (int)((x.shape[0] + batchSize - 1) / batchSize);
-        var cbs = new CallbackList(callbacks, this, new TrainingParams(1, steps, verbose, x.shape[0], batchSize), addHistory: false, addProgbar: verbose > 0);
-        return RunTest(xs, ys, sw, batchSize, cbs, FusedHeadFor(loss!), metrics, new Mean("loss"));
+        using var guard = BeginInference("Evaluate");
+        try
+        {
+            using var scope = NewDisposeScope();
+            var xs = PrepareInputs(x, device);
+            var ys = PrepareTargets(y, device);
+            var sw = sampleWeight?.to(device).to_type(float32);
+            // Metric state of its own for each call: Evaluate may run on several threads at once. Metrics that cannot
+            // be copied (your own) are shared, and the calls using them take turns.
+            var resolved = ResolveMetrics(ys);
+            var metrics = resolved.Select(m => m.FreshCopy() ?? m).ToArray();
+            TargetValidation.Check(this, loss!, metrics, ys, "Evaluate");
+            int steps = (int)((x.shape[0] + batchSize - 1) / batchSize);
+            var cbs = new CallbackList(callbacks, this, new TrainingParams(1, steps, verbose, x.shape[0], batchSize), addHistory: false, addProgbar: verbose > 0);
+            var head = FusedHeadFor(loss!);
+            if (metrics.All(m => !compiledMetrics.Contains(m))) return RunTest(xs, ys, sw, batchSize, cbs, head, metrics, new Mean("loss"));
+            lock (compiledMetrics) return RunTest(xs, ys, sw, batchSize, cbs, head, metrics, new Mean("loss"));
+        }
+        catch (ExternalException e)
+        {
+            throw LibtorchFailure("Evaluate", e);
+        }
     }
 
     Dictionary<string, double> RunTest(Tensor xs, Tensor ys, Tensor? sw, int batchSize, CallbackList cbs, FusedHead? head,
         Metric[] metrics, Mean lossTracker)
     {
-        bool wasTraining = training;
-        eval();
+        // Inference on this thread only: the model's training flag (shared with other threads) is not switched.
+        using var inferenceContext = InferenceContext.Enter();
+        var inference = head is null ? inferenceSlot.Acquire(this, graph, InferenceOptimizations) : head.AcquireInference(this, InferenceOptimizations);
         var batchLogs = new Logs();
         Action<Dictionary<string, double>> fill = d => ReadMetrics(d, lossTracker, metrics, "");
         bool needActivation = head is not null && metrics.Any(m => !m.InvariantToSoftmax);
@@ -299,7 +368,7 @@ public partial class Model
                     Tensor value, pred;
                     // The forward pass without autograd bookkeeping; metric state stays ordinary tensors (created
                     // outside inference mode), which may read inference tensors.
-                    using (inference_mode()) (value, pred) = ComputeLoss(xb, yb, wb, head, needActivation);
+                    using (inference_mode()) (value, pred) = ComputeLoss(xb, yb, wb, head, needActivation, inference);
                     foreach (var r in RegularizationLosses()) value = value.add(r, Scalars.One);
                     lossTracker.Update(value, len);
                     foreach (var m in metrics) m.UpdateState(yb, pred, wb);
@@ -310,7 +379,7 @@ public partial class Model
         }
         finally
         {
-            if (wasTraining) train();
+            inference.Release();
         }
         var result = new Dictionary<string, double>();
         ReadMetrics(result, lossTracker, metrics, "");
@@ -320,22 +389,57 @@ public partial class Model
 
     /// <summary>
     /// Computes the outputs batch by batch in inference mode (dropout off, batch normalization on moving statistics,
-    /// no gradients), Keras' <c>predict</c>. Inputs and 4-D outputs are in Keras' layout (N, H, W, C).
+    /// no gradients), Keras' <c>predict</c>. Inputs and 4-D outputs are in Keras' layout (N, H, W, C). Runs the model's
+    /// cached <see cref="InferenceModel"/>, made anew after any write to the weights.
     /// </summary>
-    /// <exception cref="ConvKitException">The data do not fit the model.</exception>
+    /// <remarks>
+    /// Thread safety: Predict and Evaluate may run on one model from many threads at once; each call gives the result
+    /// it gives alone, bit for bit, and none changes the model (its training flag, batch-normalization statistics,
+    /// weights). <see cref="Fit"/> on one thread while Predict or Evaluate runs on another is refused with a
+    /// <see cref="ConvKitException"/> (whichever starts second throws), as is a second Fit; from Fit's own callbacks
+    /// (its thread) Predict and Evaluate are allowed. Writing weights by other means (LoadWeights, SetWeights) while
+    /// a call runs is a data race: its result is undefined.
+    /// </remarks>
+    /// <param name="x">A batch of inputs (N, ...); with N = 0 the result has 0 rows and the model's output shape.</param>
+    /// <param name="batchSize">Samples per forward pass.</param>
+    /// <param name="verbose">0 silent, 1 progress bar.</param>
+    /// <param name="callbacks">Callbacks called around each batch.</param>
+    /// <exception cref="ShapeException">The data do not fit the model.</exception>
+    /// <exception cref="ConvKitException">The input is not floating point, Fit runs on another thread, or libtorch failed.</exception>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
     public Tensor Predict(Tensor x, int batchSize = 32, int verbose = 0, IEnumerable<Callback>? callbacks = null)
     {
+        ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(x);
-        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch_size must be positive; received {batchSize}.");
+        CheckPredictArguments(x, batchSize, verbose);
+        EnsureBuiltFor(x);
+        var inference = inferenceSlot.Acquire(this, graph, InferenceOptimizations);
+        try { return PredictWith(inference, x, batchSize, verbose, callbacks); }
+        finally { inference.Release(); }
+    }
+
+    void CheckPredictArguments(Tensor x, int batchSize, int verbose)
+    {
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"model '{Name}': Predict's batch_size must be positive; received {batchSize}.");
+        if (verbose is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(verbose), $"model '{Name}': Predict's verbose must be 0, 1 or 2; received {verbose}.");
+        if (x.IsInvalid) throw new ObjectDisposedException(nameof(Tensor), $"model '{Name}': Predict received a disposed tensor as x.");
         if (x.dim() < 2) throw new ShapeException($"model '{Name}': Predict expects a batch (N, ...); received a tensor of shape [{string.Join(", ", x.shape)}].");
+        if (!x.is_floating_point())
+            throw new ConvKitException($"model '{Name}': Predict expects float inputs; received {x.dtype}. Convert with x.to_type(float32) (and scale).");
+    }
+
+    /// <summary>Predict on <paramref name="inference"/> (a reference held by the caller).</summary>
+    internal Tensor PredictWith(InferenceModel inference, Tensor x, int batchSize, int verbose, IEnumerable<Callback>? callbacks)
+    {
+        CheckPredictArguments(x, batchSize, verbose);
         EnsureBuiltFor(x);
         var device = ModelDevice();
         long n = x.shape[0];
+        if (n == 0) return EmptyPrediction(x);
         int steps = (int)((n + batchSize - 1) / batchSize);
         var cbs = new CallbackList(callbacks, this, new TrainingParams(1, steps, verbose, n, batchSize), addHistory: false, addProgbar: verbose > 0);
-        bool wasTraining = training;
-        eval();
         var emptyLogs = new Logs();
+        using var guard = BeginInference("Predict");
         cbs.PredictBegin(emptyLogs);
         try
         {
@@ -351,7 +455,7 @@ public partial class Model
                     cbs.PredictBatchBegin(b, emptyLogs);
                     long start = (long)b * batchSize, len = Math.Min(batchSize, n - start);
                     using (var batchScope = NewDisposeScope())
-                        outputs[b] = Forward([xs.narrow(0, start, len)])[0].MoveToOuterDisposeScope();
+                        outputs[b] = inference.Run([xs.narrow(0, start, len)])[0].MoveToOuterDisposeScope();
                     cbs.PredictBatchEnd(b, emptyLogs);
                 }
             }
@@ -363,10 +467,74 @@ public partial class Model
             cbs.PredictEnd(emptyLogs);
             return result;
         }
-        finally
+        catch (ExternalException e)
         {
-            if (wasTraining) train();
+            throw LibtorchFailure("Predict", e);
         }
+    }
+
+    /// <summary>Keras' predict on no samples: an empty result of the model's output shape.</summary>
+    Tensor EmptyPrediction(Tensor x)
+    {
+        var shape = ModelOutputShape;
+        if (!shape.IsFullyDefined)
+            throw new ShapeException($"model '{Name}': Predict received no samples (x has shape [{string.Join(", ", x.shape)}]) and the output shape {shape.ToBatchString()} is not fully known, so no empty result can be shaped.");
+        var dtype = parameters().FirstOrDefault()?.dtype is { } d && is_floating_point(d) ? d : float32;
+        return empty([0, .. shape.ToArray().Select(v => (long)v)], dtype, ModelDevice());
+    }
+
+    // ------------------------------------------------------------------ concurrency
+
+    int fitThread;
+    int activeInferences;
+
+    /// <summary>Counts a running Predict/Evaluate; refuses while Fit runs on another thread (see <see cref="Predict"/>).</summary>
+    InferenceGuard BeginInference(string what)
+    {
+        Interlocked.Increment(ref activeInferences);
+        int fitting = Volatile.Read(ref fitThread);
+        if (fitting != 0 && fitting != Environment.CurrentManagedThreadId)
+        {
+            Interlocked.Decrement(ref activeInferences);
+            throw new ConvKitException($"model '{Name}': {what} cannot run while Fit trains this model on another thread (its weights change under the call). Wait for Fit to end, or use a copy of the model.");
+        }
+        return new InferenceGuard(this);
+    }
+
+    readonly struct InferenceGuard(Model model) : IDisposable
+    {
+        public void Dispose() => Interlocked.Decrement(ref model.activeInferences);
+    }
+
+    /// <summary>Marks Fit running on this thread; refuses a second Fit and Fit while Predict/Evaluate run elsewhere.</summary>
+    void BeginFit()
+    {
+        int me = Environment.CurrentManagedThreadId;
+        int other = Interlocked.CompareExchange(ref fitThread, me, 0);
+        if (other != 0)
+            throw new ConvKitException(other == me
+                ? $"model '{Name}': Fit was called while Fit is already running on this model (from one of its callbacks); a model trains one Fit at a time."
+                : $"model '{Name}': Fit cannot start while another Fit trains this model on another thread.");
+        if (Volatile.Read(ref activeInferences) > 0)
+        {
+            Volatile.Write(ref fitThread, 0);
+            throw new ConvKitException($"model '{Name}': Fit cannot start while Predict or Evaluate runs on this model on another thread (they would read weights Fit is changing). Wait for them to end.");
+        }
+    }
+
+    void EndFit() => Volatile.Write(ref fitThread, 0);
+
+    /// <summary>A libtorch failure as a ConvKitException whose message has no C++ frames.</summary>
+    ConvKitException LibtorchFailure(string what, ExternalException e) =>
+        new($"model '{Name}': {what} failed inside libtorch: {CleanLibtorchMessage(e.Message)}", e);
+
+    /// <summary>The first line(s) of a libtorch error, without "Exception raised from ..." and the frames after it.</summary>
+    internal static string CleanLibtorchMessage(string message)
+    {
+        int cut = message.IndexOf("Exception raised from", StringComparison.Ordinal);
+        if (cut < 0) cut = message.IndexOf("frame #", StringComparison.Ordinal);
+        var text = (cut >= 0 ? message[..cut] : message).Trim();
+        return text.Length == 0 ? "(no message)" : text;
     }
 
     // ------------------------------------------------------------------ weights
@@ -374,6 +542,7 @@ public partial class Model
     /// <summary>Copies of every weight (trainable and not), in <see cref="Layer.Weights"/> order, Keras' <c>get_weights</c>.</summary>
     public Tensor[] GetWeights()
     {
+        ThrowIfDisposed();
         using var _ = no_grad();
         return Weights.Select(w => w.Value.detach().clone().DetachFromDisposeScope()).ToArray();
     }
@@ -383,6 +552,7 @@ public partial class Model
     public void SetWeights(IReadOnlyList<Tensor> values)
     {
         ArgumentNullException.ThrowIfNull(values);
+        ThrowIfDisposed();
         var weights = Weights.ToArray();
         if (weights.Length != values.Count)
             throw new ShapeException($"model '{Name}' has {weights.Length} weights; received {values.Count}.");
@@ -404,6 +574,8 @@ public partial class Model
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
+        if (x.IsInvalid) throw new ObjectDisposedException(nameof(Tensor), $"model '{Name}': {what} received a disposed tensor as x.");
+        if (y.IsInvalid) throw new ObjectDisposedException(nameof(Tensor), $"model '{Name}': {what} received a disposed tensor as y.");
         if (x.dim() < 2) throw new ShapeException($"model '{Name}': {what} expects x as a batch (N, ...); received shape [{string.Join(", ", x.shape)}].");
         if (y.dim() < 1) throw new ShapeException($"model '{Name}': {what} expects y as a batch (N, ...); received a scalar.");
         if (x.shape[0] != y.shape[0])
@@ -413,18 +585,19 @@ public partial class Model
     }
 
     /// <summary>Builds an unbuilt model for the data, or checks the data's sample shape against the model's input.</summary>
-    void EnsureBuiltFor(Tensor x)
+    void EnsureBuiltFor(Tensor x, string data = "data")
     {
         var sample = new Shape(x.shape.Skip(1).Select(d => (int)d).ToArray());
         if (!IsBuilt)
         {
-            Build(sample);
-            return;
+            // Two threads predicting with an unbuilt model: one builds it.
+            lock (fusedHeadGate)
+                if (!IsBuilt) Build(sample);
         }
         var expected = BuiltInputShapes![0];
         bool ok = expected.Rank == sample.Rank;
         for (int d = 0; ok && d < sample.Rank; d++) ok = expected[d] == Shape.Unknown || expected[d] == sample[d];
-        if (!ok) throw new ShapeException($"model '{Name}' expects input {expected.ToBatchString()}; received data of shape {sample.ToBatchString()}.");
+        if (!ok) throw new ShapeException($"model '{Name}' expects input {expected.ToBatchString()}; received {data} of shape {sample.ToBatchString()}.");
     }
 
     Device ModelDevice() => parameters().FirstOrDefault()?.device ?? CPU;
@@ -505,8 +678,16 @@ public partial class Model
     /// </summary>
     FusedHead? FusedHeadFor(Loss lossFn)
     {
+        lock (fusedHeadGate) return FusedHeadForLocked(lossFn);
+    }
+
+    readonly object fusedHeadGate = new();
+
+    FusedHead? FusedHeadForLocked(Loss lossFn)
+    {
         if (ReferenceEquals(fusedHeadKey.Graph, Graph) && ReferenceEquals(fusedHeadKey.Loss, lossFn)) return fusedHead;
         fusedHeadKey = (Graph, lossFn);
+        fusedHead?.Dispose();
         fusedHead = null;
         if (Graph is not { } g || g.Outputs.Count != 1) return null;
         var node = g.Outputs[0].Node;
@@ -518,18 +699,26 @@ public partial class Model
             _ => null,
         };
         if (activation is null || !lossFn.CanFuse(activation)) return null;
-        fusedHead = new FusedHead(new FunctionalGraph(g.Inputs, [node.Inputs[0]], Name, g.Folds), node.Layer, activation);
+        fusedHead = new FusedHead(new FunctionalGraph(g.Inputs, [node.Inputs[0]], Name), node.Layer, activation);
         return fusedHead;
     }
 
-    sealed class FusedHead(FunctionalGraph trunk, Layer layer, ActivationFunction activation)
+    sealed class FusedHead(FunctionalGraph trunk, Layer layer, ActivationFunction activation) : IDisposable
     {
+        readonly InferenceSlot inference = new();
+
         public ActivationFunction Activation { get; } = activation;
 
-        public Tensor Logits(Tensor x, bool optimized)
+        /// <summary>The trunk's inference model (a reference taken for the caller).</summary>
+        public InferenceModel AcquireInference(Model model, bool optimized) => inference.Acquire(model, trunk, optimized);
+
+        /// <summary>The logits: the trunk run by <paramref name="trunkInference"/>, or layer by layer (training) when null.</summary>
+        public Tensor Logits(Tensor x, InferenceModel? trunkInference)
         {
-            var hidden = trunk.Run([x], optimized)[0];
+            var hidden = trunkInference is not null ? trunkInference.Run([x])[0] : trunk.Run([x])[0];
             return layer is Dense d ? F.linear(hidden, d.Kernel!, d.Bias) : hidden;
         }
+
+        public void Dispose() => inference.Dispose();
     }
 }

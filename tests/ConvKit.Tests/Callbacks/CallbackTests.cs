@@ -37,6 +37,60 @@ public class CallbackTests
         Assert.NotEqual(snapshots[3], snapshots[1]);
     }
 
+    /// <summary>A model compiled with a top-k accuracy named "top5" (a name without "acc").</summary>
+    static (Sequential Model, Tensor X, Tensor Y) SetupTopK()
+    {
+        var (x, y) = TestData.Separable(32);
+        var model = TestData.Mlp();
+        model.Compile(optimizer: new SGD(learningRate: 0.05), loss: "sparse_categorical_crossentropy",
+            metrics: [new SparseTopKCategoricalAccuracy(k: 1, name: "top5")]);
+        return (model, x, y);
+    }
+
+    [Fact]
+    public void EarlyStoppingOnATopKMetricMaximizesItAndRestoresTheBestEpoch()
+    {
+        // Issue 12: monitor "val_top5" has no "acc" in its name; the name rule picked 'min' and restored the worst epoch.
+        var (model, x, y) = SetupTopK();
+        var snapshots = new List<float[]>();
+        var record = new LambdaCallback { OnEpochEndAction = (_, _) => snapshots.Add(model.GetWeights()[0].data<float>().ToArray()) };
+        var es = new EarlyStopping(monitor: "val_top5", patience: 2, restoreBestWeights: true);
+        var h = model.Fit(x, y, batchSize: 8, epochs: 10, verbose: 0,
+            callbacks: [Script("val_top5", 0.2, 0.9, 0.5, 0.4, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95), record, es]);
+        Assert.Equal(new[] { 0, 1, 2, 3 }, h.Epoch);
+        Assert.Equal(1, es.BestEpoch);
+        Assert.Equal(0.9, es.Best);
+        Assert.Equal(snapshots[1], model.GetWeights()[0].data<float>().ToArray());
+
+        // The same with the metric's own name, and 'loss' always minimizes.
+        var byLoss = new EarlyStopping(monitor: "val_loss", patience: 1);
+        model.Fit(x, y, batchSize: 8, epochs: 4, verbose: 0, callbacks: [Script("val_loss", 1.0, 0.5, 0.7, 0.8), byLoss]);
+        Assert.Equal(1, byLoss.BestEpoch);
+    }
+
+    [Fact]
+    public void ReduceLROnPlateauAndModelCheckpointFollowTheTopKMetricsDirection()
+    {
+        var (model, x, y) = SetupTopK();
+        // Rising top-k accuracy is improvement: no reduction (in 'min' it would have been halved twice).
+        var plateau = new ReduceLROnPlateau(monitor: "val_top5", factor: 0.5, patience: 0, minDelta: 0);
+        model.Fit(x, y, batchSize: 8, epochs: 3, verbose: 0, callbacks: [Script("val_top5", 0.2, 0.5, 0.8), plateau]);
+        Assert.Equal(0.05, model.Optimizer!.LearningRate, 12);
+
+        var dir = Directory.CreateTempSubdirectory("convkit-topk-").FullName;
+        try
+        {
+            var checkpoint = new ModelCheckpoint(Path.Combine(dir, "e{epoch}.safetensors"), monitor: "val_top5", saveBestOnly: true, saveWeightsOnly: true);
+            model.Fit(x, y, batchSize: 8, epochs: 3, verbose: 0, callbacks: [Script("val_top5", 0.2, 0.5, 0.3), checkpoint]);
+            Assert.Equal(2, checkpoint.Saved.Count); // epochs 1 and 2 improve, epoch 3 does not
+            Assert.Equal(0.5, checkpoint.Best);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public void EarlyStoppingMaxModeAndBaseline()
     {

@@ -38,7 +38,7 @@ public class InferencePlanTests
             conv.Bias?.copy_(randn(conv.Bias.shape, generator: g).mul(twentieth));
     }
 
-    static int Folds(Model model) => model.GraphForSummary!.Folds.Folds;
+    static int Folds(Model model) => model.InferenceKernels.Folds;
 
     static Tensor Predict(Model model, Tensor x, bool optimized)
     {
@@ -115,7 +115,7 @@ public class InferencePlanTests
         AssertSame(model, x64, 1e-12);
     }
 
-    static int Packs(Model model) => model.GraphForSummary!.Folds.Packs;
+    static int Packs(Model model) => model.InferenceKernels.Packs;
 
     [Fact]
     public void PackedKernelsArePackedOnceAndRepackedAfterAnyWrite()

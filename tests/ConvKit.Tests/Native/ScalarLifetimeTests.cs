@@ -325,7 +325,7 @@ public class ScalarLifetimeTests(ITestOutputHelper log)
             new("l2 penalty", () => new L2(0.01).Penalty(logits)),
             new("batch normalization fold", () =>
             {
-                var (kernel, bias) = FoldedConvolution.Fold(conv, norm);
+                var (kernel, bias) = ConvKit.Models.Inference.ConvolutionKernels.Fold(conv, norm);
                 using (kernel) using (bias) return cat([kernel.flatten(), bias]);
             }),
             new("predict", () => model.Predict(nhwc, batchSize: 2)),
