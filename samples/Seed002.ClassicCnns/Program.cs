@@ -47,6 +47,7 @@ var lrScheduler = new LearningRateScheduler(LrSchedule);
 var checkpointDir = Directory.CreateTempSubdirectory("seed002-").FullName;
 var checkpoint = new ModelCheckpoint(filepath: Path.Combine(checkpointDir, "file.safetensors"),
                                      monitor: "val_accuracy", verbose: 1, saveBestOnly: true);
+// The seed names an undefined lr_reducer here and monitors Keras 1's 'val_acc': the scheduler above, and 'val_accuracy'.
 var callbacks = new Callback[] { checkpoint, lrScheduler };
 model.Compile(loss: "categorical_crossentropy", optimizer: "sgd", metrics: ["accuracy"]);
 var hist = model.Fit(xTrain, yTrain, batchSize: 32, epochs: smoke ? 2 : 20,
