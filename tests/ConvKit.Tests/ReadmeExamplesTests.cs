@@ -9,7 +9,7 @@ using Padding = ConvKit.Layers.Padding;
 
 namespace ConvKit.Tests;
 
-/// <summary>The README's examples, compiled and run, so the documentation cannot drift from the API.</summary>
+/// <summary>The examples of the README and docs/defining-models.md, compiled and run, so the documentation cannot drift from the API.</summary>
 [Collection(nameof(ConvKit.Tests.Training.GlobalRandomCollection))]
 public class ReadmeExamplesTests
 {
