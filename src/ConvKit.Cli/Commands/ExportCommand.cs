@@ -14,7 +14,8 @@ public static class ExportCommand
     public static Command Create(CliConsole console)
     {
         var name = new Argument<string>("name") { Description = "A zoo name (see 'convkit models'), or what 'convkit train' wrote: the run folder, its model folder or model.safetensors." };
-        var onnx = new Option<string>("--onnx") { Description = "Destination .onnx file.", Required = true };
+        var onnx = new Option<string?>("--onnx") { Description = "Destination .onnx file." };
+        var triton = TritonOptions.Create();
         var weights = new Option<string?>("--weights") { Description = "Weights to load first (by layer name): a file written by SaveWeights, Save or ModelCheckpoint for the same model and options, a Keras .h5, or a run/model folder written by 'convkit train'." };
         var opset = new Option<int>("--opset") { Description = $"ONNX opset, {OnnxExport.MinOpset} to {OnnxExport.MaxOpset}.", DefaultValueFactory = _ => 13 };
         var channelsFirst = new Option<bool>("--channels-first") { Description = "Image inputs and outputs NCHW instead of Keras' NHWC." };
@@ -25,16 +26,17 @@ public static class ExportCommand
         pooling.AcceptOnlyFromAmong("avg", "max");
         var command = new Command("export", "Export a zoo model to ONNX (inference: dropout off, batch norm on moving statistics).");
         command.Arguments.Add(name);
-        foreach (var o in new Option[] { onnx, weights, opset, channelsFirst, inputShape, classes, noTop, pooling }) command.Options.Add(o);
+        foreach (var o in (Option[])[onnx, weights, opset, channelsFirst, inputShape, classes, noTop, pooling, .. triton.All]) command.Options.Add(o);
         command.SetAction(parse => console.Guard(() =>
         {
-            var path = parse.GetValue(onnx)!;
+            var path = parse.GetValue(onnx);
+            var tritonRepo = triton.Check(parse, onnxGiven: path is not null);
             int opsetValue = parse.GetValue(opset);
             if (opsetValue is < OnnxExport.MinOpset or > OnnxExport.MaxOpset)
                 throw new ConvKitException($"--opset must be {OnnxExport.MinOpset} to {OnnxExport.MaxOpset}; received {opsetValue}.");
-            if (string.IsNullOrWhiteSpace(path)) throw new ConvKitException("--onnx must name a file; received an empty value.");
-            if (Directory.Exists(path)) throw new ConvKitException($"--onnx '{path}' is a folder; name the .onnx file to write.");
-            if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } parent && !Directory.Exists(parent))
+            if (tritonRepo is null && string.IsNullOrWhiteSpace(path)) throw new ConvKitException("--onnx must name a file; received an empty value.");
+            if (tritonRepo is null && Directory.Exists(path)) throw new ConvKitException($"--onnx '{path}' is a folder; name the .onnx file to write.");
+            if (tritonRepo is null && Path.GetDirectoryName(Path.GetFullPath(path!)) is { } parent && !Directory.Exists(parent))
                 throw new ConvKitException($"--onnx '{path}': the folder '{parent}' does not exist.");
             if (parse.GetValue(classes) is { } c && c < 1) throw new ConvKitException($"--classes must be positive; received {c}.");
             bool zooOptionsGiven = parse.GetValue(noTop) || parse.GetValue(inputShape) is not null || parse.GetValue(classes) is not null || parse.GetValue(pooling) is not null;
@@ -48,6 +50,8 @@ public static class ExportCommand
             using var resolved = ModelResolver.Resolve(parse.GetValue(name)!, parse.GetValue(weights), options);
             var model = resolved.Model;
             var exportOptions = new OnnxExportOptions { Opset = parse.GetValue(opset), ChannelsLast = !parse.GetValue(channelsFirst) };
+            if (tritonRepo is not null) return TritonOptions.Write(console, model, tritonRepo.Value, exportOptions);
+            path ??= "";
             try
             {
                 OnnxExport.Save(model, path, exportOptions);

@@ -178,6 +178,15 @@ public static class OnnxExport
         graph.Save(path);
     }
 
+    /// <summary><see cref="Save"/>, returning the graph's declared inputs and outputs (what a serving config lists).</summary>
+    internal static (IReadOnlyList<(string Name, OnnxDataType Type, OnnxDim[] Dims)> Inputs, IReadOnlyList<(string Name, OnnxDataType Type, OnnxDim[] Dims)> Outputs)
+        SaveWithSignature(Model model, string path, OnnxExportOptions? options)
+    {
+        using var graph = Export(model, options);
+        graph.Save(path);
+        return (graph.GraphInputs.ToArray(), graph.GraphOutputs.ToArray());
+    }
+
     /// <summary>The model's graph; on failure the tensors the partial graph holds are released at once.</summary>
     static OnnxGraphBuilder Export(Model model, OnnxExportOptions? options)
     {

@@ -117,6 +117,12 @@ public sealed class OnnxGraphBuilder : IDisposable
     /// <summary>IR version written to <c>ir_version</c>.</summary>
     public long IrVersion { get; }
 
+    /// <summary>The graph inputs as declared (name, element type, dims with the batch first).</summary>
+    internal IReadOnlyList<(string Name, OnnxDataType Type, OnnxDim[] Dims)> GraphInputs => inputs;
+
+    /// <summary>The graph outputs as declared.</summary>
+    internal IReadOnlyList<(string Name, OnnxDataType Type, OnnxDim[] Dims)> GraphOutputs => outputs;
+
     /// <summary>Whether a value of this name is already defined (an input, initializer or node output).</summary>
     /// <param name="name">Value name.</param>
     /// <returns>True when defined.</returns>
