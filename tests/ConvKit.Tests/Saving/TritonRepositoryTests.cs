@@ -79,10 +79,10 @@ public class TritonRepositoryTests
 
             // ONNX Runtime on the repository's file equals Predict within 1e-5 (3 samples: not a multiple of anything).
             model.eval();
-            var gen = new TorchSharp.torch.Generator(7);
+            using var gen = new TorchSharp.torch.Generator(7);
             using var x = rand([3, s[0], s[1], s[2]], generator: gen);
             using var expected = model.Predict(x);
-            var feed = channelsLast ? x.contiguous() : x.permute(0, 3, 1, 2).contiguous();
+            using var feed = channelsLast ? x.contiguous() : x.permute(0, 3, 1, 2).contiguous();
             using var results = session.Run([NamedOnnxValue.CreateFromTensor(session.InputMetadata.Keys.Single(),
                 new DenseTensor<float>(feed.data<float>().ToArray(), feed.shape.Select(d => (int)d).ToArray()))]);
             var got = results[0].AsTensor<float>().ToArray();
