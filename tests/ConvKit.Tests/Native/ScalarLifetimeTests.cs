@@ -8,7 +8,7 @@ using ConvKit.Models;
 using ConvKit.Training;
 using TorchSharp;
 using Xunit.Abstractions;
-using Padding = ConvKit.Layers.Padding;
+using Padding = ConvKit.Padding;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Native;
