@@ -14,15 +14,33 @@ public readonly struct Shape : IEquatable<Shape>, IReadOnlyList<int>
     readonly int[]? dims;
 
     /// <summary>Creates a shape from its dimensions (each positive, or -1 for unknown).</summary>
-    /// <exception cref="ArgumentException">A dimension is 0 or below -1.</exception>
+    /// <exception cref="ShapeException">A dimension is 0 or below -1.</exception>
     public Shape(params int[] dims)
     {
         ArgumentNullException.ThrowIfNull(dims);
-        foreach (var d in dims)
-            if (d <= 0 && d != Unknown)
-                throw new ArgumentException($"shape dimensions must be positive or -1 (unknown); received ({string.Join(", ", dims)})", nameof(dims));
+        for (int i = 0; i < dims.Length; i++)
+            if (dims[i] <= 0 && dims[i] != Unknown) throw BadDimension(i, dims[i], string.Join(", ", dims));
         this.dims = (int[])dims.Clone();
     }
+
+    /// <summary>
+    /// Creates a shape from TorchSharp-style long dimensions, e.g. <c>new Shape(x.shape[1..])</c> for the sample shape of
+    /// a batch (each positive, or -1 for unknown).
+    /// </summary>
+    /// <exception cref="ShapeException">A dimension is 0, below -1, or larger than int.MaxValue.</exception>
+    public Shape(ReadOnlySpan<long> dims)
+    {
+        var d = new int[dims.Length];
+        for (int i = 0; i < dims.Length; i++)
+        {
+            if ((dims[i] <= 0 && dims[i] != Unknown) || dims[i] > int.MaxValue) throw BadDimension(i, dims[i], string.Join(", ", dims.ToArray()));
+            d[i] = (int)dims[i];
+        }
+        this.dims = d;
+    }
+
+    static ShapeException BadDimension(int axis, long value, string all) => new(
+        $"shape dimension {axis} is {value}: dimensions must be positive (at most {int.MaxValue}) or -1 (unknown); received ({all}).");
 
     /// <summary>The number of dimensions (without the batch axis).</summary>
     public int Rank => dims?.Length ?? 0;
@@ -94,6 +112,7 @@ public readonly struct Shape : IEquatable<Shape>, IReadOnlyList<int>
 
     /// <summary>A one-dimensional shape.</summary>
     public static implicit operator Shape(int d) => new(d);
+    // No implicit conversion from long[]: it would give `cond ? shape : null` the type Shape and a null long[] at run time.
 
     /// <summary>A two-dimensional shape.</summary>
     public static implicit operator Shape((int, int) t) => new(t.Item1, t.Item2);
