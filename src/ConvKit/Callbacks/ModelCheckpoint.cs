@@ -19,10 +19,12 @@ public sealed partial class ModelCheckpoint : Callback, IStatefulCallback
     double best;
 
     /// <summary>Creates the callback with Keras' arguments.</summary>
+    /// <exception cref="ConvKitException"><paramref name="filepath"/> ends in .h5/.hdf5/.keras: ConvKit writes safetensors.</exception>
     public ModelCheckpoint(string filepath, string monitor = "val_loss", int verbose = 0, bool saveBestOnly = false,
         bool saveWeightsOnly = false, MonitorMode mode = MonitorMode.Auto, double? initialValueThreshold = null)
     {
         Filepath = filepath ?? throw new ArgumentNullException(nameof(filepath));
+        Saving.ModelFormat.RefuseForeignExtension(filepath, "ModelCheckpoint");
         Monitor = monitor;
         Verbose = verbose;
         SaveBestOnly = saveBestOnly;
