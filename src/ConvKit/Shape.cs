@@ -162,6 +162,17 @@ public static class Layout
         ? new Shape((int)internalShape[2], (int)internalShape[3], (int)internalShape[1])
         : new Shape(internalShape[1..].ToArray().Select(d => (int)d).ToArray());
 
+    /// <summary>
+    /// A hint for a shape error: when an internal-layout (N, C, H, W) input was expected with <paramref name="channels"/>
+    /// channels and <paramref name="received"/> is 4-D with that many in its last axis but not in axis 1, the data is
+    /// probably channels-last; returns the sentence that says so (with a leading space), otherwise "".
+    /// </summary>
+    internal static string NhwcHint(ReadOnlySpan<long> received, int channels) =>
+        received.Length == 4 && channels > 0 && received[3] == channels && received[1] != channels
+            ? $" The tensor [{string.Join(", ", received.ToArray())}] looks like NHWC (channels-last); Apply takes ConvKit's internal (N, C, H, W) layout: "
+              + "call Apply(x, DataFormat.ChannelsLast), or Predict, which take channels-last data as Keras does."
+            : "";
+
     /// <summary>The internal tensor axis (batch = 0) of Keras axis <paramref name="kerasAxis"/> (batch = 0, negative from the end).</summary>
     public static int ToInternalAxis(int kerasAxis, int batchRank)
     {

@@ -59,12 +59,12 @@ public class RandomFlip : RandomAugmentation
     protected override Tensor Augment(Tensor images)
     {
         var x = images;
-        if (Mode != "vertical") x = ConvKit.Data.Augment.RandomHorizontalFlip(x, 0.5, Generator);
+        if (Mode != "vertical") x = ConvKit.Data.Augment.RandomHorizontalFlip(x, 0.5, Generator, DataFormat.ChannelsFirst);
         if (Mode != "horizontal")
         {
             // A vertical flip is a horizontal flip of the transposed image.
             using var transposed = x.transpose(2, 3);
-            var flipped = ConvKit.Data.Augment.RandomHorizontalFlip(transposed, 0.5, Generator);
+            var flipped = ConvKit.Data.Augment.RandomHorizontalFlip(transposed, 0.5, Generator, DataFormat.ChannelsFirst);
             if (!ReferenceEquals(x, images)) x.Dispose();
             x = flipped.transpose(2, 3);
             flipped.Dispose();
@@ -98,7 +98,7 @@ public class RandomTranslation : RandomAugmentation
 
     /// <inheritdoc/>
     protected override Tensor Augment(Tensor images) => ConvKit.Data.Augment.RandomTranslation(images,
-        (int)Math.Round(HeightFactor * images.shape[2]), (int)Math.Round(WidthFactor * images.shape[3]), Generator);
+        (int)Math.Round(HeightFactor * images.shape[2]), (int)Math.Round(WidthFactor * images.shape[3]), Generator, DataFormat.ChannelsFirst);
 }
 
 /// <summary>
@@ -120,5 +120,5 @@ public class RandomZoom : RandomAugmentation
 
     /// <inheritdoc/>
     protected override Tensor Augment(Tensor images) =>
-        ConvKit.Data.Augment.RandomZoom(images, 1 / (1 + Factor), 1 / (1 - Factor), Generator);
+        ConvKit.Data.Augment.RandomZoom(images, 1 / (1 + Factor), 1 / (1 - Factor), Generator, DataFormat.ChannelsFirst);
 }

@@ -205,9 +205,31 @@ public abstract class Layer : nn.Module
 
     // ---------------------------------------------------------------- invocation
 
-    /// <summary>Applies the layer to a tensor in ConvKit's internal layout, building it on first use.</summary>
-    /// <exception cref="ShapeException">The tensor's shape does not fit the layer.</exception>
+    /// <summary>
+    /// Applies the layer to a tensor in ConvKit's internal layout ((N, C, H, W) for images), building it on first use.
+    /// For channels-last data, as Keras' <c>model(x)</c> takes it, use <see cref="Apply(Tensor, DataFormat)"/>.
+    /// </summary>
+    /// <exception cref="ShapeException">The tensor's shape does not fit the layer; when it looks channels-last, the message says so.</exception>
     public Tensor Apply(Tensor input) => Apply([input]);
+
+    /// <summary>
+    /// Applies the layer to a tensor in the given layout, Keras' <c>layer(x)</c> / <c>model(x)</c>: with
+    /// <see cref="DataFormat.ChannelsLast"/> a 4-D input is read as (N, H, W, C) and a 4-D output is returned as
+    /// (N, H, W, C); other ranks are the same in both layouts. <see cref="DataFormat.ChannelsFirst"/> is
+    /// <see cref="Apply(Tensor)"/>.
+    /// </summary>
+    /// <exception cref="ShapeException">The tensor's shape does not fit the layer.</exception>
+    public Tensor Apply(Tensor input, DataFormat dataFormat)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (dataFormat == DataFormat.ChannelsFirst) return Apply(input);
+        if (dataFormat != DataFormat.ChannelsLast)
+            throw new LayerArgumentException(Describe, "dataFormat", $"must be ChannelsLast or ChannelsFirst; received {(int)dataFormat}.");
+        using var internalInput = Layout.FromKeras(input);
+        var output = Apply(internalInput);
+        if (output.dim() != 4) return output;
+        using (output) return Layout.ToKeras(output);
+    }
 
     /// <summary>Applies the layer to several tensors (merge layers), building it on first use.</summary>
     /// <exception cref="ShapeException">The tensors' shapes do not fit the layer.</exception>
@@ -217,7 +239,11 @@ public abstract class Layer : nn.Module
         var shapes = new Shape[inputs.Length];
         for (int i = 0; i < inputs.Length; i++) shapes[i] = Layout.ToKeras(inputs[i].shape);
         if (!IsBuilt) EnsureBuilt(shapes, trackDevice: inputs[0].device);
-        else CheckCompatible(shapes);
+        else
+        {
+            try { CheckCompatible(shapes); }
+            catch (ShapeException e) when (NhwcHint(inputs) is { Length: > 0 } hint) { throw new ShapeException(e.Message + hint); }
+        }
         Tensor result;
         try
         {
@@ -229,6 +255,15 @@ public abstract class Layer : nn.Module
         }
         if (Tracing.Active) Tracing.Record(this, shapes, Layout.ToKeras(result.shape));
         return result;
+    }
+
+    // The sentence that says channels-last data was given to an internal-layout call, or "".
+    string NhwcHint(Tensor[] inputs)
+    {
+        var built = BuiltInputShapes!;
+        for (int i = 0; i < inputs.Length && i < built.Count; i++)
+            if (built[i].Rank == 3 && Layout.NhwcHint(inputs[i].shape, built[i][2]) is { Length: > 0 } hint) return hint;
+        return "";
     }
 
     /// <summary>Applies the layer to a symbolic tensor, adding a node to the functional graph.</summary>

@@ -198,7 +198,8 @@ public partial class Model : Layer
             bool ok = got.Rank == expected.Rank;
             for (int d = 0; ok && d < got.Rank; d++) ok = expected[d] == Shape.Unknown || expected[d] == got[d];
             if (!ok)
-                throw new ShapeException($"model '{Name}': input '{graph.Inputs[i].Layer.Name}' expects {expected.ToBatchString()}; received {got.ToBatchString()}.");
+                throw new ShapeException($"model '{Name}': input '{graph.Inputs[i].Layer.Name}' expects {expected.ToBatchString()}; received {got.ToBatchString()}."
+                    + (expected.Rank == 3 ? Layout.NhwcHint(inputs[i].shape, expected[2]) : ""));
         }
     }
 
