@@ -434,60 +434,6 @@ public readonly record struct WindowInfo(Size2 Kernel, Size2 Stride, Size2 Dilat
     public static WindowInfo Global => new(1, 1, 1, 0, true);
 }
 
-/// <summary>Session-wide state, as Keras' backend keeps it: automatic layer names.</summary>
-public static partial class Backend
-{
-    static readonly Dictionary<string, int> Global = new();
-    static readonly AsyncLocal<Dictionary<string, int>?> Scoped = new();
-
-    /// <summary>Resets automatic names, like Keras' <c>clear_session()</c>: the next Conv2D is <c>conv2d</c> again.</summary>
-    public static void ClearSession()
-    {
-        lock (Global) Global.Clear();
-        if (Scoped.Value is { } s) s.Clear();
-    }
-
-    /// <summary>
-    /// Starts a private naming scope for the current async flow (a test, a builder): names restart from zero inside it
-    /// and do not disturb other threads. Dispose to return to the enclosing names.
-    /// </summary>
-    public static IDisposable NameScope()
-    {
-        var previous = Scoped.Value;
-        Scoped.Value = new Dictionary<string, int>();
-        return new Restore(() => Scoped.Value = previous);
-    }
-
-    sealed class Restore(Action action) : IDisposable
-    {
-        public void Dispose() => action();
-    }
-
-    /// <summary>
-    /// Keras' unique names: the first is the prefix itself, then <c>prefix_1</c>, <c>prefix_2</c>...
-    /// With <paramref name="zeroBased"/> false (Keras' inputs), the first is <c>prefix_1</c>.
-    /// </summary>
-    public static string UniqueName(string prefix, bool zeroBased = true)
-    {
-        var counters = Scoped.Value ?? Global;
-        lock (counters)
-        {
-            counters.TryGetValue(prefix, out int n);
-            counters[prefix] = n + 1;
-            if (zeroBased) return n == 0 ? prefix : $"{prefix}_{n}";
-            return $"{prefix}_{n + 1}";
-        }
-    }
-
-    /// <summary>Keras' <c>to_snake_case</c>: <c>MaxPooling2D</c> becomes <c>max_pooling2d</c>.</summary>
-    public static string ToSnakeCase(string name)
-    {
-        var intermediate = Regex.Replace(name, "(.)([A-Z][a-z0-9]+)", "$1_$2");
-        var snake = Regex.Replace(intermediate, "([a-z])([A-Z])", "$1_$2").ToLowerInvariant();
-        return snake.StartsWith('_') ? "private" + snake : snake;
-    }
-}
-
 /// <summary>One eager call seen while tracing: input and output sample shapes.</summary>
 internal sealed record TracedCall(Shape[] Inputs, Shape Output);
 
