@@ -5,6 +5,27 @@ namespace ConvKit;
 /// <summary>Session-wide state, as Keras' backend keeps it: automatic layer names.</summary>
 public static partial class Backend
 {
+    /// <summary>
+    /// The number of CPU threads one operation (a convolution, a matrix product) may use: libtorch's intra-op thread
+    /// pool, <c>torch.set_num_threads</c>, process-wide. The default is libtorch's: the number of physical cores, or
+    /// <c>OMP_NUM_THREADS</c> when that is set; the CLI's <c>--threads</c> sets it per command ('convkit train' uses every
+    /// logical processor unless told otherwise). Lower it when several processes share the machine.
+    /// </summary>
+    /// <exception cref="LayerArgumentException">Set to less than 1 or more than <see cref="MaxThreads"/>.</exception>
+    public static int Threads
+    {
+        get => TorchSharp.torch.get_num_threads();
+        set
+        {
+            if (value < 1 || value > MaxThreads)
+                throw new LayerArgumentException(nameof(Backend), nameof(Threads), $"must be between 1 and {MaxThreads}; received Threads={value}.");
+            TorchSharp.torch.set_num_threads(value);
+        }
+    }
+
+    /// <summary>The largest accepted <see cref="Threads"/>: far above any CPU's cores, low enough to catch a typo.</summary>
+    public const int MaxThreads = 1024;
+
     static readonly Dictionary<string, int> Global = new();
     static readonly AsyncLocal<Dictionary<string, int>?> Scoped = new();
 
