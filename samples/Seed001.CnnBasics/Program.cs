@@ -5,15 +5,8 @@
 // `--smoke` trains LeNet-5 on 512 images for 2 epochs, only builds the CIFAR-sized VGG16 and ResNet, and leaves out
 // the keras.applications models (see Seed000).
 using System.Reflection;
-using ConvKit;
-using ConvKit.Applications;
-using ConvKit.Callbacks;
-using ConvKit.Data;
-using ConvKit.Layers;
-using ConvKit.Models;
 using TorchSharp;
 using static TorchSharp.torch;
-using Padding = ConvKit.Layers.Padding;
 
 var smoke = args.Contains("--smoke");
 var logs = Directory.CreateTempSubdirectory("seed001-logs-").FullName;
@@ -46,12 +39,12 @@ using (var y = new Sequential([simple]).Predict(x))
 
 // ---------------------------------------------------------------- the same with the Keras API
 var s = 1;
-var conv = new Conv2D(filters: N, kernelSize: (k, k), strides: s, padding: Padding.Valid, activation: "relu");
+var conv = new Conv2D(filters: N, kernelSize: (k, k), strides: s, padding: "valid", activation: "relu");
 
 // Pooling: OH = (H + 2P - FH) / S + 1
 (k, s) = (3, 1);
-var avgPool = new AvgPool2D(poolSize: k, strides: (s, s), padding: Padding.Valid);
-var maxPool = new MaxPool2D(poolSize: k, strides: (s, s), padding: Padding.Valid);
+var avgPool = new AvgPool2D(poolSize: k, strides: (s, s), padding: "valid");
+var maxPool = new MaxPool2D(poolSize: k, strides: (s, s), padding: "valid");
 
 // Fully connected
 var outputSize = 64;
@@ -61,7 +54,7 @@ var layersModel = new Sequential([new InputLayer((28, 28, D)), conv, avgPool, ma
 layersModel.PrintSummary();
 
 // Effective receptive field: two stacked 3x3 convolutions see 5x5 pixels, three see 7x7 (VGG's argument).
-var trace = ConvArithmetic.Trace(32, new ConvStep(3, Padding: Padding.Same), new ConvStep(3, Padding: Padding.Same), new ConvStep(3, Padding: Padding.Same));
+var trace = ConvArithmetic.Trace(32, new ConvStep(3, Padding: "same"), new ConvStep(3, Padding: "same"), new ConvStep(3, Padding: "same"));
 Console.WriteLine($"receptive field of 2 stacked 3x3 convolutions: {trace[1].Field.Size}x{trace[1].Field.Size}, of 3: {trace[2].Field.Size}x{trace[2].Field.Size}");
 
 // ---------------------------------------------------------------- LeNet-5 on (Fashion-)MNIST
@@ -101,7 +94,7 @@ Console.WriteLine($"LeNet-5 test accuracy: {lenetScores["accuracy"]:F4}");
 // ---------------------------------------------------------------- VGG-16
 if (!smoke)
 {
-    using var vggNet = Applications.VGG16(new ModelOptions { IncludeTop = true, Weights = null, InputShape = null,
+    using var vggNet = Zoo.VGG16(new ModelOptions { IncludeTop = true, Weights = null, InputShape = null,
                                                              Pooling = PoolingMode.None, Classes = 1000 });
     vggNet.PrintSummary();
 }
@@ -143,10 +136,10 @@ BuildModel().PrintSummary();
 SymbolicTensor NaiveInceptionBlock(SymbolicTensor prevLayer, int[]? filters = null)
 {
     filters ??= [64, 128, 32];
-    var conv1x1 = new Conv2D(filters[0], kernelSize: (1, 1), padding: Padding.Same, activation: "relu").Apply(prevLayer);
-    var conv3x3 = new Conv2D(filters[1], kernelSize: (3, 3), padding: Padding.Same, activation: "relu").Apply(prevLayer);
-    var conv5x5 = new Conv2D(filters[2], kernelSize: (5, 5), padding: Padding.Same, activation: "relu").Apply(prevLayer);
-    var maxPool = new MaxPool2D((3, 3), strides: (1, 1), padding: Padding.Same).Apply(prevLayer);
+    var conv1x1 = new Conv2D(filters[0], kernelSize: (1, 1), padding: "same", activation: "relu").Apply(prevLayer);
+    var conv3x3 = new Conv2D(filters[1], kernelSize: (3, 3), padding: "same", activation: "relu").Apply(prevLayer);
+    var conv5x5 = new Conv2D(filters[2], kernelSize: (5, 5), padding: "same", activation: "relu").Apply(prevLayer);
+    var maxPool = new MaxPool2D((3, 3), strides: (1, 1), padding: "same").Apply(prevLayer);
     return Concatenate.Of([conv1x1, conv3x3, conv5x5, maxPool], axis: -1);
 }
 var inceptionInput = new Input(shape: (32, 32, 192));
@@ -154,19 +147,19 @@ new Model(inceptionInput, NaiveInceptionBlock(inceptionInput), name: "naive_ince
 
 if (!smoke)
 {
-    using var inceptionV3 = Applications.InceptionV3(new ModelOptions { IncludeTop = true, Weights = null, Classes = 1000 });
+    using var inceptionV3 = Zoo.InceptionV3(new ModelOptions { IncludeTop = true, Weights = null, Classes = 1000 });
     inceptionV3.PrintSummary();
 }
 
 SymbolicTensor InceptionModule(SymbolicTensor x, int f1x1, int f3x3Reduce, int f3x3, int f5x5Reduce, int f5x5, int fPoolProj)
 {
-    var conv1x1 = new Conv2D(f1x1, (1, 1), padding: Padding.Same, activation: "relu").Apply(x);
-    var conv3x3 = new Conv2D(f3x3Reduce, (1, 1), padding: Padding.Same, activation: "relu").Apply(x);
-    conv3x3 = new Conv2D(f3x3, (3, 3), padding: Padding.Same, activation: "relu").Apply(conv3x3);
-    var conv5x5 = new Conv2D(f5x5Reduce, (1, 1), padding: Padding.Same, activation: "relu").Apply(x);
-    conv5x5 = new Conv2D(f5x5, (5, 5), padding: Padding.Same, activation: "relu").Apply(conv5x5);
-    var pool = new MaxPooling2D((3, 3), strides: (1, 1), padding: Padding.Same).Apply(x);
-    pool = new Conv2D(fPoolProj, (1, 1), padding: Padding.Same, activation: "relu").Apply(pool);
+    var conv1x1 = new Conv2D(f1x1, (1, 1), padding: "same", activation: "relu").Apply(x);
+    var conv3x3 = new Conv2D(f3x3Reduce, (1, 1), padding: "same", activation: "relu").Apply(x);
+    conv3x3 = new Conv2D(f3x3, (3, 3), padding: "same", activation: "relu").Apply(conv3x3);
+    var conv5x5 = new Conv2D(f5x5Reduce, (1, 1), padding: "same", activation: "relu").Apply(x);
+    conv5x5 = new Conv2D(f5x5, (5, 5), padding: "same", activation: "relu").Apply(conv5x5);
+    var pool = new MaxPooling2D((3, 3), strides: (1, 1), padding: "same").Apply(x);
+    pool = new Conv2D(fPoolProj, (1, 1), padding: "same", activation: "relu").Apply(pool);
     return Concatenate.Of([conv1x1, conv3x3, conv5x5, pool], axis: -1);
 }
 
@@ -174,25 +167,25 @@ Model GoogLeNet((int, int, int) inputShape, int numClasses)
 {
     var inputLayer = new Input(shape: inputShape);
     // 초기 합성곱 및 풀링 레이어 (stem)
-    var x = new Conv2D(64, (7, 7), strides: (2, 2), padding: Padding.Same, activation: "relu").Apply(inputLayer);
-    x = new MaxPooling2D((3, 3), strides: (2, 2), padding: Padding.Same).Apply(x);
-    x = new Conv2D(64, (1, 1), padding: Padding.Same, activation: "relu").Apply(x);
-    x = new Conv2D(192, (3, 3), padding: Padding.Same, activation: "relu").Apply(x);
-    x = new MaxPooling2D((3, 3), strides: (2, 2), padding: Padding.Same).Apply(x);
+    var x = new Conv2D(64, (7, 7), strides: (2, 2), padding: "same", activation: "relu").Apply(inputLayer);
+    x = new MaxPooling2D((3, 3), strides: (2, 2), padding: "same").Apply(x);
+    x = new Conv2D(64, (1, 1), padding: "same", activation: "relu").Apply(x);
+    x = new Conv2D(192, (3, 3), padding: "same", activation: "relu").Apply(x);
+    x = new MaxPooling2D((3, 3), strides: (2, 2), padding: "same").Apply(x);
     // Inception 모듈 쌓기 (stacked inception modules)
     x = InceptionModule(x, 64, 96, 128, 16, 32, 32);
     x = InceptionModule(x, 128, 128, 192, 32, 96, 64);
-    x = new MaxPooling2D((3, 3), strides: (2, 2), padding: Padding.Same).Apply(x);
+    x = new MaxPooling2D((3, 3), strides: (2, 2), padding: "same").Apply(x);
     x = InceptionModule(x, 192, 96, 208, 16, 48, 64);
     x = InceptionModule(x, 160, 112, 224, 24, 64, 64);
     x = InceptionModule(x, 128, 128, 256, 24, 64, 64);
     x = InceptionModule(x, 112, 144, 288, 32, 64, 64);
     x = InceptionModule(x, 256, 160, 320, 32, 128, 128);
-    x = new MaxPooling2D((3, 3), strides: (2, 2), padding: Padding.Same).Apply(x);
+    x = new MaxPooling2D((3, 3), strides: (2, 2), padding: "same").Apply(x);
     x = InceptionModule(x, 256, 160, 320, 32, 128, 128);
     x = InceptionModule(x, 384, 192, 384, 48, 128, 128);
     // 완전 연결 레이어 (classifier)
-    x = new AveragePooling2D((4, 4), padding: Padding.Same).Apply(x);
+    x = new AveragePooling2D((4, 4), padding: "same").Apply(x);
     x = new Flatten().Apply(x);
     x = new Dense(1024, activation: "relu").Apply(x);
     x = new Dense(numClasses, activation: "softmax").Apply(x);
@@ -204,12 +197,12 @@ using (var googlenet = GoogLeNet(inputShape: (32, 32, 3), numClasses: 10))
 // ---------------------------------------------------------------- residual blocks and ResNet
 SymbolicTensor ResidualBlockBasic(SymbolicTensor x, int filters, int kernelSize = 3, int strides = 1)
 {
-    var conv1 = new Conv2D(filters: filters, kernelSize: kernelSize, padding: Padding.Same, strides: strides).Apply(x);
+    var conv1 = new Conv2D(filters: filters, kernelSize: kernelSize, padding: "same", strides: strides).Apply(x);
     var bn1 = new BatchNormalization(axis: -1).Apply(conv1);   // the seed writes axis=1, which is not the channel axis
     var act1 = new Activation("relu").Apply(bn1);
-    var conv2 = new Conv2D(filters: filters, kernelSize: kernelSize, padding: Padding.Same, strides: 1).Apply(act1);
+    var conv2 = new Conv2D(filters: filters, kernelSize: kernelSize, padding: "same", strides: 1).Apply(act1);
     var residual = new BatchNormalization(axis: -1).Apply(conv2);
-    var shortcut = strides == 1 ? x : new Conv2D(filters, kernelSize: 1, padding: Padding.Valid, strides: strides).Apply(x);
+    var shortcut = strides == 1 ? x : new Conv2D(filters, kernelSize: 1, padding: "valid", strides: strides).Apply(x);
     return new Activation("relu").Apply(Add.Of(shortcut, residual));
 }
 var basicInput = new Input(shape: (32, 32, 64));
@@ -217,7 +210,7 @@ new Model(basicInput, ResidualBlockBasic(basicInput, 64), name: "residual_block_
 
 if (!smoke)
 {
-    using var resnet50 = Applications.ResNet50(new ModelOptions { IncludeTop = true, Weights = null, Classes = 1000 });
+    using var resnet50 = Zoo.ResNet50(new ModelOptions { IncludeTop = true, Weights = null, Classes = 1000 });
     resnet50.PrintSummary();
 }
 
@@ -225,14 +218,14 @@ SymbolicTensor ResidualBlock(SymbolicTensor x, int filters, int kernelSize = 3, 
 {
     // 잔차 연결에 사용될 입력 (the input, kept for the skip connection)
     var shortcut = x;
-    x = new Conv2D(filters, kernelSize: kernelSize, strides: stride, padding: Padding.Same, activation: "relu").Apply(x);
+    x = new Conv2D(filters, kernelSize: kernelSize, strides: stride, padding: "same", activation: "relu").Apply(x);
     x = new BatchNormalization().Apply(x);
-    x = new Conv2D(filters, kernelSize: kernelSize, padding: Padding.Same, activation: null).Apply(x);
+    x = new Conv2D(filters, kernelSize: kernelSize, padding: "same", activation: null).Apply(x);
     x = new BatchNormalization().Apply(x);
     // 스킵 연결이 필요할 경우 (a projection when the shape changes)
     if (stride != 1 || x.Shape[-1] != shortcut.Shape[-1])
     {
-        shortcut = new Conv2D(filters, kernelSize: 1, strides: stride, padding: Padding.Same).Apply(shortcut);
+        shortcut = new Conv2D(filters, kernelSize: 1, strides: stride, padding: "same").Apply(shortcut);
         shortcut = new BatchNormalization().Apply(shortcut);
     }
     x = Add.Of(x, shortcut);
@@ -242,7 +235,7 @@ SymbolicTensor ResidualBlock(SymbolicTensor x, int filters, int kernelSize = 3, 
 Model ResNet((int, int, int) inputShape, int numClasses)
 {
     var inputLayer = new Input(shape: inputShape);
-    var x = new Conv2D(64, (3, 3), padding: Padding.Same, activation: "relu").Apply(inputLayer);
+    var x = new Conv2D(64, (3, 3), padding: "same", activation: "relu").Apply(inputLayer);
     x = new BatchNormalization().Apply(x);
     x = ResidualBlock(x, filters: 64, stride: 1);
     x = ResidualBlock(x, filters: 64, stride: 1);
@@ -316,7 +309,7 @@ sealed class SimpleCNN : Layer
 /// <summary>Seed 001's subclassed LeNet-5.</summary>
 sealed class LeNet5 : Model
 {
-    readonly Conv2D conv1 = new(6, kernelSize: (5, 5), padding: Padding.Same, activation: "relu");
+    readonly Conv2D conv1 = new(6, kernelSize: (5, 5), padding: "same", activation: "relu");
     readonly Conv2D conv2 = new(16, kernelSize: (5, 5), activation: "relu");
     readonly MaxPooling2D maxPool = new(poolSize: (2, 2));
     readonly Flatten flatten = new();
@@ -339,27 +332,27 @@ sealed class LeNet5 : Model
 sealed class VGG16 : Model
 {
     // 1~2단계 합성곱과 풀링
-    readonly Conv2D conv1_1 = new(64, (3, 3), padding: Padding.Same, activation: "relu");
-    readonly Conv2D conv1_2 = new(64, (3, 3), padding: Padding.Same, activation: "relu");
+    readonly Conv2D conv1_1 = new(64, (3, 3), padding: "same", activation: "relu");
+    readonly Conv2D conv1_2 = new(64, (3, 3), padding: "same", activation: "relu");
     readonly MaxPooling2D pool1 = new((2, 2), strides: (2, 2));
     // 3~4단계
-    readonly Conv2D conv2_1 = new(128, (3, 3), padding: Padding.Same, activation: "relu");
-    readonly Conv2D conv2_2 = new(128, (3, 3), padding: Padding.Same, activation: "relu");
+    readonly Conv2D conv2_1 = new(128, (3, 3), padding: "same", activation: "relu");
+    readonly Conv2D conv2_2 = new(128, (3, 3), padding: "same", activation: "relu");
     readonly MaxPooling2D pool2 = new((2, 2), strides: (2, 2));
     // 5~7단계
-    readonly Conv2D conv3_1 = new(256, (3, 3), padding: Padding.Same, activation: "relu");
-    readonly Conv2D conv3_2 = new(256, (3, 3), padding: Padding.Same, activation: "relu");
-    readonly Conv2D conv3_3 = new(256, (3, 3), padding: Padding.Same, activation: "relu");
+    readonly Conv2D conv3_1 = new(256, (3, 3), padding: "same", activation: "relu");
+    readonly Conv2D conv3_2 = new(256, (3, 3), padding: "same", activation: "relu");
+    readonly Conv2D conv3_3 = new(256, (3, 3), padding: "same", activation: "relu");
     readonly MaxPooling2D pool3 = new((2, 2), strides: (2, 2));
     // 8~10단계
-    readonly Conv2D conv4_1 = new(512, (3, 3), padding: Padding.Same, activation: "relu");
-    readonly Conv2D conv4_2 = new(512, (3, 3), padding: Padding.Same, activation: "relu");
-    readonly Conv2D conv4_3 = new(512, (3, 3), padding: Padding.Same, activation: "relu");
+    readonly Conv2D conv4_1 = new(512, (3, 3), padding: "same", activation: "relu");
+    readonly Conv2D conv4_2 = new(512, (3, 3), padding: "same", activation: "relu");
+    readonly Conv2D conv4_3 = new(512, (3, 3), padding: "same", activation: "relu");
     readonly MaxPooling2D pool4 = new((2, 2), strides: (2, 2));
     // 11~13단계
-    readonly Conv2D conv5_1 = new(512, (3, 3), padding: Padding.Same, activation: "relu");
-    readonly Conv2D conv5_2 = new(512, (3, 3), padding: Padding.Same, activation: "relu");
-    readonly Conv2D conv5_3 = new(512, (3, 3), padding: Padding.Same, activation: "relu");
+    readonly Conv2D conv5_1 = new(512, (3, 3), padding: "same", activation: "relu");
+    readonly Conv2D conv5_2 = new(512, (3, 3), padding: "same", activation: "relu");
+    readonly Conv2D conv5_3 = new(512, (3, 3), padding: "same", activation: "relu");
     readonly MaxPooling2D pool5 = new((2, 2), strides: (2, 2));
     // 완전 연결 레이어
     readonly Flatten flatten = new();

@@ -2,9 +2,6 @@
 // CIFAR-100 is replaced by Fashion-MNIST brought to CIFAR's shape (padded to 32x32, grey copied to 3 channels), so the
 // model is the seed's own (325,956 parameters, 100 outputs) and training means something; its 10 classes are
 // labels 0-9 of the 100. `--smoke` trains on 512 images and tests on 256 (seconds).
-using ConvKit.Data;
-using ConvKit.Layers;
-using ConvKit.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using ConvKit.Layers;
-using Padding = ConvKit.Layers.Padding;
+using Padding = ConvKit.Padding;
 using DeviceType = TorchSharp.DeviceType;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;

@@ -14,15 +14,33 @@ public readonly struct Shape : IEquatable<Shape>, IReadOnlyList<int>
     readonly int[]? dims;
 
     /// <summary>Creates a shape from its dimensions (each positive, or -1 for unknown).</summary>
-    /// <exception cref="ArgumentException">A dimension is 0 or below -1.</exception>
+    /// <exception cref="ShapeException">A dimension is 0 or below -1.</exception>
     public Shape(params int[] dims)
     {
         ArgumentNullException.ThrowIfNull(dims);
-        foreach (var d in dims)
-            if (d <= 0 && d != Unknown)
-                throw new ArgumentException($"shape dimensions must be positive or -1 (unknown); received ({string.Join(", ", dims)})", nameof(dims));
+        for (int i = 0; i < dims.Length; i++)
+            if (dims[i] <= 0 && dims[i] != Unknown) throw BadDimension(i, dims[i], string.Join(", ", dims));
         this.dims = (int[])dims.Clone();
     }
+
+    /// <summary>
+    /// Creates a shape from TorchSharp-style long dimensions, e.g. <c>new Shape(x.shape[1..])</c> for the sample shape of
+    /// a batch (each positive, or -1 for unknown).
+    /// </summary>
+    /// <exception cref="ShapeException">A dimension is 0, below -1, or larger than int.MaxValue.</exception>
+    public Shape(ReadOnlySpan<long> dims)
+    {
+        var d = new int[dims.Length];
+        for (int i = 0; i < dims.Length; i++)
+        {
+            if ((dims[i] <= 0 && dims[i] != Unknown) || dims[i] > int.MaxValue) throw BadDimension(i, dims[i], string.Join(", ", dims.ToArray()));
+            d[i] = (int)dims[i];
+        }
+        this.dims = d;
+    }
+
+    static ShapeException BadDimension(int axis, long value, string all) => new(
+        $"shape dimension {axis} is {value}: dimensions must be positive (at most {int.MaxValue}) or -1 (unknown); received ({all}).");
 
     /// <summary>The number of dimensions (without the batch axis).</summary>
     public int Rank => dims?.Length ?? 0;
@@ -94,6 +112,7 @@ public readonly struct Shape : IEquatable<Shape>, IReadOnlyList<int>
 
     /// <summary>A one-dimensional shape.</summary>
     public static implicit operator Shape(int d) => new(d);
+    // No implicit conversion from long[]: it would give `cond ? shape : null` the type Shape and a null long[] at run time.
 
     /// <summary>A two-dimensional shape.</summary>
     public static implicit operator Shape((int, int) t) => new(t.Item1, t.Item2);
@@ -142,6 +161,17 @@ public static class Layout
     public static Shape ToKeras(ReadOnlySpan<long> internalShape) => internalShape.Length == 4
         ? new Shape((int)internalShape[2], (int)internalShape[3], (int)internalShape[1])
         : new Shape(internalShape[1..].ToArray().Select(d => (int)d).ToArray());
+
+    /// <summary>
+    /// A hint for a shape error: when an internal-layout (N, C, H, W) input was expected with <paramref name="channels"/>
+    /// channels and <paramref name="received"/> is 4-D with that many in its last axis but not in axis 1, the data is
+    /// probably channels-last; returns the sentence that says so (with a leading space), otherwise "".
+    /// </summary>
+    internal static string NhwcHint(ReadOnlySpan<long> received, int channels) =>
+        received.Length == 4 && channels > 0 && received[3] == channels && received[1] != channels
+            ? $" The tensor [{string.Join(", ", received.ToArray())}] looks like NHWC (channels-last); Apply takes ConvKit's internal (N, C, H, W) layout: "
+              + "call Apply(x, DataFormat.ChannelsLast), or Predict, which take channels-last data as Keras does."
+            : "";
 
     /// <summary>The internal tensor axis (batch = 0) of Keras axis <paramref name="kerasAxis"/> (batch = 0, negative from the end).</summary>
     public static int ToInternalAxis(int kerasAxis, int batchRank)

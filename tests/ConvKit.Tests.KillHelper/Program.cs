@@ -3,6 +3,7 @@
 // CheckpointStore mode saves checkpoints in a loop.
 // Each checkpoint holds a step counter and a weight vector filled with that step, so a torn or mixed file is
 // detectable; it resumes from the newest valid checkpoint so the parent can check steps never go backwards.
+using ConvKit;
 using ConvKit.Callbacks;
 using ConvKit.Layers;
 using ConvKit.Models;

@@ -5,7 +5,7 @@ using ConvKit.Models;
 using ConvKit.Tests.Data;
 using TorchSharp;
 using static TorchSharp.torch;
-using Padding = ConvKit.Layers.Padding;
+using Padding = ConvKit.Padding;
 
 namespace ConvKit.Tests;
 

@@ -20,8 +20,11 @@ public static class EvaluateCommand
         var command = new Command("evaluate", "Evaluate a trained model on a dataset's test split.");
         command.Arguments.Add(folder);
         foreach (var o in new Option[] { dataset, data, batchSize, weights }) command.Options.Add(o);
+        var threads = ThreadsOption.Create();
+        command.Options.Add(threads);
         command.SetAction(parse => console.Guard(() =>
         {
+            ThreadsOption.Apply(parse, threads);
             int batch = parse.GetValue(batchSize);
             if (batch < 1) throw new ConvKitException($"--batch-size must be positive; received {batch}.");
             var dataPath = parse.GetValue(data);

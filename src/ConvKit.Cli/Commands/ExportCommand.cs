@@ -27,8 +27,11 @@ public static class ExportCommand
         var command = new Command("export", "Export a zoo model to ONNX (inference: dropout off, batch norm on moving statistics).");
         command.Arguments.Add(name);
         foreach (var o in (Option[])[onnx, weights, opset, channelsFirst, inputShape, classes, noTop, pooling, .. triton.All]) command.Options.Add(o);
+        var threads = ThreadsOption.Create();
+        command.Options.Add(threads);
         command.SetAction(parse => console.Guard(() =>
         {
+            ThreadsOption.Apply(parse, threads);
             var path = parse.GetValue(onnx);
             var tritonRepo = triton.Check(parse, onnxGiven: path is not null);
             int opsetValue = parse.GetValue(opset);

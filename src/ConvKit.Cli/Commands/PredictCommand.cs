@@ -24,8 +24,11 @@ public static class PredictCommand
         command.Options.Add(top);
         command.Options.Add(batchSize);
         command.Options.Add(maxPixels);
+        var threads = ThreadsOption.Create();
+        command.Options.Add(threads);
         command.SetAction(parse => console.Guard(() =>
         {
+            ThreadsOption.Apply(parse, threads);
             int k = parse.GetValue(top);
             if (k <= 0) throw new FormatException($"--top must be a positive integer; received {k}.");
             int batch = parse.GetValue(batchSize);

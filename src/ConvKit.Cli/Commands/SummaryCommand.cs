@@ -21,8 +21,11 @@ public static class SummaryCommand
         var command = new Command("summary", "Print the summary of a zoo model, as Keras' model.summary().");
         command.Arguments.Add(name);
         foreach (var o in new Option[] { inputShape, classes, noTop, pooling, macs }) command.Options.Add(o);
+        var threads = ThreadsOption.Create();
+        command.Options.Add(threads);
         command.SetAction(parse => console.Guard(() =>
         {
+            ThreadsOption.Apply(parse, threads);
             if (parse.GetValue(classes) is { } c && c < 1) throw new ConvKitException($"--classes must be positive; received {c}.");
             var options = new ModelOptions
             {

@@ -39,12 +39,13 @@ public static class TrainCommand
         var verbose = new Option<int>("--verbose") { Description = "0 silent, 1 progress bar, 2 one line per epoch.", DefaultValueFactory = _ => 1 };
         var command = new Command("train", "Train a zoo model on a dataset, evaluate it on the test split and save it.");
         command.Arguments.Add(model);
-        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose })
+        var threads = ThreadsOption.Create("every logical processor");
+        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads })
             command.Options.Add(o);
         command.SetAction(parse => console.Guard(() => Run(console, new TrainSettings(
             parse.GetValue(model)!, parse.GetValue(dataset), parse.GetValue(data), parse.GetValue(epochs), parse.GetValue(batchSize),
             parse.GetValue(optimizer)!, parse.GetValue(lr), parse.GetValue(augment), parse.GetValue(validationSplit),
-            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite) })));
+            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads) })));
         return command;
     }
 
@@ -54,6 +55,9 @@ public static class TrainCommand
     {
         /// <summary>Replace an earlier run in <see cref="OutputFolder"/>.</summary>
         public bool Overwrite { get; init; }
+
+        /// <summary>CPU threads per operation (<c>--threads</c>); null for every logical processor.</summary>
+        public int? Threads { get; init; }
     }
 
     /// <summary>What a run writes in its folder; <c>--overwrite</c> removes these and nothing else.</summary>
@@ -68,6 +72,8 @@ public static class TrainCommand
     {
         static string V(double v) => v.ToString("R", CultureInfo.InvariantCulture);
         if (s.Epochs < 1) throw new ConvKitException($"--epochs must be at least 1; received {s.Epochs}.");
+        if (s.Threads is { } t && (t < 1 || t > Backend.MaxThreads))
+            throw new ConvKitException($"--threads must be between 1 and {Backend.MaxThreads}; received {t}.");
         if (s.BatchSize < 1) throw new ConvKitException($"--batch-size must be positive; received {s.BatchSize}.");
         if (s.LearningRate is { } lr && (!double.IsFinite(lr) || lr <= 0))
             throw new ConvKitException($"--lr must be a positive finite number; received {V(lr)}.");
@@ -172,7 +178,7 @@ public static class TrainCommand
         var info = ModelRegistry.Get(s.Model);
         var datasetInfo = Datasets.Get(s.Dataset ?? DefaultDataset(info));
         var outDir = s.OutputFolder ?? Path.Combine("runs", $"{info.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
-        set_num_threads(Math.Max(1, Environment.ProcessorCount));
+        Backend.Threads = s.Threads ?? Math.Clamp(Environment.ProcessorCount, 1, Backend.MaxThreads);
         Backend.SetSeed(s.Seed);
 
         using var splits = LoadDataset(console, datasetInfo, s.DataPath);

@@ -11,10 +11,10 @@ namespace ConvKit.Applications;
 /// </summary>
 public static class InceptionV3
 {
-    /// <summary>Keras' conv2d_bn: Conv2D without bias, BatchNormalization(scale=False), ReLU.</summary>
-    public static SymbolicTensor Conv2dBn(SymbolicTensor x, int filters, int rows, int cols, Padding padding = Padding.Same, int strides = 1)
+    /// <summary>Keras' conv2d_bn: Conv2D without bias, BatchNormalization(scale=False), ReLU; padding defaults to "same".</summary>
+    public static SymbolicTensor Conv2dBn(SymbolicTensor x, int filters, int rows, int cols, Padding? padding = null, int strides = 1)
     {
-        x = new Conv2D(filters, (rows, cols), strides: strides, padding: padding, useBias: false).Apply(x);
+        x = new Conv2D(filters, (rows, cols), strides: strides, padding: padding ?? Padding.Same, useBias: false).Apply(x);
         x = new BatchNormalization(scale: false).Apply(x);
         return new Activation("relu").Apply(x);
     }

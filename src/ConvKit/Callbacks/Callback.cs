@@ -103,6 +103,15 @@ public abstract class Callback
     /// <summary>The run's parameters; set with <see cref="Model"/>.</summary>
     public TrainingParams? Params { get; internal set; }
 
+    /// <summary>
+    /// Where the callback prints its messages, Keras' <c>print_fn</c>; null (the default) means the console's standard
+    /// output at the time of writing.
+    /// </summary>
+    public TextWriter? Output { get; set; }
+
+    /// <summary>The writer messages go to: <see cref="Output"/>, or standard output.</summary>
+    protected TextWriter Out => Output ?? DefaultOutput.Out;
+
     /// <summary>The model, which Fit has set before any hook runs.</summary>
     /// <exception cref="InvalidOperationException">The callback is used outside Fit/Evaluate/Predict.</exception>
     protected Model RequireModel() => Model ?? throw new InvalidOperationException($"{GetType().Name} is used outside Fit/Evaluate/Predict.");

@@ -85,7 +85,7 @@ public sealed class EarlyStopping : Callback, IStatefulCallback
     /// <inheritdoc/>
     public override void OnEpochEnd(int epoch, Logs logs)
     {
-        if (!Callbacks.Monitor.TryGet(nameof(EarlyStopping), Monitor, logs, out var current)) return;
+        if (!Callbacks.Monitor.TryGet(nameof(EarlyStopping), Monitor, logs, out var current, Output)) return;
         if (epoch < StartFromEpoch) return;
         var model = RequireModel();
         if (RestoreBestWeights && bestWeights is null) ReplaceBestWeights(model.GetWeights());
@@ -109,10 +109,10 @@ public sealed class EarlyStopping : Callback, IStatefulCallback
     /// <inheritdoc/>
     public override void OnTrainEnd(Logs logs)
     {
-        if (StoppedEpoch > 0 && Verbose > 0) Console.WriteLine($"Epoch {StoppedEpoch + 1}: early stopping");
+        if (StoppedEpoch > 0 && Verbose > 0) Out.WriteLine($"Epoch {StoppedEpoch + 1}: early stopping");
         if (RestoreBestWeights && bestWeights is not null)
         {
-            if (Verbose > 0) Console.WriteLine($"Restoring model weights from the end of the best epoch: {BestEpoch + 1}.");
+            if (Verbose > 0) Out.WriteLine($"Restoring model weights from the end of the best epoch: {BestEpoch + 1}.");
             RequireModel().SetWeights(bestWeights);
         }
     }

@@ -31,7 +31,7 @@ public sealed class LearningRateScheduler : Callback
         if (!double.IsFinite(lr) || lr < 0)
             throw new ConvKitException($"LearningRateScheduler: the schedule returned {lr} for epoch {epoch}; a learning rate must be a finite number >= 0.");
         opt.LearningRate = lr;
-        if (Verbose > 0) Console.WriteLine($"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.");
+        if (Verbose > 0) Out.WriteLine($"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {KerasFormat.Repr(lr)}.");
     }
 
     /// <inheritdoc/>

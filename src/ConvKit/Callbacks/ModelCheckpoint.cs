@@ -19,10 +19,12 @@ public sealed partial class ModelCheckpoint : Callback, IStatefulCallback
     double best;
 
     /// <summary>Creates the callback with Keras' arguments.</summary>
+    /// <exception cref="ConvKitException"><paramref name="filepath"/> ends in .h5/.hdf5/.keras: ConvKit writes safetensors.</exception>
     public ModelCheckpoint(string filepath, string monitor = "val_loss", int verbose = 0, bool saveBestOnly = false,
         bool saveWeightsOnly = false, MonitorMode mode = MonitorMode.Auto, double? initialValueThreshold = null)
     {
         Filepath = filepath ?? throw new ArgumentNullException(nameof(filepath));
+        Saving.ModelFormat.RefuseForeignExtension(filepath, "ModelCheckpoint");
         Monitor = monitor;
         Verbose = verbose;
         SaveBestOnly = saveBestOnly;
@@ -96,18 +98,18 @@ public sealed partial class ModelCheckpoint : Callback, IStatefulCallback
         var path = FormatPath(Filepath, epoch + 1, logs);
         if (SaveBestOnly)
         {
-            if (!Callbacks.Monitor.TryGet(nameof(ModelCheckpoint), Monitor, logs, out var current)) return;
+            if (!Callbacks.Monitor.TryGet(nameof(ModelCheckpoint), Monitor, logs, out var current, Output)) return;
             if (!(maximize ? current > best : current < best))
             {
-                if (Verbose > 0) Console.WriteLine($"\nEpoch {epoch + 1}: {Monitor} did not improve from {best:0.00000}");
+                if (Verbose > 0) Out.WriteLine($"\nEpoch {epoch + 1}: {Monitor} did not improve from {KerasFormat.Fixed(best)}");
                 return;
             }
-            if (Verbose > 0) Console.WriteLine($"\nEpoch {epoch + 1}: {Monitor} improved from {best:0.00000} to {current:0.00000}, saving model to {path}");
+            if (Verbose > 0) Out.WriteLine($"\nEpoch {epoch + 1}: {Monitor} improved from {KerasFormat.Fixed(best)} to {KerasFormat.Fixed(current)}, saving model to {path}");
             best = current;
         }
         else if (Verbose > 0)
         {
-            Console.WriteLine($"\nEpoch {epoch + 1}: saving model to {path}");
+            Out.WriteLine($"\nEpoch {epoch + 1}: saving model to {path}");
         }
         Save(model, path);
     }

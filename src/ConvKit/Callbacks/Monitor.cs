@@ -42,15 +42,18 @@ static class Monitor
         return model?.CompiledMetrics.FirstOrDefault(m => m.Name == name && m.GreaterIsBetter is not null)?.GreaterIsBetter;
     }
 
-    /// <summary>The monitored value of this epoch; when the logs lack it, warns (naming the callback) and returns false.</summary>
-    public static bool TryGet(string callback, string monitor, Logs logs, out double current)
+    /// <summary>
+    /// The monitored value of this epoch; when the logs lack it, warns (naming the callback) on <paramref name="warnings"/>
+    /// (standard error when null) and returns false.
+    /// </summary>
+    public static bool TryGet(string callback, string monitor, Logs logs, out double current, TextWriter? warnings = null)
     {
         if (logs.Get(monitor) is { } value)
         {
             current = value;
             return true;
         }
-        Console.Error.WriteLine($"{callback}: metric '{monitor}' is not available; available metrics are: {string.Join(", ", logs.Keys)}");
+        (warnings ?? DefaultOutput.Error).WriteLine($"{callback}: metric '{monitor}' is not available; available metrics are: {string.Join(", ", logs.Keys)}");
         current = 0;
         return false;
     }

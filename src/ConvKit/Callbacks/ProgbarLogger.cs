@@ -29,8 +29,8 @@ public sealed class ProgbarLogger : Callback
     /// <param name="interactive">Redraw in place; by default when the writer is the console and it is not redirected.</param>
     public ProgbarLogger(TextWriter? output = null, bool? interactive = null)
     {
-        this.output = output ?? Console.Out;
-        this.interactive = interactive ?? (output is null && !Console.IsOutputRedirected);
+        this.output = output ?? DefaultOutput.Out;
+        this.interactive = interactive ?? (output is null && !DefaultOutput.IsOutputRedirected);
     }
 
     int Verbose => Params?.Verbose ?? 1;
@@ -175,8 +175,7 @@ public sealed class ProgbarLogger : Callback
 
     /// <summary>Keras' rendering of a metric: 4 decimals, or scientific when tiny.</summary>
     internal static string FormatValue(double v) =>
-        Math.Abs(v) > 1e-3 || double.IsNaN(v) ? v.ToString("0.0000", CultureInfo.InvariantCulture)
-        : v.ToString("0.0000e+00", CultureInfo.InvariantCulture);
+        Math.Abs(v) > 1e-3 ? KerasFormat.Fixed(v, 4) : KerasFormat.Scientific(v, 4);
 
     static string Seconds(double s) => $"{Math.Round(s).ToString(CultureInfo.InvariantCulture)}s";
 

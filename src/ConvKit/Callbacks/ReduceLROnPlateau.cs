@@ -98,7 +98,7 @@ public sealed class ReduceLROnPlateau : Callback, IStatefulCallback
     {
         var opt = RequireModel().Optimizer!;
         logs["lr"] = opt.LearningRate;
-        if (!Callbacks.Monitor.TryGet(nameof(ReduceLROnPlateau), Monitor, logs, out var current)) return;
+        if (!Callbacks.Monitor.TryGet(nameof(ReduceLROnPlateau), Monitor, logs, out var current, Output)) return;
         if (cooldownCounter > 0)
         {
             cooldownCounter--;
@@ -120,7 +120,7 @@ public sealed class ReduceLROnPlateau : Callback, IStatefulCallback
                 {
                     double lr = Math.Max(old * Factor, MinLr);
                     opt.LearningRate = lr;
-                    if (Verbose > 0) Console.WriteLine($"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {lr}.");
+                    if (Verbose > 0) Out.WriteLine($"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {KerasFormat.Repr(lr)}.");
                     cooldownCounter = Cooldown;
                     wait = 0;
                 }

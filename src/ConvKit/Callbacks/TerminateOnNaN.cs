@@ -4,9 +4,6 @@ namespace ConvKit.Callbacks;
 /// <remarks>It reads the loss after every batch, which costs a device synchronisation per batch.</remarks>
 public sealed class TerminateOnNaN : Callback
 {
-    /// <summary>Where the notice is written (standard output by default).</summary>
-    public TextWriter Output { get; init; } = Console.Out;
-
     /// <summary>The batch (0-based) at which training was terminated, or null.</summary>
     public int? TerminatedAtBatch { get; private set; }
 
@@ -18,7 +15,7 @@ public sealed class TerminateOnNaN : Callback
     {
         if (logs.Get("loss") is { } loss && !double.IsFinite(loss))
         {
-            Output.WriteLine($"Batch {batch}: Invalid loss, terminating training");
+            Out.WriteLine($"Batch {batch}: Invalid loss, terminating training");
             TerminatedAtBatch = batch;
             RequireModel().StopTraining = true;
         }

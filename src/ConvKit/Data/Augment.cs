@@ -5,24 +5,27 @@ using static TorchSharp.torch;
 namespace ConvKit.Data;
 
 /// <summary>
-/// Random augmentation of float32 batches in ConvKit's internal (N, C, H, W) layout, drawn per sample from a
-/// <see cref="Generator"/> so runs are reproducible. Each function returns a new tensor owned by the caller.
+/// Random augmentation of float32 image batches, drawn per sample from a <see cref="Generator"/> so runs are
+/// reproducible. Batches are channels-last (N, H, W, C) by default, as users hold data and Keras takes it; pass
+/// <see cref="DataFormat.ChannelsFirst"/> for ConvKit's internal (N, C, H, W) layout (inside a layer's Call). Each
+/// function returns a new tensor owned by the caller, in the layout it was given.
 /// </summary>
 public static class Augment
 {
     /// <summary>Mirrors each sample left-right with probability <paramref name="p"/>, like Keras' <c>RandomFlip("horizontal")</c>.</summary>
     /// <exception cref="ArgumentException"><paramref name="x"/> is not 4-D.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dataFormat"/> is not a defined value.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="p"/> is outside [0, 1].</exception>
-    public static Tensor RandomHorizontalFlip(Tensor x, double p, Generator? generator = null)
+    public static Tensor RandomHorizontalFlip(Tensor x, double p, Generator? generator = null, DataFormat dataFormat = DataFormat.ChannelsLast)
     {
-        Check4D(x);
+        Check4D(x, dataFormat);
         if (!(p >= 0 && p <= 1)) throw new ArgumentOutOfRangeException(nameof(p), $"probability must be in [0, 1], got {p}");
         long n = x.shape[0];
         using var draw = rand([n], generator: generator, device: x.device);
         using var probability = p.ToScalar();
         using var chosen = draw.lt(probability);
         using var mask = chosen.view(n, 1, 1, 1);
-        using var flipped = x.flip(3);
+        using var flipped = x.flip(dataFormat == DataFormat.ChannelsLast ? 2 : 3); // the width axis
         return where(mask, flipped, x);
     }
 
@@ -31,12 +34,18 @@ public static class Augment
     /// filling with zeros: zero padding by the maximum, then a random crop per sample (two gathers, no per-sample loop).
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="x"/> is not 4-D.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dataFormat"/> is not a defined value.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A maximum is negative.</exception>
-    public static Tensor RandomTranslation(Tensor x, int maxDy, int maxDx, Generator? generator = null)
+    public static Tensor RandomTranslation(Tensor x, int maxDy, int maxDx, Generator? generator = null, DataFormat dataFormat = DataFormat.ChannelsLast)
     {
-        Check4D(x);
+        Check4D(x, dataFormat);
         ArgumentOutOfRangeException.ThrowIfNegative(maxDy);
         ArgumentOutOfRangeException.ThrowIfNegative(maxDx);
+        return InLayout(x, dataFormat, t => Translate(t, maxDy, maxDx, generator));
+    }
+
+    static Tensor Translate(Tensor x, int maxDy, int maxDx, Generator? generator)
+    {
         long n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
         using var padded = nn.functional.pad(x, [maxDx, maxDx, maxDy, maxDy]);
         long wp = w + 2 * maxDx;
@@ -63,12 +72,18 @@ public static class Augment
     /// fill, 1 is the identity. Bilinear sampling via <c>affine_grid</c> + <c>grid_sample</c>.
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="x"/> is not 4-D.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dataFormat"/> is not a defined value.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The scales are not positive or are in the wrong order.</exception>
-    public static Tensor RandomZoom(Tensor x, double minScale, double maxScale, Generator? generator = null)
+    public static Tensor RandomZoom(Tensor x, double minScale, double maxScale, Generator? generator = null, DataFormat dataFormat = DataFormat.ChannelsLast)
     {
-        Check4D(x);
+        Check4D(x, dataFormat);
         if (!(minScale > 0 && maxScale >= minScale))
             throw new ArgumentOutOfRangeException(nameof(minScale), $"expected 0 < minScale <= maxScale, got {minScale}, {maxScale}");
+        return InLayout(x, dataFormat, t => Zoom(t, minScale, maxScale, generator));
+    }
+
+    static Tensor Zoom(Tensor x, double minScale, double maxScale, Generator? generator)
+    {
         long n = x.shape[0];
         using var u = rand([n], generator: generator, device: x.device);
         using var range = (maxScale - minScale).ToScalar();
@@ -84,10 +99,21 @@ public static class Augment
         return nn.functional.grid_sample(typed, grid, align_corners: false);
     }
 
-    static void Check4D(Tensor x)
+    // Runs an (N, C, H, W) operation on a batch in either layout.
+    static Tensor InLayout(Tensor x, DataFormat dataFormat, Func<Tensor, Tensor> op)
+    {
+        if (dataFormat == DataFormat.ChannelsFirst) return op(x);
+        using var nchw = x.permute(0, 3, 1, 2);
+        using var result = op(nchw);
+        return result.permute(0, 2, 3, 1).contiguous();
+    }
+
+    static void Check4D(Tensor x, DataFormat dataFormat)
     {
         ArgumentNullException.ThrowIfNull(x);
+        if (dataFormat is not (DataFormat.ChannelsLast or DataFormat.ChannelsFirst))
+            throw new ArgumentOutOfRangeException(nameof(dataFormat), $"must be ChannelsLast or ChannelsFirst; received {(int)dataFormat}");
         if (x.dim() != 4)
-            throw new ArgumentException($"expected a (N, C, H, W) batch, got shape [{string.Join(", ", x.shape)}]", nameof(x));
+            throw new ArgumentException($"expected a {(dataFormat == DataFormat.ChannelsLast ? "(N, H, W, C)" : "(N, C, H, W)")} batch, got shape [{string.Join(", ", x.shape)}]", nameof(x));
     }
 }

@@ -40,31 +40,87 @@ public abstract class RandomAugmentation : Layer
     protected abstract Tensor Augment(Tensor images);
 }
 
+/// <summary>
+/// Which flips <see cref="RandomFlip"/> draws: <see cref="HorizontalAndVertical"/> (Keras' default, the default value),
+/// <see cref="Horizontal"/> or <see cref="Vertical"/>. Keras' strings convert implicitly: <c>new RandomFlip("horizontal")</c>.
+/// </summary>
+public readonly struct FlipMode : IEquatable<FlipMode>
+{
+    // 0 is HorizontalAndVertical so that default(FlipMode) is Keras' default.
+    readonly byte mode;
+
+    FlipMode(byte mode) => this.mode = mode;
+
+    /// <summary>Left-right and up-down flips, each with probability 1/2 (Keras' <c>"horizontal_and_vertical"</c>).</summary>
+    public static FlipMode HorizontalAndVertical => new(0);
+
+    /// <summary>Left-right flips (Keras' <c>"horizontal"</c>).</summary>
+    public static FlipMode Horizontal => new(1);
+
+    /// <summary>Up-down flips (Keras' <c>"vertical"</c>).</summary>
+    public static FlipMode Vertical => new(2);
+
+    /// <summary>Whether left-right flips are drawn.</summary>
+    public bool FlipsHorizontally => mode != 2;
+
+    /// <summary>Whether up-down flips are drawn.</summary>
+    public bool FlipsVertically => mode != 1;
+
+    /// <summary>Parses Keras' mode string (exact, as Keras compares it).</summary>
+    /// <exception cref="LayerArgumentException">Any other string; the message lists the valid values.</exception>
+    public static FlipMode Parse(string mode) => mode switch
+    {
+        "horizontal_and_vertical" => HorizontalAndVertical,
+        "horizontal" => Horizontal,
+        "vertical" => Vertical,
+        _ => throw new LayerArgumentException("RandomFlip", "mode",
+            $"must be 'horizontal', 'vertical' or 'horizontal_and_vertical'; received mode={(mode is null ? "null" : $"'{mode}'")}."),
+    };
+
+    /// <summary>Converts Keras' mode string.</summary>
+    /// <exception cref="LayerArgumentException">Unknown mode.</exception>
+    public static implicit operator FlipMode(string mode) => Parse(mode);
+
+    /// <inheritdoc/>
+    public bool Equals(FlipMode other) => mode == other.mode;
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => obj is FlipMode m && Equals(m);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => mode;
+
+    /// <summary>Equality.</summary>
+    public static bool operator ==(FlipMode a, FlipMode b) => a.mode == b.mode;
+
+    /// <summary>Inequality.</summary>
+    public static bool operator !=(FlipMode a, FlipMode b) => a.mode != b.mode;
+
+    /// <summary>Keras' spelling.</summary>
+    public override string ToString() => mode switch { 1 => "horizontal", 2 => "vertical", _ => "horizontal_and_vertical" };
+}
+
 /// <summary>Keras' <c>RandomFlip</c>: mirrors each image with probability 1/2 in training.</summary>
 public class RandomFlip : RandomAugmentation
 {
-    /// <summary>Creates the layer; <paramref name="mode"/> is "horizontal", "vertical" or "horizontal_and_vertical".</summary>
-    /// <exception cref="LayerArgumentException">Unknown mode.</exception>
-    public RandomFlip(string mode = "horizontal_and_vertical", long? seed = null, string? name = null) : base(seed, name)
-    {
-        if (mode is not ("horizontal" or "vertical" or "horizontal_and_vertical"))
-            throw ArgumentError("mode", $"must be 'horizontal', 'vertical' or 'horizontal_and_vertical'; received mode='{mode}'.");
-        Mode = mode;
-    }
+    /// <summary>Creates the layer; <paramref name="mode"/> is a <see cref="FlipMode"/> or Keras' string ("horizontal", "vertical",
+    /// "horizontal_and_vertical", the default).</summary>
+    /// <exception cref="LayerArgumentException">Unknown mode string.</exception>
+    public RandomFlip(FlipMode mode = default, long? seed = null, string? name = null) : base(seed, name) => Mode = mode;
 
     /// <summary>Which flips are drawn.</summary>
-    public string Mode { get; }
+    public FlipMode Mode { get; }
 
     /// <inheritdoc/>
     protected override Tensor Augment(Tensor images)
     {
         var x = images;
-        if (Mode != "vertical") x = ConvKit.Data.Augment.RandomHorizontalFlip(x, 0.5, Generator);
-        if (Mode != "horizontal")
+        if (Mode.FlipsHorizontally) x = ConvKit.Data.Augment.RandomHorizontalFlip(x, 0.5, Generator, DataFormat.ChannelsFirst);
+        if (Mode.FlipsVertically)
         {
             // A vertical flip is a horizontal flip of the transposed image.
             using var transposed = x.transpose(2, 3);
-            var flipped = ConvKit.Data.Augment.RandomHorizontalFlip(transposed, 0.5, Generator);
+            var flipped = ConvKit.Data.Augment.RandomHorizontalFlip(transposed, 0.5, Generator, DataFormat.ChannelsFirst);
             if (!ReferenceEquals(x, images)) x.Dispose();
             x = flipped.transpose(2, 3);
             flipped.Dispose();
@@ -98,7 +154,7 @@ public class RandomTranslation : RandomAugmentation
 
     /// <inheritdoc/>
     protected override Tensor Augment(Tensor images) => ConvKit.Data.Augment.RandomTranslation(images,
-        (int)Math.Round(HeightFactor * images.shape[2]), (int)Math.Round(WidthFactor * images.shape[3]), Generator);
+        (int)Math.Round(HeightFactor * images.shape[2]), (int)Math.Round(WidthFactor * images.shape[3]), Generator, DataFormat.ChannelsFirst);
 }
 
 /// <summary>
@@ -120,5 +176,5 @@ public class RandomZoom : RandomAugmentation
 
     /// <inheritdoc/>
     protected override Tensor Augment(Tensor images) =>
-        ConvKit.Data.Augment.RandomZoom(images, 1 / (1 + Factor), 1 / (1 - Factor), Generator);
+        ConvKit.Data.Augment.RandomZoom(images, 1 / (1 + Factor), 1 / (1 - Factor), Generator, DataFormat.ChannelsFirst);
 }

@@ -15,7 +15,7 @@ public class Conv2D : KernelLayer
 
     /// <summary>Creates the layer; arguments are Keras' (<c>filters</c>, <c>kernel_size</c>, <c>strides</c>, ...).</summary>
     /// <exception cref="LayerArgumentException">A value is out of range (the message names it).</exception>
-    public Conv2D(int filters, Size2 kernelSize, Size2? strides = null, Padding padding = Padding.Valid,
+    public Conv2D(int filters, Size2 kernelSize, Size2? strides = null, Padding padding = default,
         Size2? dilationRate = null, int groups = 1, ActivationFunction? activation = null, bool useBias = true,
         Initializer? kernelInitializer = null, Initializer? biasInitializer = null, L2? kernelRegularizer = null,
         Shape? inputShape = null, string? name = null)

@@ -1,22 +1,12 @@
 namespace ConvKit.Layers;
 
-/// <summary>Keras' padding modes for convolution and pooling.</summary>
-public enum Padding
-{
-    /// <summary>No padding: only windows that fit entirely inside the input.</summary>
-    Valid,
-
-    /// <summary>Pad so that the output has ceil(input / stride) positions; the odd pixel goes bottom/right.</summary>
-    Same,
-}
-
 /// <summary>One sliding-window step of a stack, for <see cref="ConvArithmetic.Trace"/>.</summary>
 /// <param name="Kernel">Window size.</param>
 /// <param name="Stride">Step between windows.</param>
 /// <param name="Padding">Keras padding mode.</param>
 /// <param name="Dilation">Spacing between window taps.</param>
 /// <param name="Name">A label for the row.</param>
-public readonly record struct ConvStep(int Kernel, int Stride = 1, Padding Padding = Padding.Valid, int Dilation = 1, string? Name = null);
+public readonly record struct ConvStep(int Kernel, int Stride = 1, Padding Padding = default, int Dilation = 1, string? Name = null);
 
 /// <summary>
 /// Receptive field of one output position along one axis: it sees <see cref="Size"/> input pixels, neighbouring outputs

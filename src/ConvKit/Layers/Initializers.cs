@@ -14,8 +14,38 @@ public abstract class Initializer
     /// <summary>Keras' name of the initializer.</summary>
     public abstract string Name { get; }
 
-    /// <summary>Fills <paramref name="target"/> in place (called under no_grad).</summary>
+    /// <summary>
+    /// Fills <paramref name="target"/> in place (called under no_grad) with the given Keras fans. Fan-scaled initializers
+    /// (Glorot, He, LeCun) reject a fan below 1 with a <see cref="LayerArgumentException"/>; <see cref="Fill(Tensor)"/>
+    /// derives the fans from the shape instead.
+    /// </summary>
     public abstract void Fill(Tensor target, long fanIn, long fanOut);
+
+    /// <summary>
+    /// Fills <paramref name="target"/> in place with Keras' fans derived from its shape by <see cref="ComputeFans"/>:
+    /// what a layer's kernel of that shape would get.
+    /// </summary>
+    /// <exception cref="LayerArgumentException">The tensor has a zero-sized dimension, so a fan-scaled initializer has no fan.</exception>
+    public void Fill(Tensor target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        var (fanIn, fanOut) = ComputeFans(target.shape);
+        Fill(target, fanIn, fanOut);
+    }
+
+    /// <summary>
+    /// Keras' <c>compute_fans</c> for a weight in ConvKit's internal layout: rank 0 → (1, 1); rank 1 (n) → (n, n);
+    /// Dense kernels (units, in) → (in, units); convolution kernels (out, in/groups, kh, kw) → (in/groups·kh·kw,
+    /// out·kh·kw), the receptive field times the channels, as Keras computes them on its (kh, kw, in, out) layout.
+    /// </summary>
+    public static (long FanIn, long FanOut) ComputeFans(ReadOnlySpan<long> shape)
+    {
+        if (shape.Length == 0) return (1, 1);
+        if (shape.Length == 1) return (shape[0], shape[0]);
+        long receptiveField = 1;
+        foreach (var d in shape[2..]) receptiveField *= d;
+        return (shape[1] * receptiveField, shape[0] * receptiveField);
+    }
 
     /// <summary>
     /// The numbers that configure it beyond its name (Keras' initializer config: <c>value</c>, <c>mean</c>/<c>stddev</c>,
@@ -140,8 +170,13 @@ public static class Initializers
 
         public override void Fill(Tensor target, long fanIn, long fanOut)
         {
+            // Fill(t, 0, 0) used to fill U(-1.73, 1.73) as if the fan were 1: a silent wrong scale.
+            if (fanIn < 1 || fanOut < 1)
+                throw new LayerArgumentException(name, fanIn < 1 ? "fanIn" : "fanOut",
+                    $"must be at least 1; received fanIn={fanIn}, fanOut={fanOut} for a weight of shape [{string.Join(", ", target.shape)}]. "
+                    + "Call Fill(target) to derive Keras' fans from the shape (out, in, kh, kw), or pass them.");
             double n = mode switch { FanMode.In => fanIn, FanMode.Out => fanOut, _ => (fanIn + fanOut) / 2.0 };
-            double variance = scale / Math.Max(1.0, n);
+            double variance = scale / n;
             if (uniform)
             {
                 double limit = Math.Sqrt(3.0 * variance);

@@ -205,9 +205,31 @@ public abstract class Layer : nn.Module
 
     // ---------------------------------------------------------------- invocation
 
-    /// <summary>Applies the layer to a tensor in ConvKit's internal layout, building it on first use.</summary>
-    /// <exception cref="ShapeException">The tensor's shape does not fit the layer.</exception>
+    /// <summary>
+    /// Applies the layer to a tensor in ConvKit's internal layout ((N, C, H, W) for images), building it on first use.
+    /// For channels-last data, as Keras' <c>model(x)</c> takes it, use <see cref="Apply(Tensor, DataFormat)"/>.
+    /// </summary>
+    /// <exception cref="ShapeException">The tensor's shape does not fit the layer; when it looks channels-last, the message says so.</exception>
     public Tensor Apply(Tensor input) => Apply([input]);
+
+    /// <summary>
+    /// Applies the layer to a tensor in the given layout, Keras' <c>layer(x)</c> / <c>model(x)</c>: with
+    /// <see cref="DataFormat.ChannelsLast"/> a 4-D input is read as (N, H, W, C) and a 4-D output is returned as
+    /// (N, H, W, C); other ranks are the same in both layouts. <see cref="DataFormat.ChannelsFirst"/> is
+    /// <see cref="Apply(Tensor)"/>.
+    /// </summary>
+    /// <exception cref="ShapeException">The tensor's shape does not fit the layer.</exception>
+    public Tensor Apply(Tensor input, DataFormat dataFormat)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (dataFormat == DataFormat.ChannelsFirst) return Apply(input);
+        if (dataFormat != DataFormat.ChannelsLast)
+            throw new LayerArgumentException(Describe, "dataFormat", $"must be ChannelsLast or ChannelsFirst; received {(int)dataFormat}.");
+        using var internalInput = Layout.FromKeras(input);
+        var output = Apply(internalInput);
+        if (output.dim() != 4) return output;
+        using (output) return Layout.ToKeras(output);
+    }
 
     /// <summary>Applies the layer to several tensors (merge layers), building it on first use.</summary>
     /// <exception cref="ShapeException">The tensors' shapes do not fit the layer.</exception>
@@ -217,7 +239,11 @@ public abstract class Layer : nn.Module
         var shapes = new Shape[inputs.Length];
         for (int i = 0; i < inputs.Length; i++) shapes[i] = Layout.ToKeras(inputs[i].shape);
         if (!IsBuilt) EnsureBuilt(shapes, trackDevice: inputs[0].device);
-        else CheckCompatible(shapes);
+        else
+        {
+            try { CheckCompatible(shapes); }
+            catch (ShapeException e) when (NhwcHint(inputs) is { Length: > 0 } hint) { throw new ShapeException(e.Message + hint); }
+        }
         Tensor result;
         try
         {
@@ -229,6 +255,15 @@ public abstract class Layer : nn.Module
         }
         if (Tracing.Active) Tracing.Record(this, shapes, Layout.ToKeras(result.shape));
         return result;
+    }
+
+    // The sentence that says channels-last data was given to an internal-layout call, or "".
+    string NhwcHint(Tensor[] inputs)
+    {
+        var built = BuiltInputShapes!;
+        for (int i = 0; i < inputs.Length && i < built.Count; i++)
+            if (built[i].Rank == 3 && Layout.NhwcHint(inputs[i].shape, built[i][2]) is { Length: > 0 } hint) return hint;
+        return "";
     }
 
     /// <summary>Applies the layer to a symbolic tensor, adding a node to the functional graph.</summary>
@@ -397,60 +432,6 @@ public readonly record struct WindowInfo(Size2 Kernel, Size2 Stride, Size2 Dilat
 {
     /// <summary>A layer whose outputs see the whole input.</summary>
     public static WindowInfo Global => new(1, 1, 1, 0, true);
-}
-
-/// <summary>Session-wide state, as Keras' backend keeps it: automatic layer names.</summary>
-public static partial class Backend
-{
-    static readonly Dictionary<string, int> Global = new();
-    static readonly AsyncLocal<Dictionary<string, int>?> Scoped = new();
-
-    /// <summary>Resets automatic names, like Keras' <c>clear_session()</c>: the next Conv2D is <c>conv2d</c> again.</summary>
-    public static void ClearSession()
-    {
-        lock (Global) Global.Clear();
-        if (Scoped.Value is { } s) s.Clear();
-    }
-
-    /// <summary>
-    /// Starts a private naming scope for the current async flow (a test, a builder): names restart from zero inside it
-    /// and do not disturb other threads. Dispose to return to the enclosing names.
-    /// </summary>
-    public static IDisposable NameScope()
-    {
-        var previous = Scoped.Value;
-        Scoped.Value = new Dictionary<string, int>();
-        return new Restore(() => Scoped.Value = previous);
-    }
-
-    sealed class Restore(Action action) : IDisposable
-    {
-        public void Dispose() => action();
-    }
-
-    /// <summary>
-    /// Keras' unique names: the first is the prefix itself, then <c>prefix_1</c>, <c>prefix_2</c>...
-    /// With <paramref name="zeroBased"/> false (Keras' inputs), the first is <c>prefix_1</c>.
-    /// </summary>
-    public static string UniqueName(string prefix, bool zeroBased = true)
-    {
-        var counters = Scoped.Value ?? Global;
-        lock (counters)
-        {
-            counters.TryGetValue(prefix, out int n);
-            counters[prefix] = n + 1;
-            if (zeroBased) return n == 0 ? prefix : $"{prefix}_{n}";
-            return $"{prefix}_{n + 1}";
-        }
-    }
-
-    /// <summary>Keras' <c>to_snake_case</c>: <c>MaxPooling2D</c> becomes <c>max_pooling2d</c>.</summary>
-    public static string ToSnakeCase(string name)
-    {
-        var intermediate = Regex.Replace(name, "(.)([A-Z][a-z0-9]+)", "$1_$2");
-        var snake = Regex.Replace(intermediate, "([a-z])([A-Z])", "$1_$2").ToLowerInvariant();
-        return snake.StartsWith('_') ? "private" + snake : snake;
-    }
 }
 
 /// <summary>One eager call seen while tracing: input and output sample shapes.</summary>

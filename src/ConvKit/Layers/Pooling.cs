@@ -56,7 +56,7 @@ public abstract class Pooling2D : Layer
 public class MaxPooling2D : Pooling2D
 {
     /// <summary>Creates the layer; strides default to the pool size, as in Keras.</summary>
-    public MaxPooling2D(Size2? poolSize = null, Size2? strides = null, Padding padding = Padding.Valid, string? name = null)
+    public MaxPooling2D(Size2? poolSize = null, Size2? strides = null, Padding padding = default, string? name = null)
         : base(poolSize ?? 2, strides, padding, name) { }
 
     /// <inheritdoc/>
@@ -67,7 +67,7 @@ public class MaxPooling2D : Pooling2D
 public class MaxPool2D : MaxPooling2D
 {
     /// <summary>Creates the layer.</summary>
-    public MaxPool2D(Size2? poolSize = null, Size2? strides = null, Padding padding = Padding.Valid, string? name = null)
+    public MaxPool2D(Size2? poolSize = null, Size2? strides = null, Padding padding = default, string? name = null)
         : base(poolSize, strides, padding, name) { }
 
     /// <inheritdoc/>
@@ -86,7 +86,7 @@ public class AveragePooling2D : Pooling2D
     readonly PoolDivisorCache divisor = new();
 
     /// <summary>Creates the layer; strides default to the pool size, as in Keras.</summary>
-    public AveragePooling2D(Size2? poolSize = null, Size2? strides = null, Padding padding = Padding.Valid, string? name = null)
+    public AveragePooling2D(Size2? poolSize = null, Size2? strides = null, Padding padding = default, string? name = null)
         : base(poolSize ?? 2, strides, padding, name) { }
 
     /// <inheritdoc/>
@@ -104,7 +104,7 @@ public class AveragePooling2D : Pooling2D
 public class AvgPool2D : AveragePooling2D
 {
     /// <summary>Creates the layer.</summary>
-    public AvgPool2D(Size2? poolSize = null, Size2? strides = null, Padding padding = Padding.Valid, string? name = null)
+    public AvgPool2D(Size2? poolSize = null, Size2? strides = null, Padding padding = default, string? name = null)
         : base(poolSize, strides, padding, name) { }
 
     /// <inheritdoc/>

@@ -196,7 +196,7 @@ internal sealed class FunctionalGraph
         {
             // ZeroPadding2D whose only reader is a 'valid' convolution: the convolution pads.
             if (plan[i].Layer is ZeroPadding2D zp && Exactly<ZeroPadding2D>(zp) && OnlyReader(plan[i].Output, out int j)
-                && plan[j].Layer is Conv2D { Padding: Padding.Valid } conv && Exactly<Conv2D>(conv) && plan[j].Inputs.Length == 1)
+                && plan[j].Layer is Conv2D { Padding.IsValid: true } conv && Exactly<Conv2D>(conv) && plan[j].Inputs.Length == 1)
             {
                 removed[i] = true;
                 plan[j] = plan[j] with

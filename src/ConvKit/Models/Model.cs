@@ -198,7 +198,8 @@ public partial class Model : Layer
             bool ok = got.Rank == expected.Rank;
             for (int d = 0; ok && d < got.Rank; d++) ok = expected[d] == Shape.Unknown || expected[d] == got[d];
             if (!ok)
-                throw new ShapeException($"model '{Name}': input '{graph.Inputs[i].Layer.Name}' expects {expected.ToBatchString()}; received {got.ToBatchString()}.");
+                throw new ShapeException($"model '{Name}': input '{graph.Inputs[i].Layer.Name}' expects {expected.ToBatchString()}; received {got.ToBatchString()}."
+                    + (expected.Rank == 3 ? Layout.NhwcHint(inputs[i].shape, expected[2]) : ""));
         }
     }
 
@@ -314,6 +315,8 @@ public partial class Model : Layer
     /// <exception cref="GraphException">The model is not built yet.</exception>
     public string Summary(SummaryOptions? options = null) => SummaryFormatter.Format(ModelSummary.Of(this), options ?? new SummaryOptions());
 
-    /// <summary>Prints <see cref="Summary"/> to standard output.</summary>
-    public void PrintSummary(SummaryOptions? options = null) => Console.Write(Summary(options));
+    /// <summary>Prints <see cref="Summary"/> to <paramref name="output"/> (Keras' <c>print_fn</c>), standard output by default.</summary>
+    /// <param name="options">Columns and width.</param>
+    /// <param name="output">Where to print; null for standard output.</param>
+    public void PrintSummary(SummaryOptions? options = null, TextWriter? output = null) => (output ?? DefaultOutput.Out).Write(Summary(options));
 }

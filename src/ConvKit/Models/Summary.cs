@@ -13,7 +13,11 @@ public sealed record SummaryOptions
     /// <summary>Adds a column with each output's receptive field: size / jump / start, in input pixels.</summary>
     public bool ShowReceptiveField { get; init; }
 
-    /// <summary>Total width; Keras' default is 65 for sequential-like models and 98 otherwise.</summary>
+    /// <summary>
+    /// Total width; Keras' default is 65 for sequential-like models and 98 otherwise. Columns scale with it as in Keras;
+    /// a width too small for every column to hold a few characters is widened to fit.
+    /// </summary>
+    /// <remarks>Zero or negative: <see cref="LayerArgumentException"/> from <see cref="Model.Summary"/>.</remarks>
     public int? LineLength { get; init; }
 }
 
@@ -139,11 +143,8 @@ public static class SummaryFormatter
         if (options.ShowMacs) { headers.Add("MACs"); widths.Add(16); }
         if (options.ShowReceptiveField) { headers.Add("RF size/jump/start"); widths.Add(22); }
         if (!summary.SequentialLike) { headers.Add("Connected to"); widths.Add(30); }
-        int lineLength = options.LineLength ?? widths.Sum();
-        // Keras stretches the last column to the requested line length.
-        widths[^1] += lineLength - widths.Sum();
-        var positions = new int[widths.Count];
-        for (int i = 0, acc = 0; i < widths.Count; i++) positions[i] = acc += widths[i];
+        var positions = ColumnPositions(widths, summary.SequentialLike, options.LineLength);
+        int lineLength = positions[^1];
 
         var sb = new StringBuilder();
         sb.Append("Model: \"").Append(summary.ModelName).Append("\"\n");
@@ -173,6 +174,30 @@ public static class SummaryFormatter
         if (options.ShowMacs) sb.Append($"Total MACs per sample: {summary.TotalMacs.ToString("N0", CultureInfo.InvariantCulture)}\n");
         sb.Append('_', lineLength).Append('\n');
         return sb.ToString();
+    }
+
+    /// <summary>The narrowest column: one character of text, the separator and the two-space gutter, so that wrapping advances.</summary>
+    internal const int MinColumnWidth = 4;
+
+    /// <summary>
+    /// Right edges of the columns. At the default width they are the default widths; with a line length they scale as
+    /// Keras' print_summary scales them (int(line_length * p) for p in [.45, .85, 1] sequential-like, [.3, .6, .7, 1]
+    /// otherwise; the optional columns keep their share of the default width); each column keeps at least
+    /// <see cref="MinColumnWidth"/> characters, so a very small line length is widened to fit.
+    /// </summary>
+    static int[] ColumnPositions(List<int> widths, bool sequentialLike, int? lineLength)
+    {
+        var positions = new int[widths.Count];
+        for (int i = 0, acc = 0; i < widths.Count; i++) positions[i] = acc += widths[i];
+        if (lineLength is not { } length) return positions;
+        if (length <= 0)
+            throw new LayerArgumentException(nameof(SummaryOptions), nameof(SummaryOptions.LineLength), $"must be positive; received LineLength={length}.");
+        double[] fractions = widths.Count == 3 && sequentialLike ? [0.45, 0.85, 1.0]
+            : widths.Count == 4 && !sequentialLike ? [0.3, 0.6, 0.7, 1.0]
+            : positions.Select(p => p / (double)positions[^1]).ToArray();
+        for (int i = 0; i < positions.Length; i++)
+            positions[i] = Math.Max(i == positions.Length - 1 ? length : (int)(length * fractions[i]), (i > 0 ? positions[i - 1] : 0) + MinColumnWidth);
+        return positions;
     }
 
     static string FormatField(SummaryRow row)

@@ -74,6 +74,10 @@ public sealed class Input : SymbolicTensor
     /// <summary>Creates an input of the given sample shape (channels last, no batch axis).</summary>
     public Input(Shape shape, string? name = null) : this(new InputLayer(shape, name)) { }
 
+    /// <summary>Creates an input from TorchSharp's long dimensions, e.g. <c>new Input(x.shape[1..])</c> for a batch <c>x</c>.</summary>
+    /// <exception cref="ShapeException">A dimension is 0, below -1, or too large.</exception>
+    public Input(ReadOnlySpan<long> shape, string? name = null) : this(new InputLayer(new Shape(shape), name)) { }
+
     Input(InputLayer layer) : base(layer.CreateNode(), layer.Shape) => InputLayer = layer;
 
     /// <summary>The layer behind this input.</summary>

@@ -10,10 +10,12 @@ public partial class Model
     /// file written atomically (a crash leaves the old file or the new one, never a torn one). A subclassed model is
     /// saved with its weights but can only be reloaded with <see cref="LoadWeights"/> (or through a registered factory).
     /// </summary>
-    /// <exception cref="ConvKitException">A layer class is not registered, or the file cannot be written.</exception>
+    /// <exception cref="ConvKitException">A layer class is not registered, the file cannot be written, or the path ends in
+    /// .h5/.hdf5/.keras (Keras' own formats, which ConvKit does not write).</exception>
     public void Save(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        ModelFormat.RefuseForeignExtension(path, "Model.Save");
         var json = ModelFormat.ToJson(this);
         WriteFile(path, ModelFormat.WeightTensors(this), ModelFormat.Metadata("model", json));
     }
@@ -41,10 +43,12 @@ public partial class Model
     }
 
     /// <summary>Saves the weights only, keyed <c>layer/weight</c> (e.g. <c>conv2d/kernel</c>), as one atomic safetensors file.</summary>
-    /// <exception cref="ConvKitException">The file cannot be written.</exception>
+    /// <exception cref="ConvKitException">The file cannot be written, or the path ends in .h5/.hdf5/.keras (Keras' own
+    /// formats, which ConvKit does not write).</exception>
     public void SaveWeights(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        ModelFormat.RefuseForeignExtension(path, "Model.SaveWeights");
         WriteFile(path, ModelFormat.WeightTensors(this), ModelFormat.Metadata("weights"));
     }
 

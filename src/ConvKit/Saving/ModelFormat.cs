@@ -20,6 +20,20 @@ public sealed record WeightLoadReport(IReadOnlyList<string> Loaded, IReadOnlyLis
 /// </summary>
 public static class ModelFormat
 {
+    // Keras' own file names: writing safetensors under them made files that neither Keras nor ConvKit's .h5 reader opens.
+    static readonly string[] ForeignExtensions = [".h5", ".hdf5", ".keras"];
+
+    /// <summary>Refuses a path whose extension names Keras' HDF5 or .keras format, which ConvKit does not write.</summary>
+    internal static void RefuseForeignExtension(string path, string who)
+    {
+        var ext = Path.GetExtension(path);
+        if (!ForeignExtensions.Contains(ext, StringComparer.OrdinalIgnoreCase)) return;
+        throw new ConvKitException($"{who}: '{path}' names a Keras {(ext.Equals(".keras", StringComparison.OrdinalIgnoreCase) ? ".keras archive" : "HDF5 file")}, "
+            + "but ConvKit writes its native format, safetensors: use a .safetensors path (e.g. '"
+            + Path.ChangeExtension(Path.GetFileName(path), ".safetensors") + "'). ConvKit reads Keras .h5 weights "
+            + "(model.LoadKerasWeights) but does not write them; to run the model outside ConvKit, export ONNX (OnnxExport.Save, 'convkit export').");
+    }
+
     /// <summary>Metadata key of the format kind.</summary>
     public const string FormatKey = "convkit.format";
 

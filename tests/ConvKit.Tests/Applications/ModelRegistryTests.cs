@@ -1,7 +1,6 @@
 using ConvKit.Applications;
 using ConvKit.Layers;
 using ConvKit.Models;
-using Zoo = ConvKit.Applications.Applications;
 
 namespace ConvKit.Tests.Applications;
 

@@ -18,8 +18,8 @@ public class AugmentTests
         using var flippedAll = x.flip(3);
         using var g1 = new Generator(42);
         using var g2 = new Generator(42);
-        using var a = Augment.RandomHorizontalFlip(x, 0.5, g1);
-        using var b = Augment.RandomHorizontalFlip(x, 0.5, g2);
+        using var a = Augment.RandomHorizontalFlip(x, 0.5, g1, dataFormat: DataFormat.ChannelsFirst);
+        using var b = Augment.RandomHorizontalFlip(x, 0.5, g2, dataFormat: DataFormat.ChannelsFirst);
         Assert.True(Same(a, b));
         int flipped = 0;
         for (int i = 0; i < 64; i++)
@@ -29,8 +29,8 @@ public class AugmentTests
             if (mirrored) flipped++;
         }
         Assert.InRange(flipped, 16, 48); // p = 0.5 over 64 samples
-        using var none = Augment.RandomHorizontalFlip(x, 0, g1);
-        using var all = Augment.RandomHorizontalFlip(x, 1, g1);
+        using var none = Augment.RandomHorizontalFlip(x, 0, g1, dataFormat: DataFormat.ChannelsFirst);
+        using var all = Augment.RandomHorizontalFlip(x, 1, g1, dataFormat: DataFormat.ChannelsFirst);
         Assert.True(Same(none, x));
         Assert.True(Same(all, flippedAll));
     }
@@ -41,7 +41,7 @@ public class AugmentTests
         const int n = 32, c = 2, h = 5, w = 6, my = 2, mx = 3;
         using var x = Batch(n, c, h, w);
         using var g = new Generator(7);
-        using var y = Augment.RandomTranslation(x, my, mx, g);
+        using var y = Augment.RandomTranslation(x, my, mx, g, dataFormat: DataFormat.ChannelsFirst);
         Assert.Equal(x.shape, y.shape);
         var xs = x.data<float>().ToArray();
         var ys = y.data<float>().ToArray();
@@ -57,9 +57,9 @@ public class AugmentTests
         }
         Assert.True(seen.Count > 5, "offsets should vary across samples");
         using var g2 = new Generator(7);
-        using var again = Augment.RandomTranslation(x, my, mx, g2);
+        using var again = Augment.RandomTranslation(x, my, mx, g2, dataFormat: DataFormat.ChannelsFirst);
         Assert.True(Same(again, y));
-        using var zero = Augment.RandomTranslation(x, 0, 0, g2);
+        using var zero = Augment.RandomTranslation(x, 0, 0, g2, dataFormat: DataFormat.ChannelsFirst);
         Assert.True(Same(zero, x));
     }
 
@@ -81,17 +81,17 @@ public class AugmentTests
     {
         using var x = rand(4, 3, 8, 8);
         using var g = new Generator(1);
-        using var same = Augment.RandomZoom(x, 1, 1, g);
+        using var same = Augment.RandomZoom(x, 1, 1, g, dataFormat: DataFormat.ChannelsFirst);
         Assert.True(same.allclose(x, rtol: 1e-5, atol: 1e-5));
         using var g1 = new Generator(3);
         using var g2 = new Generator(3);
-        using var a = Augment.RandomZoom(x, 0.5, 0.8, g1);
-        using var b = Augment.RandomZoom(x, 0.5, 0.8, g2);
+        using var a = Augment.RandomZoom(x, 0.5, 0.8, g1, dataFormat: DataFormat.ChannelsFirst);
+        using var b = Augment.RandomZoom(x, 0.5, 0.8, g2, dataFormat: DataFormat.ChannelsFirst);
         Assert.True(Same(a, b));
         // Shrinking content by at most 0.8 leaves the border pixels zero-filled.
         using var corner = a.select(2, 0).select(2, 0);
         Assert.True(corner.abs().max().item<float>() == 0f);
-        Assert.Throws<ArgumentOutOfRangeException>(() => Augment.RandomZoom(x, 0, 1, g));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Augment.RandomZoom(x, 0, 1, g, dataFormat: DataFormat.ChannelsFirst));
     }
 
     [Fact]
@@ -99,7 +99,7 @@ public class AugmentTests
     {
         // A 4x4 image zoomed 2x: output pixel (1,1) samples input coordinate (1.25, 1.25) in pixel units.
         using var x = Arange(16, ScalarType.Float32).reshape(1, 1, 4, 4);
-        using var y = Augment.RandomZoom(x, 2, 2, new Generator(0));
+        using var y = Augment.RandomZoom(x, 2, 2, new Generator(0), dataFormat: DataFormat.ChannelsFirst);
         // bilinear at (1.25, 1.25): 5 + 0.25 * 1 + 0.25 * 4 = 6.25
         Assert.Equal(6.25f, y[0, 0, 1, 1].item<float>(), 4);
     }

@@ -6,10 +6,10 @@ namespace ConvKit.Tests.Layers;
 public class Conv2DStridedPointwiseTests
 {
     [Theory]
-    [InlineData(512, 1024, 4, Padding.Valid)] // ResNet-50 conv4_block1_0_conv at 32x32: crashed libtorch's backward (SIGFPE)
-    [InlineData(1024, 2048, 5, Padding.Same)]
-    [InlineData(3, 4, 7, Padding.Same)]
-    public void StridedOneByOneMatchesLibtorchAndHasGradients(int cin, int cout, int size, Padding padding)
+    [InlineData(512, 1024, 4, "valid")] // ResNet-50 conv4_block1_0_conv at 32x32: crashed libtorch's backward (SIGFPE)
+    [InlineData(1024, 2048, 5, "same")]
+    [InlineData(3, 4, 7, "SAME")]
+    public void StridedOneByOneMatchesLibtorchAndHasGradients(int cin, int cout, int size, string padding)
     {
         using var scope = NewDisposeScope();
         var conv = new Conv2D(cout, 1, strides: 2, padding: padding);

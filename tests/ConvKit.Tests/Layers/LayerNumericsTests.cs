@@ -3,7 +3,7 @@ using ConvKit.Models;
 using ConvKit.Native;
 using TorchSharp;
 using static TorchSharp.torch;
-using Padding = ConvKit.Layers.Padding;
+using Padding = ConvKit.Padding;
 using F = TorchSharp.torch.nn.functional;
 
 namespace ConvKit.Tests.Layers;

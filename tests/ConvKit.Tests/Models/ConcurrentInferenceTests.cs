@@ -145,7 +145,7 @@ public class ConcurrentInferenceTests
         // sizes replace it while others read it.
         manual_seed(71);
         var input = new Input(new ConvKit.Shape(ConvKit.Shape.Unknown, ConvKit.Shape.Unknown, 2));
-        var pooled = new AveragePooling2D(3, strides: 2, padding: ConvKit.Layers.Padding.Same).Apply(new Conv2D(4, 3, padding: ConvKit.Layers.Padding.Same).Apply(input));
+        var pooled = new AveragePooling2D(3, strides: 2, padding: Padding.Same).Apply(new Conv2D(4, 3, padding: Padding.Same).Apply(input));
         using var model = new Model(input, new GlobalAveragePooling2D().Apply(pooled));
         using var g = new Generator(72);
         var inputs = new[] { 8, 9, 10, 13 }.Select(n => randn([2, n, n, 2], generator: g)).ToArray();
@@ -164,7 +164,7 @@ public class ConcurrentInferenceTests
     sealed class Subclassed : Model
     {
         readonly RandomFlip flip = new(seed: 3);
-        readonly Conv2D conv = new(8, 3, padding: ConvKit.Layers.Padding.Same);
+        readonly Conv2D conv = new(8, 3, padding: Padding.Same);
         readonly BatchNormalization norm = new();
         readonly Dropout drop = new(0.5);
         readonly GlobalAveragePooling2D pool = new();

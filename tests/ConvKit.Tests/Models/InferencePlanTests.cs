@@ -5,7 +5,7 @@ using ConvKit.Native;
 using ConvKit.Tests.Training;
 using ConvKit.Training;
 using TorchSharp;
-using Padding = ConvKit.Layers.Padding;
+using Padding = ConvKit.Padding;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Models;

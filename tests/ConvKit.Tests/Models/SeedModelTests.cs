@@ -1,6 +1,6 @@
 using ConvKit.Layers;
 using TorchSharp;
-using Padding = ConvKit.Layers.Padding;
+using Padding = ConvKit.Padding;
 using ConvKit.Models;
 using static TorchSharp.torch;
 

@@ -161,7 +161,7 @@ public class ScalarIlTests
     static string Describe(MethodBase m) =>
         $"{m.DeclaringType!.Name}.{m.Name}({string.Join(", ", m.GetParameters().Select(p => p.ParameterType.Name))})";
 
-    static IEnumerable<MethodBase> Methods(Assembly assembly)
+    internal static IEnumerable<MethodBase> Methods(Assembly assembly)
     {
         const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
         return assembly.GetTypes().SelectMany(t => t.GetMethods(all).Cast<MethodBase>().Concat(t.GetConstructors(all)));
@@ -171,7 +171,7 @@ public class ScalarIlTests
         .Select(f => (OpCode)f.GetValue(null)!).ToDictionary(op => op.Value);
 
     /// <summary>A method body's instructions, with the called (or loaded, ldftn) method resolved.</summary>
-    static IEnumerable<(int Offset, OpCode OpCode, MethodBase? Callee)> Instructions(MethodBase method)
+    internal static IEnumerable<(int Offset, OpCode OpCode, MethodBase? Callee)> Instructions(MethodBase method)
     {
         var il = method.GetMethodBody()?.GetILAsByteArray() ?? [];
         var typeArguments = method.DeclaringType is { IsGenericType: true } t ? t.GetGenericArguments() : null;

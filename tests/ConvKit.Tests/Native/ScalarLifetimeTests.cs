@@ -8,7 +8,7 @@ using ConvKit.Models;
 using ConvKit.Training;
 using TorchSharp;
 using Xunit.Abstractions;
-using Padding = ConvKit.Layers.Padding;
+using Padding = ConvKit.Padding;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Native;
@@ -330,9 +330,9 @@ public class ScalarLifetimeTests(ITestOutputHelper log)
             }),
             new("predict", () => model.Predict(nhwc, batchSize: 2)),
             new("evaluate", () => tensor(model.Evaluate(nhwc, oneHot.narrow(0, 0, 2), batchSize: 1, verbose: 0).OrderBy(kv => kv.Key).Select(kv => kv.Value).ToArray())),
-            new("random horizontal flip", () => { using var r = new Generator(7); return Augment.RandomHorizontalFlip(images, 0.5, r); }),
-            new("random translation", () => { using var r = new Generator(7); return Augment.RandomTranslation(images, 2, 3, r); }),
-            new("random zoom", () => { using var r = new Generator(7); return Augment.RandomZoom(images, 0.8, 1.2, r); }),
+            new("random horizontal flip", () => { using var r = new Generator(7); return Augment.RandomHorizontalFlip(images, 0.5, r, dataFormat: DataFormat.ChannelsFirst); }),
+            new("random translation", () => { using var r = new Generator(7); return Augment.RandomTranslation(images, 2, 3, r, dataFormat: DataFormat.ChannelsFirst); }),
+            new("random zoom", () => { using var r = new Generator(7); return Augment.RandomZoom(images, 0.8, 1.2, r, dataFormat: DataFormat.ChannelsFirst); }),
             new("normalize", () => Normalize.Scale(pixels, 1 / 255f)),
             new("image dataset to float", () => dataset.ToFloatNchw()),
             new("preprocess tf", () => ImageClassifier.Preprocess(rgb, Preprocessing.TF)),

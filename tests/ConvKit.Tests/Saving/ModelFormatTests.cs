@@ -4,7 +4,7 @@ using ConvKit.Layers;
 using ConvKit.Models;
 using ConvKit.Saving;
 using TorchSharp;
-using Padding = ConvKit.Layers.Padding;
+using Padding = ConvKit.Padding;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Saving;

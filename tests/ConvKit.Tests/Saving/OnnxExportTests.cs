@@ -6,7 +6,7 @@ using ConvKit.Saving;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using TorchSharp;
-using Padding = ConvKit.Layers.Padding;
+using Padding = ConvKit.Padding;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 using Tensor = TorchSharp.torch.Tensor;

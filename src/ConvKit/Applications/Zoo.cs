@@ -3,11 +3,12 @@ using ConvKit.Models;
 namespace ConvKit.Applications;
 
 /// <summary>
-/// One-line builders of the model zoo, like <c>keras.applications.VGG16(...)</c>. Each is
+/// One-line builders of the model zoo, like <c>keras.applications.VGG16(...)</c> (<c>Zoo.VGG16(...)</c>; formerly the
+/// class <c>Applications</c>, renamed so that no class is named like its namespace). Each is
 /// <see cref="ModelRegistry.Create(string, ModelOptions?)"/> with the model's registry name.
 /// </summary>
 /// <remarks>Every builder throws <see cref="LayerArgumentException"/> for invalid options (the message names the option).</remarks>
-public static class Applications
+public static class Zoo
 {
     /// <summary>Seed 001's LeNet-5 (ReLU, max pooling), 28x28x1, 10 classes.</summary>
     public static Model LeNet5(ModelOptions? options = null) => ModelRegistry.Create("lenet5", options);
@@ -39,7 +40,7 @@ public static class Applications
     {
         if (!auxClassifiers) return ModelRegistry.Create("googlenet", options);
         var resolved = ModelRegistry.Get("googlenet").Resolve(options);
-        using var _ = Layers.Backend.NameScope();
+        using var _ = Backend.NameScope();
         return ConvKit.Applications.GoogLeNet.Build(ConvKit.Applications.GoogLeNet.Seed002, resolved, auxClassifiers: true);
     }
 

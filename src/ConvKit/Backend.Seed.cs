@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace ConvKit.Layers;
+namespace ConvKit;
 
 /// <summary>Session-wide state: automatic names and the random seed.</summary>
 public static partial class Backend
