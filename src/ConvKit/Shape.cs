@@ -177,7 +177,7 @@ public static class Layout
     public static int ToInternalAxis(int kerasAxis, int batchRank)
     {
         int a = kerasAxis < 0 ? batchRank + kerasAxis : kerasAxis;
-        if (a < 0 || a >= batchRank) throw new ArgumentOutOfRangeException(nameof(kerasAxis), $"axis {kerasAxis} is out of range for rank {batchRank}");
+        if (a < 0 || a >= batchRank) throw new InvalidOptionException(nameof(kerasAxis), $"axis {kerasAxis} is out of range for rank {batchRank}");
         if (batchRank != 4) return a;
         return a switch { 0 => 0, 1 => 2, 2 => 3, _ => 1 }; // N H W C -> N C H W
     }

@@ -33,6 +33,70 @@ public class PublicApiTests
     }
 
     /// <summary>
+    /// Exceptions by meaning: ConvKit's own code throws no .NET exception for bad input, so that one meaning has one
+    /// type everywhere (InvalidOptionException for an argument or CLI option, UnknownNameException for a name that names
+    /// nothing, ShapeException, InvalidFileException for a file's content, UnsupportedException). Allowed: .NET's
+    /// contract exceptions for null arguments and disposed objects, and the few internal spots listed below, each caught
+    /// and reported under a ConvKit type before it leaves the library.
+    /// </summary>
+    [Fact]
+    public void NoMethodThrowsADotNetExceptionForBadInput()
+    {
+        var allowed = new HashSet<Type> { typeof(ArgumentNullException), typeof(ObjectDisposedException) };
+        var exempt = new Dictionary<string, string>
+        {
+            ["ConvKit.Native.ElfVersionPatcher"] = "internal; the native loader catches it and falls back",
+            ["ConvKit.Native.PackedConvolution"] = "internal; its ExternalException is libtorch's, wrapped by Layer.Apply with the layer and shapes",
+            ["ConvKit.Saving.AtomicFile"] = "internal fsync failures (IOException), caught and reported as 'cannot write' with the path",
+            ["ConvKit.Saving.KerasWeightsLoader"] = "weights loading: one LoadWeights entry point replaces it (issue 14, s7c)",
+            ["ConvKit.Data.Imaging.ImageDecoder.Open"] = "maps open(2)'s errno to .NET's I/O types, which Read catches and reports as ImageDecodeException",
+        };
+        var findings = new List<string>();
+        foreach (var assembly in new[] { ConvKit, typeof(ConvKit.Cli.Commands.CliConsole).Assembly })
+            foreach (var method in ScalarIlTests.Methods(assembly))
+            {
+                var owner = method.DeclaringType!;
+                while (owner.DeclaringType is { } outer) owner = outer;
+                if (exempt.ContainsKey(owner.FullName!) || exempt.ContainsKey($"{method.DeclaringType!.FullName}.{method.Name}")) continue;
+                // Compiler-written code: collection-expression wrappers' read-only members, iterators' Reset.
+                if (owner.Name.StartsWith("<>z__", StringComparison.Ordinal) || method.Name == "System.Collections.IEnumerator.Reset") continue;
+                foreach (var (offset, op, callee) in ScalarIlTests.Instructions(method))
+                {
+                    if (callee?.DeclaringType is not { } type || !typeof(Exception).IsAssignableFrom(type)) continue;
+                    if (type.Assembly == assembly || typeof(ConvKitException).IsAssignableFrom(type) || allowed.Contains(type)) continue;
+                    bool throws = (op == System.Reflection.Emit.OpCodes.Newobj && callee is ConstructorInfo)
+                        || (callee.IsStatic && callee.Name.StartsWith("ThrowIf", StringComparison.Ordinal));
+                    if (throws) findings.Add($"{method.DeclaringType}.{method.Name} IL_{offset:x4}: {type.Name}.{callee.Name}");
+                }
+            }
+        Assert.True(findings.Count == 0, "throw a ConvKitException type by meaning, not a .NET one:\n" + string.Join("\n", findings));
+    }
+
+    /// <summary>The scan above sees a .NET exception where there is one (so it can fail).</summary>
+    [Fact]
+    public void TheExceptionScanFindsAnExemptThrow()
+    {
+        var type = ConvKit.GetType("ConvKit.Native.ElfVersionPatcher", throwOnError: true)!;
+        var found = ScalarIlTests.Methods(ConvKit).Where(m => m.DeclaringType == type)
+            .SelectMany(m => ScalarIlTests.Instructions(m)).Any(i => i.Callee?.DeclaringType == typeof(BadImageFormatException));
+        Assert.True(found);
+    }
+
+    /// <summary>Each meaning has its ConvKit type, and the specific types sit under the meaning they carry.</summary>
+    [Fact]
+    public void ExceptionTypesFormOneTaxonomyOfMeanings()
+    {
+        Assert.True(typeof(InvalidOptionException).IsAssignableFrom(typeof(LayerArgumentException)));
+        foreach (var t in new[] { typeof(ConvKit.Saving.SafeTensorsFormatException), typeof(ConvKit.Saving.WrongFileFormatException),
+                     typeof(ConvKit.Saving.CheckpointException), typeof(ConvKit.Data.DatasetFormatException),
+                     typeof(ConvKit.Data.DatasetDownloadException), typeof(ConvKit.Data.Imaging.ImageDecodeException) })
+            Assert.True(typeof(InvalidFileException).IsAssignableFrom(t), $"{t.Name} is about a file's content: an InvalidFileException");
+        foreach (var t in new[] { typeof(InvalidOptionException), typeof(UnknownNameException), typeof(InvalidFileException),
+                     typeof(UnsupportedException), typeof(ShapeException) })
+            Assert.Equal(typeof(ConvKitException), t.BaseType);
+    }
+
+    /// <summary>
     /// Only DefaultOutput (internal), the one place that picks the console as the default writer, may touch
     /// System.Console: callbacks print through Callback.Output, PrintSummary through its writer (Keras' print_fn).
     /// </summary>

@@ -26,15 +26,15 @@ public static class EvaluateCommand
         {
             ThreadsOption.Apply(parse, threads);
             int batch = parse.GetValue(batchSize);
-            if (batch < 1) throw new ConvKitException($"--batch-size must be positive; received {batch}.");
+            if (batch < 1) throw new InvalidOptionException("--batch-size", $"--batch-size must be positive; received {batch}.");
             var dataPath = parse.GetValue(data);
             if (dataPath is not null && !File.Exists(dataPath) && !Directory.Exists(dataPath))
-                throw new ConvKitException($"--data '{dataPath}' does not exist.");
+                throw new InvalidOptionException("--data", $"--data '{dataPath}' does not exist.");
             DatasetInfo? named = null;
             if (parse.GetValue(dataset) is { } dn)
             {
                 try { named = Datasets.Get(dn); }
-                catch (ArgumentException e) { throw new ConvKitException("--dataset: " + e.Message.Split(" (Parameter")[0], e); }
+                catch (UnknownNameException e) { throw new InvalidOptionException("--dataset", "--dataset: " + e.Message, e); }
             }
             using var resolved = ModelResolver.Resolve(parse.GetValue(folder)!, parse.GetValue(weights));
             var model = resolved.Model;
@@ -42,14 +42,14 @@ public static class EvaluateCommand
                 // Keras evaluates compiled models; the optimizer plays no part here.
                 model.Compile(optimizer: "sgd", loss: "sparse_categorical_crossentropy", metrics: ["accuracy"]);
                 var datasetInfo = named ?? (resolved.Dataset is { } d ? Datasets.Get(d)
-                    : throw new ConvKitException($"--dataset is required: '{resolved.Source}' has no training.json saying what it was trained on."));
+                    : throw new InvalidOptionException("--dataset", $"--dataset is required: '{resolved.Source}' has no training.json saying what it was trained on."));
                 using var splits = TrainCommand.LoadDataset(console, datasetInfo, dataPath);
                 var input = model.ModelInputShape;
                 var t = splits.Test;
                 if (!(input.Rank == 3 && input[0] == t.Height && input[1] == t.Width && input[2] == t.Channels))
-                    throw new ConvKitException($"'{resolved.Source}' takes {input.ToBatchString()}, but the {datasetInfo.Name} test images are {t.Height}x{t.Width}x{t.Channels}.");
+                    throw new ShapeException($"'{resolved.Source}' takes {input.ToBatchString()}, but the {datasetInfo.Name} test images are {t.Height}x{t.Width}x{t.Channels}.");
                 if (model.ModelOutputShape is { Rank: 1 } o && o[0] < t.ClassNames.Count)
-                    throw new ConvKitException($"'{resolved.Source}' outputs {o[0]} classes, but {datasetInfo.Name} has {t.ClassNames.Count}.");
+                    throw new ShapeException($"'{resolved.Source}' outputs {o[0]} classes, but {datasetInfo.Name} has {t.ClassNames.Count}.");
                 using var maxPixel = 255f.ToScalar(); // alive until div_ returns, unlike an implicit Scalar
                 using var x = splits.Test.Images.to(torch.float32).div_(maxPixel);
                 var result = model.Evaluate(x, splits.Test.Labels, batchSize: batch, verbose: 0);

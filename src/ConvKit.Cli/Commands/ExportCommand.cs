@@ -36,12 +36,12 @@ public static class ExportCommand
             var tritonRepo = triton.Check(parse, onnxGiven: path is not null);
             int opsetValue = parse.GetValue(opset);
             if (opsetValue is < OnnxExport.MinOpset or > OnnxExport.MaxOpset)
-                throw new ConvKitException($"--opset must be {OnnxExport.MinOpset} to {OnnxExport.MaxOpset}; received {opsetValue}.");
-            if (tritonRepo is null && string.IsNullOrWhiteSpace(path)) throw new ConvKitException("--onnx must name a file; received an empty value.");
-            if (tritonRepo is null && Directory.Exists(path)) throw new ConvKitException($"--onnx '{path}' is a folder; name the .onnx file to write.");
+                throw new InvalidOptionException("--opset", $"--opset must be {OnnxExport.MinOpset} to {OnnxExport.MaxOpset}; received {opsetValue}.");
+            if (tritonRepo is null && string.IsNullOrWhiteSpace(path)) throw new InvalidOptionException("--onnx", "--onnx must name a file; received an empty value.");
+            if (tritonRepo is null && Directory.Exists(path)) throw new InvalidOptionException("--onnx", $"--onnx '{path}' is a folder; name the .onnx file to write.");
             if (tritonRepo is null && Path.GetDirectoryName(Path.GetFullPath(path!)) is { } parent && !Directory.Exists(parent))
-                throw new ConvKitException($"--onnx '{path}': the folder '{parent}' does not exist.");
-            if (parse.GetValue(classes) is { } c && c < 1) throw new ConvKitException($"--classes must be positive; received {c}.");
+                throw new InvalidOptionException("--onnx", $"--onnx '{path}': the folder '{parent}' does not exist.");
+            if (parse.GetValue(classes) is { } c && c < 1) throw new InvalidOptionException("--classes", $"--classes must be positive; received {c}.");
             bool zooOptionsGiven = parse.GetValue(noTop) || parse.GetValue(inputShape) is not null || parse.GetValue(classes) is not null || parse.GetValue(pooling) is not null;
             var options = zooOptionsGiven ? new ModelOptions
             {

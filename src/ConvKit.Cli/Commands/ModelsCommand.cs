@@ -26,7 +26,7 @@ public static class ModelsCommand
     static int Run(CliConsole console, string? pattern)
     {
         var models = ModelRegistry.List(pattern);
-        if (models.Count == 0) throw new ConvKitException($"no model matches '{pattern}'.");
+        if (models.Count == 0) throw new UnknownNameException("model", pattern ?? "", $"no model matches '{pattern}'.");
         var table = new Table().AddColumns("Name", "Params", "MACs", "Input", "Reference accuracy", "Source");
         table.Columns[1].RightAligned();
         table.Columns[2].RightAligned();

@@ -30,11 +30,11 @@ public static class PredictCommand
         {
             ThreadsOption.Apply(parse, threads);
             int k = parse.GetValue(top);
-            if (k <= 0) throw new FormatException($"--top must be a positive integer; received {k}.");
+            if (k <= 0) throw new InvalidOptionException("--top", $"--top must be a positive integer; received {k}.");
             int batch = parse.GetValue(batchSize);
-            if (batch <= 0) throw new FormatException($"--batch-size must be a positive integer; received {batch}.");
+            if (batch <= 0) throw new InvalidOptionException("--batch-size", $"--batch-size must be a positive integer; received {batch}.");
             long budget = parse.GetValue(maxPixels);
-            if (budget <= 0) throw new FormatException($"--max-pixels must be a positive integer; received {budget}.");
+            if (budget <= 0) throw new InvalidOptionException("--max-pixels", $"--max-pixels must be a positive integer; received {budget}.");
             var decodeOptions = new ImageDecodeOptions { MaxPixels = budget };
             var name = parse.GetValue(model)!;
             var w = parse.GetValue(weights);

@@ -26,7 +26,7 @@ public static class SummaryCommand
         command.SetAction(parse => console.Guard(() =>
         {
             ThreadsOption.Apply(parse, threads);
-            if (parse.GetValue(classes) is { } c && c < 1) throw new ConvKitException($"--classes must be positive; received {c}.");
+            if (parse.GetValue(classes) is { } c && c < 1) throw new InvalidOptionException("--classes", $"--classes must be positive; received {c}.");
             var options = new ModelOptions
             {
                 IncludeTop = !parse.GetValue(noTop),
@@ -42,16 +42,16 @@ public static class SummaryCommand
     }
 
     /// <summary>Parses <c>32,32,3</c> (or <c>32x32x3</c>) into a shape.</summary>
-    /// <exception cref="FormatException">Not three positive integers.</exception>
+    /// <exception cref="InvalidOptionException">Not three positive integers.</exception>
     public static Shape ParseShape(string text)
     {
         var parts = text.Split([',', 'x', 'X'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var dims = new int[parts.Length];
         for (int i = 0; i < parts.Length; i++)
             if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]) || dims[i] <= 0)
-                throw new FormatException($"--input-shape must be height,width,channels of positive integers, e.g. 32,32,3; received '{text}'.");
+                throw new InvalidOptionException("--input-shape", $"--input-shape must be height,width,channels of positive integers, e.g. 32,32,3; received '{text}'.");
         if (dims.Length != 3)
-            throw new FormatException($"--input-shape must have three values (height,width,channels); received '{text}'.");
+            throw new InvalidOptionException("--input-shape", $"--input-shape must have three values (height,width,channels); received '{text}'.");
         return new Shape(dims);
     }
 }

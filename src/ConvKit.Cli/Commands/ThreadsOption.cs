@@ -17,7 +17,7 @@ public static class ThreadsOption
     {
         if ((parse.GetValue(option) ?? fallback) is not { } n) return;
         if (n < 1 || n > Backend.MaxThreads)
-            throw new ConvKitException($"--threads must be between 1 and {Backend.MaxThreads}; received {n}.");
+            throw new InvalidOptionException("--threads", $"--threads must be between 1 and {Backend.MaxThreads}; received {n}.");
         Backend.Threads = n;
     }
 }

@@ -71,36 +71,36 @@ public static class TrainCommand
     public static void Validate(TrainSettings s)
     {
         static string V(double v) => v.ToString("R", CultureInfo.InvariantCulture);
-        if (s.Epochs < 1) throw new ConvKitException($"--epochs must be at least 1; received {s.Epochs}.");
+        if (s.Epochs < 1) throw new InvalidOptionException("--epochs", $"--epochs must be at least 1; received {s.Epochs}.");
         if (s.Threads is { } t && (t < 1 || t > Backend.MaxThreads))
-            throw new ConvKitException($"--threads must be between 1 and {Backend.MaxThreads}; received {t}.");
-        if (s.BatchSize < 1) throw new ConvKitException($"--batch-size must be positive; received {s.BatchSize}.");
+            throw new InvalidOptionException("--threads", $"--threads must be between 1 and {Backend.MaxThreads}; received {t}.");
+        if (s.BatchSize < 1) throw new InvalidOptionException("--batch-size", $"--batch-size must be positive; received {s.BatchSize}.");
         if (s.LearningRate is { } lr && (!double.IsFinite(lr) || lr <= 0))
-            throw new ConvKitException($"--lr must be a positive finite number; received {V(lr)}.");
+            throw new InvalidOptionException("--lr", $"--lr must be a positive finite number; received {V(lr)}.");
         if (!double.IsFinite(s.ValidationSplit) || s.ValidationSplit < 0 || s.ValidationSplit >= 1)
-            throw new ConvKitException($"--validation-split must be at least 0 and less than 1; received {V(s.ValidationSplit)}.");
-        if (s.Verbose is < 0 or > 2) throw new ConvKitException($"--verbose must be 0, 1 or 2; received {s.Verbose}.");
+            throw new InvalidOptionException("--validation-split", $"--validation-split must be at least 0 and less than 1; received {V(s.ValidationSplit)}.");
+        if (s.Verbose is < 0 or > 2) throw new InvalidOptionException("--verbose", $"--verbose must be 0, 1 or 2; received {s.Verbose}.");
         if (s.Optimizer is not ("sgd" or "adam" or "adamw" or "rmsprop"))
-            throw new ConvKitException($"--optimizer must be sgd, adam, adamw or rmsprop; received '{s.Optimizer}'.");
+            throw new InvalidOptionException("--optimizer", $"--optimizer must be sgd, adam, adamw or rmsprop; received '{s.Optimizer}'.");
         ModelRegistry.Get(s.Model);
         if (s.Dataset is not null)
         {
             try { Datasets.Get(s.Dataset); }
-            catch (ArgumentException e) { throw new ConvKitException("--dataset: " + e.Message.Split(" (Parameter")[0], e); }
+            catch (UnknownNameException e) { throw new InvalidOptionException("--dataset", "--dataset: " + e.Message, e); }
         }
         if (s.DataPath is { } d && !File.Exists(d) && !Directory.Exists(d))
-            throw new ConvKitException($"--data '{d}' does not exist.");
+            throw new InvalidOptionException("--data", $"--data '{d}' does not exist.");
         if (s.OutputFolder is { } o)
         {
-            if (string.IsNullOrWhiteSpace(o)) throw new ConvKitException("--out must name a folder; received an empty value.");
-            if (File.Exists(o)) throw new ConvKitException($"--out '{o}' is a file; name a folder (new or empty, or add --overwrite to replace an earlier run).");
+            if (string.IsNullOrWhiteSpace(o)) throw new InvalidOptionException("--out", "--out must name a folder; received an empty value.");
+            if (File.Exists(o)) throw new InvalidOptionException("--out", $"--out '{o}' is a file; name a folder (new or empty, or add --overwrite to replace an earlier run).");
             if (Directory.Exists(o) && Directory.EnumerateFileSystemEntries(o).Any())
             {
                 if (!s.Overwrite)
-                    throw new ConvKitException($"--out '{o}' is not empty (it holds {Describe(o)}); choose a new folder, or add --overwrite to replace the run in it.");
+                    throw new InvalidOptionException("--out", $"--out '{o}' is not empty (it holds {Describe(o)}); choose a new folder, or add --overwrite to replace the run in it.");
                 var foreign = ForeignEntries(o);
                 if (foreign.Count > 0)
-                    throw new ConvKitException($"--overwrite replaces only a run folder, and '{o}' holds other files: {string.Join(", ", foreign.Take(5))}" +
+                    throw new InvalidOptionException("--overwrite", $"--overwrite replaces only a run folder, and '{o}' holds other files: {string.Join(", ", foreign.Take(5))}" +
                         (foreign.Count > 5 ? $" and {foreign.Count - 5} more" : "") + ". Choose another --out.");
             }
         }
@@ -150,7 +150,7 @@ public static class TrainCommand
             {
                 // Checked again right before deleting: only a run's own files are ever removed.
                 if (ForeignEntries(outDir) is { Count: > 0 } foreign)
-                    throw new ConvKitException($"--overwrite replaces only a run folder, and '{outDir}' holds other files: {string.Join(", ", foreign.Take(5))}.");
+                    throw new InvalidOptionException("--overwrite", $"--overwrite replaces only a run folder, and '{outDir}' holds other files: {string.Join(", ", foreign.Take(5))}.");
                 foreach (var e in Directory.EnumerateFileSystemEntries(outDir))
                 {
                     if (Directory.Exists(e)) Directory.Delete(e, recursive: true);
@@ -159,7 +159,7 @@ public static class TrainCommand
             }
             // Checked again: another process may have written there while the data loaded.
             else if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
-                throw new ConvKitException($"--out '{outDir}' is not empty (it holds {Describe(outDir)}); choose a new folder, or add --overwrite to replace the run in it.");
+                throw new InvalidOptionException("--out", $"--out '{outDir}' is not empty (it holds {Describe(outDir)}); choose a new folder, or add --overwrite to replace the run in it.");
             Directory.CreateDirectory(outDir);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -185,10 +185,10 @@ public static class TrainCommand
         var train = splits.Train;
         var test = splits.Test;
         if (test.Height != train.Height || test.Width != train.Width || test.Channels != train.Channels)
-            throw new ConvKitException($"{datasetInfo.Name}: the test images are {test.Height}x{test.Width}x{test.Channels}, the training images " +
+            throw new ShapeException($"{datasetInfo.Name}: the test images are {test.Height}x{test.Width}x{test.Channels}, the training images " +
                 $"{train.Height}x{train.Width}x{train.Channels}; both splits must have one image size.");
         if (train.Count * (1 - s.ValidationSplit) < 1)
-            throw new ConvKitException($"--validation-split {s.ValidationSplit.ToString(CultureInfo.InvariantCulture)} leaves no training images of {train.Count}.");
+            throw new InvalidOptionException("--validation-split", $"--validation-split {s.ValidationSplit.ToString(CultureInfo.InvariantCulture)} leaves no training images of {train.Count}.");
         var inputShape = new Shape(train.Height, train.Width, train.Channels);
         int classes = train.ClassNames.Count;
         using var scope = Backend.NameScope();
@@ -357,7 +357,7 @@ public static class TrainCommand
         "adam" => new Adam(learningRate: lr ?? 0.001),
         "adamw" => new AdamW(learningRate: lr ?? 0.001),
         "rmsprop" => new RMSprop(learningRate: lr ?? 0.001),
-        _ => throw new ConvKitException($"--optimizer must be sgd, adam, adamw or rmsprop; received '{name}'."),
+        _ => throw new InvalidOptionException("--optimizer", $"--optimizer must be sgd, adam, adamw or rmsprop; received '{name}'."),
     };
 
     /// <summary>Loads a dataset, showing a progress bar while a download runs.</summary>

@@ -38,36 +38,36 @@ public sealed class TritonOptions
         var dir = parse.GetValue(repo);
         if (dir is null)
         {
-            if (!onnxGiven) throw new ConvKitException("Option '--onnx' is required (or '--triton-repo DIR' for a Triton model repository).");
+            if (!onnxGiven) throw new InvalidOptionException("--onnx", "Option '--onnx' is required (or '--triton-repo DIR' for a Triton model repository).");
             foreach (var o in All.Skip(1))
                 if (parse.GetResult(o) is { Implicit: false })
-                    throw new ConvKitException($"{o.Name} applies only to --triton-repo exports.");
+                    throw new InvalidOptionException(o.Name, $"{o.Name} applies only to --triton-repo exports.");
             return null;
         }
-        if (onnxGiven) throw new ConvKitException("give either --onnx FILE or --triton-repo DIR, not both.");
-        if (string.IsNullOrWhiteSpace(dir)) throw new ConvKitException("--triton-repo must name a folder; received an empty value.");
+        if (onnxGiven) throw new InvalidOptionException("--triton-repo", "give either --onnx FILE or --triton-repo DIR, not both.");
+        if (string.IsNullOrWhiteSpace(dir)) throw new InvalidOptionException("--triton-repo", "--triton-repo must name a folder; received an empty value.");
         if (parse.GetValue(name) is { } n && TritonRepository.NameProblem(n) is { } why)
-            throw new ConvKitException($"--triton-name '{n}' is not a valid Triton model name: {why}.");
+            throw new InvalidOptionException("--triton-name", $"--triton-name '{n}' is not a valid Triton model name: {why}.");
         long v = parse.GetValue(version);
-        if (v < 1) throw new ConvKitException($"--triton-version must be a positive integer; received {v}.");
+        if (v < 1) throw new InvalidOptionException("--triton-version", $"--triton-version must be a positive integer; received {v}.");
         int mb = parse.GetValue(maxBatch);
-        if (mb < 1) throw new ConvKitException($"--max-batch must be at least 1; received {mb}.");
+        if (mb < 1) throw new InvalidOptionException("--max-batch", $"--max-batch must be at least 1; received {mb}.");
         long delay = parse.GetValue(maxQueueDelay);
-        if (delay < 0) throw new ConvKitException($"--max-queue-delay-us must be at least 0; received {delay}.");
+        if (delay < 0) throw new InvalidOptionException("--max-queue-delay-us", $"--max-queue-delay-us must be at least 0; received {delay}.");
         int inst = parse.GetValue(instances);
-        if (inst < 1) throw new ConvKitException($"--triton-instances must be at least 1; received {inst}.");
+        if (inst < 1) throw new InvalidOptionException("--triton-instances", $"--triton-instances must be at least 1; received {inst}.");
         var sizes = new List<int>();
         if (parse.GetValue(preferred) is { } list)
             foreach (var part in list.Split(','))
             {
                 if (!int.TryParse(part.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int p) || p < 1 || p > mb)
-                    throw new ConvKitException($"--preferred-batch must be comma-separated integers from 1 to --max-batch ({mb}); received '{list}'.");
+                    throw new InvalidOptionException("--preferred-batch", $"--preferred-batch must be comma-separated integers from 1 to --max-batch ({mb}); received '{list}'.");
                 sizes.Add(p);
             }
-        if (File.Exists(dir)) throw new ConvKitException($"--triton-repo '{dir}' is a file; name a folder.");
+        if (File.Exists(dir)) throw new InvalidOptionException("--triton-repo", $"--triton-repo '{dir}' is a file; name a folder.");
         var full = Path.GetFullPath(dir);
         if (!Directory.Exists(full) && Path.GetDirectoryName(full) is { } parent && !Directory.Exists(parent))
-            throw new ConvKitException($"--triton-repo '{dir}': the folder '{parent}' does not exist.");
+            throw new InvalidOptionException("--triton-repo", $"--triton-repo '{dir}': the folder '{parent}' does not exist.");
         bool replace = parse.GetValue(overwrite);
         if (parse.GetValue(name) is { } given) Destination(dir, given, v, replace);
         return (dir, new TritonRepositoryOptions
@@ -103,7 +103,7 @@ public sealed class TritonOptions
         if (o.Name is null)
         {
             if (TritonRepository.NameProblem(modelName) is { } why)
-                throw new ConvKitException($"the model's name '{modelName}' is not a valid Triton model name ({why}); give one with --triton-name.");
+                throw new InvalidOptionException("--triton-name", $"the model's name '{modelName}' is not a valid Triton model name ({why}); give one with --triton-name.");
             Destination(dir, modelName, o.Version, o.Overwrite);
         }
         var entry = TritonRepository.Write(model, dir, o with { Name = modelName });

@@ -65,7 +65,7 @@ public sealed class ImageClassifier : IDisposable
         int classes = output[0];
         ClassNames = classNames ?? (classes == 1000 ? ImageNetClasses : Enumerable.Range(0, classes).Select(i => $"class {i}").ToArray());
         if (ClassNames.Count != classes)
-            throw new ArgumentException($"{ClassNames.Count} class names for a model with {classes} classes.", nameof(classNames));
+            throw new InvalidOptionException(nameof(classNames), $"{ClassNames.Count} class names for a model with {classes} classes.");
         this.ownsModel = ownsModel;
     }
 
@@ -100,11 +100,11 @@ public sealed class ImageClassifier : IDisposable
     /// <returns>One prediction per image, in order.</returns>
     /// <exception cref="ImageDecodeException">An image cannot be read or decoded (the message names the file and the
     /// reason).</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="top"/> is not positive.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="top"/> is not positive.</exception>
     public IReadOnlyList<ImagePrediction> Predict(IEnumerable<string> paths, int top = 5)
     {
         ArgumentNullException.ThrowIfNull(paths);
-        if (top <= 0) throw new ArgumentOutOfRangeException(nameof(top), "top must be positive.");
+        if (top <= 0) throw new InvalidOptionException(nameof(top), $"top must be positive; received {top}.");
         var result = new List<ImagePrediction>();
         foreach (var p in Classify(paths, top))
         {
@@ -126,13 +126,13 @@ public sealed class ImageClassifier : IDisposable
     /// <returns>One prediction per path, in order.</returns>
     /// <remarks>Each enumeration has its own buffers; several threads may classify with one classifier as far as
     /// <see cref="Models.Model.Predict"/> on its model may be called concurrently.</remarks>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="top"/> or <paramref name="batchSize"/> is not
+    /// <exception cref="InvalidOptionException"><paramref name="top"/> or <paramref name="batchSize"/> is not
     /// positive, or the decode options are invalid (thrown when enumeration starts).</exception>
     public IEnumerable<ImagePrediction> Classify(IEnumerable<string> paths, int top = 5, int batchSize = DefaultBatchSize, ImageDecodeOptions? decodeOptions = null)
     {
         ArgumentNullException.ThrowIfNull(paths);
-        if (top <= 0) throw new ArgumentOutOfRangeException(nameof(top), top, "top must be positive.");
-        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be positive.");
+        if (top <= 0) throw new InvalidOptionException(nameof(top), $"top must be positive; received {top}.");
+        if (batchSize <= 0) throw new InvalidOptionException(nameof(batchSize), $"batch size must be positive; received {batchSize}.");
         decodeOptions ??= ImageDecodeOptions.Default;
         decodeOptions.Validate();
         return ClassifyBatches(paths, top, batchSize, decodeOptions);

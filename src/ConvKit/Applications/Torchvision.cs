@@ -45,13 +45,13 @@ internal static class Torchvision
     /// Torch ignores the cells past the edge; zeros are the same only because the input is non-negative (checked here:
     /// it comes from ReLUs) and every window holds at least one real cell, so a zero never exceeds the window's maximum.
     /// </summary>
-    /// <exception cref="ArgumentException">The input is not known to be non-negative, or its size is unknown.</exception>
+    /// <exception cref="UnsupportedException">The input is not known to be non-negative, or its size is unknown.</exception>
     public static SymbolicTensor CeilModeMaxPool(SymbolicTensor x, int kernel, int stride, string name)
     {
         if (!NonNegative(x))
-            throw new ArgumentException($"ceil-mode max pooling '{name}' pads with zeros, which is exact only after a ReLU; its input comes from {x.Layer.Describe}.");
+            throw new UnsupportedException($"ceil-mode max pooling '{name}' pads with zeros, which is exact only after a ReLU; its input comes from {x.Layer.Describe}.");
         if (x.Shape[0] == Shape.Unknown || x.Shape[1] == Shape.Unknown)
-            throw new ArgumentException($"ceil-mode max pooling '{name}' needs the input's height and width; received {x.Shape.ToBatchString()}.");
+            throw new ShapeException($"ceil-mode max pooling '{name}' needs the input's height and width; received {x.Shape.ToBatchString()}.");
         var (_, padH) = ConvArithmetic.CeilModePooling(x.Shape[0], kernel, stride);
         var (_, padW) = ConvArithmetic.CeilModePooling(x.Shape[1], kernel, stride);
         if (padH > 0 || padW > 0) x = new ZeroPadding2D((0, padH), (0, padW), name: name + "_pad").Apply(x);

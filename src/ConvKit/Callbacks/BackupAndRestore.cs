@@ -30,7 +30,7 @@ public sealed class BackupAndRestore : Callback
     /// <param name="deleteCheckpoint">Delete the backup when Fit finishes normally (Keras' default).</param>
     public BackupAndRestore(string backupDir, bool deleteCheckpoint = true)
     {
-        ArgumentException.ThrowIfNullOrEmpty(backupDir);
+        Require.NotBlank(backupDir);
         BackupDir = backupDir;
         DeleteCheckpoint = deleteCheckpoint;
         store = new CheckpointStore(Path.Combine(backupDir, "checkpoint.safetensors"));

@@ -49,11 +49,11 @@ public sealed class Logs : IReadOnlyDictionary<string, double>
     }
 
     /// <summary>A value; setting adds or replaces it.</summary>
-    /// <exception cref="KeyNotFoundException">No such entry (getter).</exception>
+    /// <exception cref="UnknownNameException">No such entry (getter).</exception>
     public double this[string key]
     {
         get => Values.TryGetValue(key, out var v) ? v
-            : throw new KeyNotFoundException($"logs have no '{key}'; they have: {string.Join(", ", values.Keys)}");
+            : throw new UnknownNameException("log key", key, $"logs have no '{key}'; they have: {string.Join(", ", values.Keys)}");
         set => Values[key] = value;
     }
 
@@ -113,8 +113,8 @@ public abstract class Callback
     protected TextWriter Out => Output ?? DefaultOutput.Out;
 
     /// <summary>The model, which Fit has set before any hook runs.</summary>
-    /// <exception cref="InvalidOperationException">The callback is used outside Fit/Evaluate/Predict.</exception>
-    protected Model RequireModel() => Model ?? throw new InvalidOperationException($"{GetType().Name} is used outside Fit/Evaluate/Predict.");
+    /// <exception cref="ConvKitException">The callback is used outside Fit/Evaluate/Predict.</exception>
+    protected Model RequireModel() => Model ?? throw new ConvKitException($"{GetType().Name} is used outside Fit/Evaluate/Predict.");
 
     /// <summary>Start of Fit.</summary>
     public virtual void OnTrainBegin(Logs logs) { }
@@ -184,9 +184,9 @@ public sealed class History : Callback
     public IEnumerable<string> Keys => values.Keys;
 
     /// <summary>One metric's values per epoch.</summary>
-    /// <exception cref="KeyNotFoundException">The metric was not recorded.</exception>
+    /// <exception cref="UnknownNameException">The metric was not recorded.</exception>
     public IReadOnlyList<double> this[string key] => values.TryGetValue(key, out var l) ? l
-        : throw new KeyNotFoundException($"history has no '{key}'; it has: {string.Join(", ", values.Keys)}");
+        : throw new UnknownNameException("history key", key, $"history has no '{key}'; it has: {string.Join(", ", values.Keys)}");
 
     /// <inheritdoc/>
     public override void OnTrainBegin(Logs logs) => epochs.Clear();

@@ -18,11 +18,11 @@ public sealed class EarlyStopping : Callback, IStatefulCallback
     Tensor[]? bestWeights;
 
     /// <summary>Creates the callback with Keras' arguments.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">patience negative.</exception>
+    /// <exception cref="InvalidOptionException">patience negative.</exception>
     public EarlyStopping(string monitor = "val_loss", double minDelta = 0, int patience = 0, int verbose = 0,
         MonitorMode mode = MonitorMode.Auto, double? baseline = null, bool restoreBestWeights = false, int startFromEpoch = 0)
     {
-        if (patience < 0) throw new ArgumentOutOfRangeException(nameof(patience), $"patience must be >= 0; received {patience}.");
+        if (patience < 0) throw new InvalidOptionException(nameof(patience), $"patience must be >= 0; received {patience}.");
         Monitor = monitor;
         MinDelta = Math.Abs(minDelta);
         Patience = patience;

@@ -29,7 +29,7 @@ public sealed class LearningRateScheduler : Callback
         var opt = RequireModel().Optimizer!;
         double lr = schedule(epoch, opt.LearningRate);
         if (!double.IsFinite(lr) || lr < 0)
-            throw new ConvKitException($"LearningRateScheduler: the schedule returned {lr} for epoch {epoch}; a learning rate must be a finite number >= 0.");
+            throw new InvalidOptionException("schedule", $"LearningRateScheduler: the schedule returned {lr} for epoch {epoch}; a learning rate must be a finite number >= 0.");
         opt.LearningRate = lr;
         if (Verbose > 0) Out.WriteLine($"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {KerasFormat.Repr(lr)}.");
     }

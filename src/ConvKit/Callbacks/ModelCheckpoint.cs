@@ -138,7 +138,7 @@ public sealed partial class ModelCheckpoint : Callback, IStatefulCallback
         var name = m.Groups[1].Value;
         var spec = m.Groups[2].Success ? m.Groups[2].Value : "";
         double value = name == "epoch" ? epoch
-            : logs.Get(name) ?? throw new ConvKitException($"ModelCheckpoint: the file path '{template}' uses '{{{name}}}', which is not in the logs ({string.Join(", ", logs.Keys)}).");
+            : logs.Get(name) ?? throw new InvalidOptionException("filepath", $"ModelCheckpoint: the file path '{template}' uses '{{{name}}}', which is not in the logs ({string.Join(", ", logs.Keys)}).");
         return FormatSpec(value, spec, name == "epoch", template);
     });
 
@@ -147,7 +147,7 @@ public sealed partial class ModelCheckpoint : Callback, IStatefulCallback
         var ci = CultureInfo.InvariantCulture;
         if (spec.Length == 0) return integer ? ((long)value).ToString(ci) : value.ToString("R", ci);
         var m = Regex.Match(spec, @"^(0?)(\d*)(?:\.(\d+))?([dfeg%]?)$");
-        if (!m.Success) throw new ConvKitException($"ModelCheckpoint: unsupported format '{spec}' in '{template}'; use forms like 02d, .4f, .2e.");
+        if (!m.Success) throw new InvalidOptionException("filepath", $"ModelCheckpoint: unsupported format '{spec}' in '{template}'; use forms like 02d, .4f, .2e.");
         bool zeroPad = m.Groups[1].Value == "0";
         int width = m.Groups[2].Value.Length > 0 ? int.Parse(m.Groups[2].Value, ci) : 0;
         int? precision = m.Groups[3].Success ? int.Parse(m.Groups[3].Value, ci) : null;

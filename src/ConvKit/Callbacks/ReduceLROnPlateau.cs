@@ -15,14 +15,14 @@ public sealed class ReduceLROnPlateau : Callback, IStatefulCallback
     int cooldownCounter;
 
     /// <summary>Creates the callback with Keras' arguments and defaults.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">factor not in (0, 1), or a count is negative.</exception>
+    /// <exception cref="InvalidOptionException">factor not in (0, 1), or a count is negative.</exception>
     public ReduceLROnPlateau(string monitor = "val_loss", double factor = 0.1, int patience = 10, int verbose = 0,
         MonitorMode mode = MonitorMode.Auto, double minDelta = 1e-4, int cooldown = 0, double minLr = 0)
     {
         if (!(factor < 1.0) || !(factor > 0))
-            throw new ArgumentOutOfRangeException(nameof(factor), $"ReduceLROnPlateau does not support a factor >= 1.0 or <= 0; received factor={factor}.");
-        if (patience < 0) throw new ArgumentOutOfRangeException(nameof(patience), $"patience must be >= 0; received {patience}.");
-        if (cooldown < 0) throw new ArgumentOutOfRangeException(nameof(cooldown), $"cooldown must be >= 0; received {cooldown}.");
+            throw new InvalidOptionException(nameof(factor), $"ReduceLROnPlateau does not support a factor >= 1.0 or <= 0; received factor={factor}.");
+        if (patience < 0) throw new InvalidOptionException(nameof(patience), $"patience must be >= 0; received {patience}.");
+        if (cooldown < 0) throw new InvalidOptionException(nameof(cooldown), $"cooldown must be >= 0; received {cooldown}.");
         Monitor = monitor;
         Factor = factor;
         Patience = patience;

@@ -20,11 +20,11 @@ public sealed class TensorBoard : Callback
     /// <param name="logDir">Directory of the run (created if needed).</param>
     /// <param name="histogramFreq">Epochs between weight histograms (0 = none).</param>
     /// <param name="updateFreq">0 for per-epoch scalars only (Keras' "epoch"), or N to also log batch scalars every N batches.</param>
-    /// <exception cref="ArgumentOutOfRangeException">A frequency is negative.</exception>
+    /// <exception cref="InvalidOptionException">A frequency is negative.</exception>
     public TensorBoard(string logDir = "logs", int histogramFreq = 0, int updateFreq = 0)
     {
-        if (histogramFreq < 0) throw new ArgumentOutOfRangeException(nameof(histogramFreq), $"histogram_freq must be >= 0; received {histogramFreq}.");
-        if (updateFreq < 0) throw new ArgumentOutOfRangeException(nameof(updateFreq), $"update_freq must be >= 0; received {updateFreq}.");
+        if (histogramFreq < 0) throw new InvalidOptionException(nameof(histogramFreq), $"histogram_freq must be >= 0; received {histogramFreq}.");
+        if (updateFreq < 0) throw new InvalidOptionException(nameof(updateFreq), $"update_freq must be >= 0; received {updateFreq}.");
         LogDir = logDir ?? throw new ArgumentNullException(nameof(logDir));
         HistogramFreq = histogramFreq;
         UpdateFreq = updateFreq;

@@ -13,13 +13,13 @@ namespace ConvKit.Data;
 public static class Augment
 {
     /// <summary>Mirrors each sample left-right with probability <paramref name="p"/>, like Keras' <c>RandomFlip("horizontal")</c>.</summary>
-    /// <exception cref="ArgumentException"><paramref name="x"/> is not 4-D.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dataFormat"/> is not a defined value.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="p"/> is outside [0, 1].</exception>
+    /// <exception cref="ShapeException"><paramref name="x"/> is not 4-D.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="dataFormat"/> is not a defined value.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="p"/> is outside [0, 1].</exception>
     public static Tensor RandomHorizontalFlip(Tensor x, double p, Generator? generator = null, DataFormat dataFormat = DataFormat.ChannelsLast)
     {
         Check4D(x, dataFormat);
-        if (!(p >= 0 && p <= 1)) throw new ArgumentOutOfRangeException(nameof(p), $"probability must be in [0, 1], got {p}");
+        if (!(p >= 0 && p <= 1)) throw new InvalidOptionException(nameof(p), $"probability must be in [0, 1], got {p}");
         long n = x.shape[0];
         using var draw = rand([n], generator: generator, device: x.device);
         using var probability = p.ToScalar();
@@ -33,14 +33,14 @@ public static class Augment
     /// Shifts each sample by a random whole number of pixels, dy in [-maxDy, maxDy] and dx in [-maxDx, maxDx],
     /// filling with zeros: zero padding by the maximum, then a random crop per sample (two gathers, no per-sample loop).
     /// </summary>
-    /// <exception cref="ArgumentException"><paramref name="x"/> is not 4-D.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dataFormat"/> is not a defined value.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">A maximum is negative.</exception>
+    /// <exception cref="ShapeException"><paramref name="x"/> is not 4-D.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="dataFormat"/> is not a defined value.</exception>
+    /// <exception cref="InvalidOptionException">A maximum is negative.</exception>
     public static Tensor RandomTranslation(Tensor x, int maxDy, int maxDx, Generator? generator = null, DataFormat dataFormat = DataFormat.ChannelsLast)
     {
         Check4D(x, dataFormat);
-        ArgumentOutOfRangeException.ThrowIfNegative(maxDy);
-        ArgumentOutOfRangeException.ThrowIfNegative(maxDx);
+        Require.NonNegative(maxDy);
+        Require.NonNegative(maxDx);
         return InLayout(x, dataFormat, t => Translate(t, maxDy, maxDx, generator));
     }
 
@@ -71,14 +71,14 @@ public static class Augment
     /// <paramref name="maxScale"/>]: a factor above 1 enlarges the content (zoom in), below 1 shrinks it with zero
     /// fill, 1 is the identity. Bilinear sampling via <c>affine_grid</c> + <c>grid_sample</c>.
     /// </summary>
-    /// <exception cref="ArgumentException"><paramref name="x"/> is not 4-D.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dataFormat"/> is not a defined value.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">The scales are not positive or are in the wrong order.</exception>
+    /// <exception cref="ShapeException"><paramref name="x"/> is not 4-D.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="dataFormat"/> is not a defined value.</exception>
+    /// <exception cref="InvalidOptionException">The scales are not positive or are in the wrong order.</exception>
     public static Tensor RandomZoom(Tensor x, double minScale, double maxScale, Generator? generator = null, DataFormat dataFormat = DataFormat.ChannelsLast)
     {
         Check4D(x, dataFormat);
         if (!(minScale > 0 && maxScale >= minScale))
-            throw new ArgumentOutOfRangeException(nameof(minScale), $"expected 0 < minScale <= maxScale, got {minScale}, {maxScale}");
+            throw new InvalidOptionException(nameof(minScale), $"expected 0 < minScale <= maxScale, got {minScale}, {maxScale}");
         return InLayout(x, dataFormat, t => Zoom(t, minScale, maxScale, generator));
     }
 
@@ -112,8 +112,8 @@ public static class Augment
     {
         ArgumentNullException.ThrowIfNull(x);
         if (dataFormat is not (DataFormat.ChannelsLast or DataFormat.ChannelsFirst))
-            throw new ArgumentOutOfRangeException(nameof(dataFormat), $"must be ChannelsLast or ChannelsFirst; received {(int)dataFormat}");
+            throw new InvalidOptionException(nameof(dataFormat), $"dataFormat must be ChannelsLast or ChannelsFirst; received {(int)dataFormat}");
         if (x.dim() != 4)
-            throw new ArgumentException($"expected a {(dataFormat == DataFormat.ChannelsLast ? "(N, H, W, C)" : "(N, C, H, W)")} batch, got shape [{string.Join(", ", x.shape)}]", nameof(x));
+            throw new ShapeException($"expected a {(dataFormat == DataFormat.ChannelsLast ? "(N, H, W, C)" : "(N, C, H, W)")} batch, got shape [{string.Join(", ", x.shape)}]");
     }
 }

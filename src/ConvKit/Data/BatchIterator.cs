@@ -18,15 +18,15 @@ public sealed class BatchIterator
     /// <param name="shuffle">Whether each epoch visits the samples in a new random order.</param>
     /// <param name="generator">Source of the random orders; null uses torch's global generator.</param>
     /// <param name="dropLast">Whether to skip a final, smaller batch.</param>
-    /// <exception cref="ArgumentException">The first dimensions differ or a tensor is a scalar.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="batchSize"/> is not positive.</exception>
+    /// <exception cref="ShapeException">The first dimensions differ or a tensor is a scalar.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="batchSize"/> is not positive.</exception>
     public BatchIterator(Tensor x, Tensor y, int batchSize, bool shuffle = true, Generator? generator = null, bool dropLast = false)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        Require.Positive(batchSize);
         if (x.dim() == 0 || y.dim() == 0 || x.shape[0] != y.shape[0])
-            throw new ArgumentException($"x and y need equal first dimensions, got [{string.Join(", ", x.shape)}] and [{string.Join(", ", y.shape)}]");
+            throw new ShapeException($"x and y need equal first dimensions, got [{string.Join(", ", x.shape)}] and [{string.Join(", ", y.shape)}]");
         this.x = x;
         this.y = y;
         this.generator = generator;

@@ -100,13 +100,13 @@ public static class Datasets
     public static IReadOnlyList<DatasetInfo> All { get; } = [Mnist, FashionMnist, KMnist, Cifar10, Cifar100];
 
     /// <summary>The dataset called <paramref name="name"/> (case-insensitive; '_' may stand for '-').</summary>
-    /// <exception cref="ArgumentException">No dataset has that name.</exception>
+    /// <exception cref="UnknownNameException">No dataset has that name.</exception>
     public static DatasetInfo Get(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
         string key = name.Trim().Replace('_', '-');
         return All.FirstOrDefault(d => string.Equals(d.Name, key, StringComparison.OrdinalIgnoreCase))
-            ?? throw new ArgumentException($"Unknown dataset '{name}'; known: {string.Join(", ", All.Select(d => d.Name))}.", nameof(name));
+            ?? throw new UnknownNameException("dataset", name, $"Unknown dataset '{name}'; known: {string.Join(", ", All.Select(d => d.Name))}.");
     }
 
     static DatasetInfo IdxDataset(string name, string baseUrl, long[] sizes, string[] sha256, string[] classNames, string? packageHint)

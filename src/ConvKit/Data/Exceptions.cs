@@ -2,7 +2,7 @@ namespace ConvKit.Data;
 
 /// <summary>A dataset file is malformed: truncated, wrong magic number, bad compression, inconsistent counts, ...</summary>
 /// <remarks>The message names the file, the byte offset where known, and what was expected versus found.</remarks>
-public class DatasetFormatException : ConvKitException
+public class DatasetFormatException : InvalidFileException
 {
     /// <summary>Creates the exception with a message.</summary>
     public DatasetFormatException(string message) : base(message) { }
@@ -23,7 +23,7 @@ public class DatasetNotFoundException : ConvKitException
 }
 
 /// <summary>A download finished but its content is not the published file (size or SHA-256 mismatch).</summary>
-public class DatasetDownloadException : ConvKitException
+public class DatasetDownloadException : InvalidFileException
 {
     /// <summary>Creates the exception with a message.</summary>
     public DatasetDownloadException(string message) : base(message) { }

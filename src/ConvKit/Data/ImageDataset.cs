@@ -10,24 +10,24 @@ namespace ConvKit.Data;
 public sealed class ImageDataset : IDisposable
 {
     /// <summary>Creates a dataset that takes ownership of <paramref name="images"/> and <paramref name="labels"/>.</summary>
-    /// <exception cref="ArgumentException">Images are not uint8 (N, H, W, C), labels not int64 (N), or counts differ.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, class count).</exception>
+    /// <exception cref="InvalidOptionException">Images are not uint8 (N, H, W, C), labels not int64 (N), or counts differ.</exception>
+    /// <exception cref="InvalidOptionException">A label is outside [0, class count).</exception>
     public ImageDataset(Tensor images, Tensor labels, IReadOnlyList<string> classNames)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(labels);
         ArgumentNullException.ThrowIfNull(classNames);
         if (images.dtype != ScalarType.Byte || images.dim() != 4)
-            throw new ArgumentException($"images must be uint8 (N, H, W, C); found {images.dtype} with shape [{string.Join(", ", images.shape)}]", nameof(images));
+            throw new InvalidOptionException(nameof(images), $"images must be uint8 (N, H, W, C); found {images.dtype} with shape [{string.Join(", ", images.shape)}]");
         if (labels.dtype != ScalarType.Int64 || labels.dim() != 1)
-            throw new ArgumentException($"labels must be int64 (N); found {labels.dtype} with shape [{string.Join(", ", labels.shape)}]", nameof(labels));
+            throw new InvalidOptionException(nameof(labels), $"labels must be int64 (N); found {labels.dtype} with shape [{string.Join(", ", labels.shape)}]");
         if (images.shape[0] != labels.shape[0])
-            throw new ArgumentException($"{images.shape[0]} images but {labels.shape[0]} labels", nameof(labels));
+            throw new InvalidOptionException(nameof(labels), $"{images.shape[0]} images but {labels.shape[0]} labels");
         if (labels.numel() > 0 && classNames.Count > 0)
         {
             long min = labels.min().item<long>(), max = labels.max().item<long>();
             if (min < 0 || max >= classNames.Count)
-                throw new ArgumentOutOfRangeException(nameof(labels), $"labels span [{min}, {max}] but there are {classNames.Count} classes");
+                throw new InvalidOptionException(nameof(labels), $"labels span [{min}, {max}] but there are {classNames.Count} classes");
         }
         Images = images;
         Labels = labels;

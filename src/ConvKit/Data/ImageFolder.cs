@@ -22,14 +22,14 @@ public static class ImageFolder
     /// <exception cref="DatasetNotFoundException"><paramref name="root"/> does not exist.</exception>
     /// <exception cref="DatasetFormatException">No class folder or no image, an image cannot be decoded (missing, truncated, corrupt, over the pixel budget; the message names the file), or (without
     /// <paramref name="imageSize"/>) sizes differ.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="imageSize"/> is not positive.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="imageSize"/> is not positive.</exception>
     /// <param name="root">The folder holding one subfolder per class.</param>
     /// <param name="imageSize">Size to resize every image to; null to require equal sizes.</param>
     /// <param name="decodeOptions">Pixel budget and aspect-ratio bound; null for the defaults.</param>
     public static ImageDataset Load(string root, (int Height, int Width)? imageSize = null, ImageDecodeOptions? decodeOptions = null)
     {
         if (imageSize is { } s && (s.Height <= 0 || s.Width <= 0))
-            throw new ArgumentOutOfRangeException(nameof(imageSize), $"image size must be positive, got {s}");
+            throw new InvalidOptionException(nameof(imageSize), $"image size must be positive, got {s}");
         if (!Directory.Exists(root))
             throw new DatasetNotFoundException($"Image folder {root} does not exist.");
         var classes = Directory.GetDirectories(root).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();

@@ -8,21 +8,21 @@ public static class DataUtils
 {
     /// <summary>One-hot encodes integer <paramref name="labels"/> (any shape) into float32 with a trailing axis of
     /// <paramref name="numClasses"/>, like <c>keras.utils.to_categorical</c>. The caller owns the result.</summary>
-    /// <exception cref="ArgumentException"><paramref name="labels"/> is not an integer tensor.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="numClasses"/> is not positive, or a label is
+    /// <exception cref="InvalidOptionException"><paramref name="labels"/> is not an integer tensor.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="numClasses"/> is not positive, or a label is
     /// outside [0, numClasses).</exception>
     public static Tensor ToCategorical(Tensor labels, int numClasses)
     {
         ArgumentNullException.ThrowIfNull(labels);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numClasses);
+        Require.Positive(numClasses);
         if (labels.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte))
-            throw new ArgumentException($"labels must be an integer tensor, found {labels.dtype}", nameof(labels));
+            throw new InvalidOptionException(nameof(labels), $"labels must be an integer tensor, found {labels.dtype}");
         using var l = labels.to_type(ScalarType.Int64);
         if (l.numel() > 0)
         {
             long min = l.min().item<long>(), max = l.max().item<long>();
             if (min < 0 || max >= numClasses)
-                throw new ArgumentOutOfRangeException(nameof(labels), $"labels span [{min}, {max}], expected 0..{numClasses - 1}");
+                throw new InvalidOptionException(nameof(labels), $"labels span [{min}, {max}], expected 0..{numClasses - 1}");
         }
         using var oneHot = nn.functional.one_hot(l, numClasses);
         return oneHot.to_type(ScalarType.Float32);
@@ -44,7 +44,7 @@ public static class Normalize
 
     /// <summary>Per-channel mean and (population) standard deviation of <paramref name="x"/>, channels on
     /// <paramref name="channelAxis"/> (-1 for Keras' NHWC, 1 for ConvKit's internal NCHW).</summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="channelAxis"/> is not an axis of <paramref name="x"/>.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="channelAxis"/> is not an axis of <paramref name="x"/>.</exception>
     public static (float[] Mean, float[] Std) ComputeMeanStd(Tensor x, int channelAxis = -1)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -60,8 +60,8 @@ public static class Normalize
     }
 
     /// <summary>Returns float32 <c>(x - mean) / std</c> per channel on <paramref name="channelAxis"/>. The caller owns the result.</summary>
-    /// <exception cref="ArgumentException">The statistics do not have one value per channel, or a std is not positive.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="channelAxis"/> is not an axis of <paramref name="x"/>.</exception>
+    /// <exception cref="InvalidOptionException">The statistics do not have one value per channel, or a std is not positive.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="channelAxis"/> is not an axis of <paramref name="x"/>.</exception>
     public static Tensor Standardize(Tensor x, float[] mean, float[] std, int channelAxis = -1)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -70,9 +70,9 @@ public static class Normalize
         int axis = ResolveAxis(x, channelAxis);
         long channels = x.shape[axis];
         if (mean.Length != channels || std.Length != channels)
-            throw new ArgumentException($"expected {channels} means and stds, got {mean.Length} and {std.Length}");
+            throw new InvalidOptionException("mean", $"expected {channels} means and stds, got {mean.Length} and {std.Length}");
         if (std.Any(s => !(s > 0)))
-            throw new ArgumentException("every std must be positive", nameof(std));
+            throw new InvalidOptionException(nameof(std), "every std must be positive");
         var shape = Enumerable.Repeat(1L, (int)x.dim()).ToArray();
         shape[axis] = channels;
         using var m = tensor(mean).reshape(shape);
@@ -86,7 +86,7 @@ public static class Normalize
     {
         int rank = (int)x.dim();
         int a = axis < 0 ? axis + rank : axis;
-        if (a < 0 || a >= rank) throw new ArgumentOutOfRangeException(nameof(axis), $"axis {axis} is not an axis of a rank-{rank} tensor");
+        if (a < 0 || a >= rank) throw new InvalidOptionException(nameof(axis), $"axis {axis} is not an axis of a rank-{rank} tensor");
         return a;
     }
 }

@@ -115,7 +115,7 @@ public static class ConvArithmetic
         foreach (var step in steps)
         {
             if (step.Kernel < 1 || step.Stride < 1 || step.Dilation < 1)
-                throw new ArgumentException($"step {step}: kernel, stride and dilation must be positive");
+                throw new InvalidOptionException("steps", $"step {step}: kernel, stride and dilation must be positive");
             int output = OutputLength(n, step.Kernel, step.Stride, step.Padding, step.Dilation);
             if (output < 1)
                 throw new ShapeException($"step {step.Name ?? rows.Count.ToString(System.Globalization.CultureInfo.InvariantCulture)}: a {step.Kernel}-wide window (dilation {step.Dilation}) does not fit an input of {n} with 'valid' padding");

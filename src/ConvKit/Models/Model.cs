@@ -69,10 +69,10 @@ public partial class Model : Layer
     public virtual IReadOnlyList<Layer> Layers => graph is not null ? graph.Layers : Tracked();
 
     /// <summary>A layer by name.</summary>
-    /// <exception cref="ArgumentException">No such layer.</exception>
+    /// <exception cref="UnknownNameException">No such layer.</exception>
     public Layer GetLayer(string layerName) =>
         Layers.FirstOrDefault(l => l.Name == layerName)
-        ?? throw new ArgumentException($"model '{Name}' has no layer named '{layerName}'; it has: {string.Join(", ", Layers.Select(l => l.Name))}", nameof(layerName));
+        ?? throw new UnknownNameException("layer", layerName, $"model '{Name}' has no layer named '{layerName}'; it has: {string.Join(", ", Layers.Select(l => l.Name))}");
 
     /// <inheritdoc/>
     public override IEnumerable<Layer> SubLayers
@@ -102,7 +102,7 @@ public partial class Model : Layer
     /// <exception cref="ShapeException">A layer cannot take the shapes it receives.</exception>
     public void Build(params Shape[] inputShapes)
     {
-        if (inputShapes.Length == 0) throw new ArgumentException("give at least one input shape", nameof(inputShapes));
+        if (inputShapes.Length == 0) throw new InvalidOptionException(nameof(inputShapes), $"model '{Name}': Build needs at least one input shape.");
         if (IsBuilt)
         {
             CheckCompatible(inputShapes);

@@ -87,7 +87,7 @@ internal static unsafe class PackedConvolution
     /// </summary>
     public static Tensor Pack(Tensor w, long[] padding, long[] stride, long[] dilation, long groups, long[] inputShape)
     {
-        if (!Available) throw new InvalidOperationException("Packed convolutions are not available: " + Unavailable);
+        if (!Available) throw new UnsupportedException("Packed convolutions are not available: " + Unavailable);
         // Long-lived result, one-off temporaries (a contiguous and an MKLDNN copy): none is worth an idle pool block.
         using var transient = CpuMemoryPool.Transient();
         using var normal = inference_mode(false);

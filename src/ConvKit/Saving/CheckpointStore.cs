@@ -42,7 +42,7 @@ public sealed class CheckpointStore
     /// </summary>
     /// <param name="tensors">Tensors to save.</param>
     /// <param name="metadata">Optional metadata (e.g. epoch).</param>
-    /// <exception cref="ArgumentException">A tensor cannot be stored (see <see cref="SafeTensors"/>).</exception>
+    /// <exception cref="InvalidOptionException">A tensor cannot be stored (see <see cref="SafeTensors"/>).</exception>
     /// <exception cref="IOException">Writing or renaming failed; the existing checkpoints are intact.</exception>
     /// <remarks>A store assumes a single writer: it deletes temp files a killed earlier writer left for this
     /// checkpoint.</remarks>
@@ -112,7 +112,7 @@ public sealed class CheckpointStore
 }
 
 /// <summary>No valid checkpoint could be loaded.</summary>
-public sealed class CheckpointException : ConvKitException
+public sealed class CheckpointException : InvalidFileException
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="message">Why each candidate file was rejected.</param>

@@ -113,7 +113,7 @@ public static class FileSignature
 
 /// <summary>A file is of another kind than the reader it was given to (a Keras .h5 given to a safetensors reader, an
 /// image given as weights, ...). The message names the file, what it is and what reads it.</summary>
-public sealed class WrongFileFormatException : ConvKitException
+public sealed class WrongFileFormatException : InvalidFileException
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="path">The file.</param>

@@ -22,9 +22,9 @@ public sealed record KerasWeightsFile(string Path, IReadOnlyList<KerasLayerWeigh
     /// <summary>The layer with that name.</summary>
     /// <param name="name">Layer name.</param>
     /// <returns>Its weights.</returns>
-    /// <exception cref="KeyNotFoundException">No layer has that name.</exception>
+    /// <exception cref="UnknownNameException">No layer has that name.</exception>
     public KerasLayerWeights Layer(string name) =>
-        Layers.FirstOrDefault(l => l.Name == name) ?? throw new KeyNotFoundException($"'{Path}' has no layer '{name}'.");
+        Layers.FirstOrDefault(l => l.Name == name) ?? throw new UnknownNameException("layer", name, $"'{Path}' has no layer '{name}'.");
 }
 
 /// <summary>A Keras HDF5 weights file is malformed or not in the expected layout.</summary>
@@ -76,12 +76,12 @@ public static class KerasH5
     /// <param name="stream">Readable, seekable stream holding the whole file; left open.</param>
     /// <param name="displayName">Name used in error messages.</param>
     /// <returns>The layers and weights in file order.</returns>
-    /// <exception cref="ArgumentException">The stream is not readable and seekable.</exception>
+    /// <exception cref="InvalidOptionException">The stream is not readable and seekable.</exception>
     /// <exception cref="KerasH5FormatException">The image is malformed.</exception>
     public static KerasWeightsFile Read(Stream stream, string displayName)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        if (!stream.CanRead || !stream.CanSeek) throw new ArgumentException("The stream must be readable and seekable.", nameof(stream));
+        if (!stream.CanRead || !stream.CanSeek) throw new InvalidOptionException(nameof(stream), "The stream must be readable and seekable.");
         string? layer = null, weight = null;
         try
         {

@@ -33,10 +33,10 @@ public static class LayerRegistry
     static LayerRegistry() => RegisterBuiltIns();
 
     /// <summary>Registers <typeparamref name="T"/> under <paramref name="className"/> (replacing an earlier registration of that name or type).</summary>
-    /// <exception cref="ArgumentException">The class name is empty.</exception>
+    /// <exception cref="InvalidOptionException">The class name is empty.</exception>
     public static void Register<T>(string className, Func<T, JsonObject> getConfig, Func<JsonObject, string, T> fromConfig) where T : Layer
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(className);
+        Require.NotBlank(className);
         ArgumentNullException.ThrowIfNull(getConfig);
         ArgumentNullException.ThrowIfNull(fromConfig);
         var e = new Entry(className, typeof(T), l => getConfig((T)l), (c, n) => fromConfig(c, n));
@@ -78,7 +78,7 @@ public static class LayerRegistry
         Entry? e;
         lock (Gate) ByType.TryGetValue(layer.GetType(), out e);
         if (e is null)
-            throw new ConvKitException($"{layer.Describe}: its class {layer.GetType().FullName} is not registered for saving. " +
+            throw new UnsupportedException($"{layer.Describe}: its class {layer.GetType().FullName} is not registered for saving. " +
                 "Register it with LayerRegistry.Register<T>(className, getConfig, fromConfig), or save weights only with SaveWeights.");
         return e.GetConfig(layer);
     }
@@ -88,16 +88,16 @@ public static class LayerRegistry
         Entry? e;
         lock (Gate) ByName.TryGetValue(className, out e);
         if (e is null)
-            throw new ConvKitException($"'{file}': layer '{name}' has class '{className}', which is not registered. " +
+            throw new UnknownNameException("layer class", className, $"'{file}': layer '{name}' has class '{className}', which is not registered. " +
                 "Call LayerRegistry.Register<T>(\"" + className + "\", getConfig, fromConfig) before Model.Load.");
         Layer layer;
         try
         {
             layer = e.FromConfig(config, name);
         }
-        catch (Exception ex) when (ex is InvalidOperationException or FormatException or NullReferenceException or KeyNotFoundException or System.Text.Json.JsonException or ArgumentException)
+        catch (Exception ex) when (ex is InvalidFileException or InvalidOperationException or FormatException or NullReferenceException or KeyNotFoundException or System.Text.Json.JsonException or ArgumentException)
         {
-            throw new ConvKitException($"'{file}': cannot rebuild layer '{name}' ({className}) from its config {config.ToJsonString()}: {ex.Message}", ex);
+            throw new InvalidFileException($"'{file}': cannot rebuild layer '{name}' ({className}) from its config {config.ToJsonString()}: {ex.Message}", ex);
         }
         if (layer.Name != name)
             throw new ConvKitException($"'{file}': the factory for '{className}' named the layer '{layer.Name}' instead of '{name}'.");
@@ -200,7 +200,7 @@ public static class LayerRegistry
         Register<Rescaling>("Rescaling", l => new JsonObject { ["scale"] = l.Scale, ["offset"] = l.Offset, ["input_shape"] = ShapeJson(l.InputShape) },
             (c, name) => new Rescaling((double)c["scale"]!, (double)c["offset"]!, ShapeOf(c["input_shape"]), name));
         Register<InputLayer>("InputLayer", l => new JsonObject { ["shape"] = ShapeJson(l.Shape) },
-            (c, name) => new InputLayer(ShapeOf(c["shape"]) ?? throw new FormatException("InputLayer config needs a shape"), name));
+            (c, name) => new InputLayer(ShapeOf(c["shape"]) ?? throw new InvalidFileException("InputLayer config needs a shape"), name));
     }
 
     static void RegisterPooling<T>(string className, Func<Size2, Size2, Padding, string, T> make) where T : Pooling2D =>

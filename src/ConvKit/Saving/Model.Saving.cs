@@ -14,7 +14,7 @@ public partial class Model
     /// .h5/.hdf5/.keras (Keras' own formats, which ConvKit does not write).</exception>
     public void Save(string path)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        Require.NotBlank(path);
         ModelFormat.RefuseForeignExtension(path, "Model.Save");
         var json = ModelFormat.ToJson(this);
         WriteFile(path, ModelFormat.WeightTensors(this), ModelFormat.Metadata("model", json));
@@ -25,13 +25,13 @@ public partial class Model
     /// a subclassed model, names an unregistered layer class, or its weights do not match the architecture.</exception>
     public static Model Load(string path)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        Require.NotBlank(path);
         var (tensors, meta) = ModelFormat.ReadFile(path);
         try
         {
             var kind = ModelFormat.Kind(meta, path);
             if (!meta.TryGetValue(ModelFormat.ConfigKey, out var json))
-                throw new ConvKitException($"'{path}' holds {kind} only, without an architecture: build the model in code and call LoadWeights.");
+                throw new InvalidFileException($"'{path}' holds {kind} only, without an architecture: build the model in code and call LoadWeights.");
             var model = ModelFormat.FromJson(json, path);
             ModelFormat.LoadWeights(model, tensors, path, skipMismatch: false, skipLayers: null, skipClassifier: false);
             return model;
@@ -47,7 +47,7 @@ public partial class Model
     /// formats, which ConvKit does not write).</exception>
     public void SaveWeights(string path)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        Require.NotBlank(path);
         ModelFormat.RefuseForeignExtension(path, "Model.SaveWeights");
         WriteFile(path, ModelFormat.WeightTensors(this), ModelFormat.Metadata("weights"));
     }
@@ -65,7 +65,7 @@ public partial class Model
     /// (the message lists each: layer, weight, expected and found shapes, file).</exception>
     public WeightLoadReport LoadWeights(string path, bool skipMismatch = false, IEnumerable<string>? skipLayers = null, bool skipClassifier = false)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        Require.NotBlank(path);
         var (tensors, meta) = ModelFormat.ReadFile(path);
         try
         {

@@ -28,7 +28,7 @@ public static class ModelFormat
     {
         var ext = Path.GetExtension(path);
         if (!ForeignExtensions.Contains(ext, StringComparer.OrdinalIgnoreCase)) return;
-        throw new ConvKitException($"{who}: '{path}' names a Keras {(ext.Equals(".keras", StringComparison.OrdinalIgnoreCase) ? ".keras archive" : "HDF5 file")}, "
+        throw new UnsupportedException($"{who}: '{path}' names a Keras {(ext.Equals(".keras", StringComparison.OrdinalIgnoreCase) ? ".keras archive" : "HDF5 file")}, "
             + "but ConvKit writes its native format, safetensors: use a .safetensors path (e.g. '"
             + Path.ChangeExtension(Path.GetFileName(path), ".safetensors") + "'). ConvKit reads Keras .h5 weights "
             + "(model.LoadKerasWeights) but does not write them; to run the model outside ConvKit, export ONNX (OnnxExport.Save, 'convkit export').");
@@ -272,11 +272,11 @@ public static class ModelFormat
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(json) as JsonObject ?? throw new ConvKitException($"'{file}': the model config is not a JSON object.");
+            root = JsonNode.Parse(json) as JsonObject ?? throw new InvalidFileException($"'{file}': the model config is not a JSON object.");
         }
         catch (JsonException e)
         {
-            throw new ConvKitException($"'{file}': the model config is not valid JSON: {e.Message}", e);
+            throw new InvalidFileException($"'{file}': the model config is not valid JSON: {e.Message}", e);
         }
         try
         {
@@ -285,7 +285,7 @@ public static class ModelFormat
         }
         catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException or KeyNotFoundException or InvalidCastException)
         {
-            throw new ConvKitException($"'{file}': malformed model config: {e.Message}", e);
+            throw new InvalidFileException($"'{file}': malformed model config: {e.Message}", e);
         }
     }
 
@@ -297,7 +297,7 @@ public static class ModelFormat
         switch (cls)
         {
             case "Subclassed":
-                throw new ConvKitException($"'{file}' was saved from the subclassed model '{(string?)config["name"]}' ({(string?)config["type"]}). " +
+                throw new UnsupportedException($"'{file}' was saved from the subclassed model '{(string?)config["name"]}' ({(string?)config["type"]}). " +
                     "As in Keras, a subclassed model cannot be rebuilt from its config: construct it in code and call LoadWeights, " +
                     "or register a factory with LayerRegistry.Register<T>(className, getConfig, fromConfig) before saving.");
             case "Sequential":
@@ -314,7 +314,7 @@ public static class ModelFormat
                 break;
             default:
                 model = LayerRegistry.FromConfig(cls, config, (string)o["name"]!, file) as Model
-                    ?? throw new ConvKitException($"'{file}': class '{cls}' is registered as a layer, not a model.");
+                    ?? throw new InvalidFileException($"'{file}': class '{cls}' is registered as a layer, not a model.");
                 break;
         }
         if (o["trainable"] is JsonNode t && !(bool)t) model.Trainable = false;
@@ -341,7 +341,7 @@ public static class ModelFormat
         foreach (var e in entries)
         {
             var layerName = (string)e["name"]!;
-            if (layers.ContainsKey(layerName)) throw new ConvKitException($"'{file}': model '{name}' lists layer '{layerName}' twice.");
+            if (layers.ContainsKey(layerName)) throw new InvalidFileException($"'{file}': model '{name}' lists layer '{layerName}' twice.");
             if ((string)e["class_name"]! == "InputLayer")
             {
                 var input = new Input(LayerRegistry.ShapeOf(((JsonObject)e["config"]!)["shape"])!.Value, layerName);
@@ -373,12 +373,12 @@ public static class ModelFormat
         }
         for (int i = 0; i < pending.Count; i++)
             if (done[i] < pending[i].Calls.Length)
-                throw new ConvKitException($"'{file}': model '{name}': layer '{pending[i].Layer.Name}' call {done[i]} refers to tensors that no layer produces.");
+                throw new InvalidFileException($"'{file}': model '{name}': layer '{pending[i].Layer.Name}' call {done[i]} refers to tensors that no layer produces.");
         SymbolicTensor Resolve(JsonNode? r)
         {
             var key = ((string)r![0]!, (int)r[1]!);
             return outputs.TryGetValue(key, out var t) ? t
-                : throw new ConvKitException($"'{file}': model '{name}' refers to '{key.Item1}' call {key.Item2}, which does not exist.");
+                : throw new InvalidFileException($"'{file}': model '{name}' refers to '{key.Item1}' call {key.Item2}, which does not exist.");
         }
         var ins = ((JsonArray)config["input_layers"]!).Select(Resolve).ToArray();
         var outs = ((JsonArray)config["output_layers"]!).Select(Resolve).ToArray();
@@ -406,9 +406,9 @@ public static class ModelFormat
     internal static string Kind(IReadOnlyDictionary<string, string> meta, string path)
     {
         if (!meta.TryGetValue(FormatKey, out var kind))
-            throw new ConvKitException($"'{path}' is a safetensors file but not a ConvKit model file (no '{FormatKey}' metadata).");
+            throw new InvalidFileException($"'{path}' is a safetensors file but not a ConvKit model file (no '{FormatKey}' metadata).");
         if (meta.TryGetValue(VersionKey, out var v) && v != Version)
-            throw new ConvKitException($"'{path}' uses ConvKit format version {v}; this ConvKit reads version {Version}.");
+            throw new InvalidFileException($"'{path}' uses ConvKit format version {v}; this ConvKit reads version {Version}.");
         return kind;
     }
 

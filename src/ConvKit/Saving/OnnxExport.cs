@@ -170,7 +170,7 @@ public static class OnnxExport
     /// previous file, if any, is untouched).</exception>
     public static void Save(Model model, string path, OnnxExportOptions? options = null)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        Require.NotBlank(path);
         ArgumentNullException.ThrowIfNull(model);
         // Streamed: initializers are written from the model's tensor memory, so the export needs about the model's
         // size plus a constant (it needed about 13 times the file size when the whole ModelProto was built in memory).

@@ -26,15 +26,15 @@ public readonly record struct OnnxDim
 
     /// <summary>A fixed dimension.</summary>
     /// <param name="value">Size, at least 0.</param>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="value"/> is negative.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="value"/> is negative.</exception>
     public static implicit operator OnnxDim(long value) =>
-        new(value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), "A dimension cannot be negative."), null);
+        new(value >= 0 ? value : throw new InvalidOptionException(nameof(value), "A dimension cannot be negative."), null);
 
     /// <summary>A symbolic dimension, e.g. the batch size <c>"N"</c>.</summary>
     /// <param name="param">Non-empty name.</param>
-    /// <exception cref="ArgumentException"><paramref name="param"/> is empty.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="param"/> is empty.</exception>
     public static implicit operator OnnxDim(string param) =>
-        new(null, string.IsNullOrEmpty(param) ? throw new ArgumentException("A symbolic dimension needs a name.", nameof(param)) : param);
+        new(null, string.IsNullOrEmpty(param) ? throw new InvalidOptionException(nameof(param), "A symbolic dimension needs a name.") : param);
 }
 
 /// <summary>A node attribute (<c>AttributeProto</c>); create with the static factories.</summary>
@@ -46,7 +46,7 @@ public sealed class OnnxAttribute
 
     OnnxAttribute(string name, int type, object value)
     {
-        ArgumentException.ThrowIfNullOrEmpty(name);
+        Require.NotBlank(name);
         (Name, Type, Value) = (name, type, value);
     }
 
@@ -68,7 +68,7 @@ public sealed class OnnxAttribute
     /// <summary>A TENSOR attribute (float32 or int64).</summary>
     /// <param name="name">Attribute name.</param><param name="value">Value; copied immediately.</param>
     /// <returns>The attribute.</returns>
-    /// <exception cref="ArgumentException">The tensor is neither float32 nor int64.</exception>
+    /// <exception cref="InvalidOptionException">The tensor is neither float32 nor int64.</exception>
     public static OnnxAttribute Tensor(string name, Tensor value) => new(name, 4, OnnxGraphBuilder.TensorData.From(name, value));
 
     /// <summary>A FLOATS attribute.</summary>
@@ -132,7 +132,7 @@ public sealed class OnnxGraphBuilder : IDisposable
     /// <param name="name">Value name.</param>
     /// <param name="dims">Dimensions; strings are symbolic (e.g. <c>"N"</c> for the batch).</param>
     /// <returns>This builder.</returns>
-    /// <exception cref="ArgumentException">The name is empty or already defined.</exception>
+    /// <exception cref="InvalidOptionException">The name is empty or already defined.</exception>
     public OnnxGraphBuilder AddInput(string name, params OnnxDim[] dims) => AddInput(name, OnnxDataType.Float, dims);
 
     /// <summary>Declares a graph input of the given element type.</summary>
@@ -140,7 +140,7 @@ public sealed class OnnxGraphBuilder : IDisposable
     /// <param name="type">Element type.</param>
     /// <param name="dims">Dimensions.</param>
     /// <returns>This builder.</returns>
-    /// <exception cref="ArgumentException">The name is empty or already defined.</exception>
+    /// <exception cref="InvalidOptionException">The name is empty or already defined.</exception>
     public OnnxGraphBuilder AddInput(string name, OnnxDataType type, params OnnxDim[] dims)
     {
         Define(name);
@@ -152,7 +152,7 @@ public sealed class OnnxGraphBuilder : IDisposable
     /// <param name="name">Value name.</param>
     /// <param name="value">The tensor (any device/layout).</param>
     /// <returns>This builder.</returns>
-    /// <exception cref="ArgumentException">The name is taken or the dtype is neither float32 nor int64.</exception>
+    /// <exception cref="InvalidOptionException">The name is taken or the dtype is neither float32 nor int64.</exception>
     public OnnxGraphBuilder AddInitializer(string name, Tensor value)
     {
         var data = TensorData.FromTensor(name, value, copy: true);
@@ -184,7 +184,7 @@ public sealed class OnnxGraphBuilder : IDisposable
     /// <param name="values">Values in C order.</param>
     /// <param name="dims">Shape; its product must equal the number of values.</param>
     /// <returns>This builder.</returns>
-    /// <exception cref="ArgumentException">The name is taken or the shape does not match.</exception>
+    /// <exception cref="InvalidOptionException">The name is taken or the shape does not match.</exception>
     public OnnxGraphBuilder AddInitializer(string name, float[] values, params long[] dims)
     {
         var data = TensorData.FromBytes(name, OnnxDataType.Float, dims.ToArray(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
@@ -199,7 +199,7 @@ public sealed class OnnxGraphBuilder : IDisposable
     /// <param name="values">Values in C order.</param>
     /// <param name="dims">Shape; its product must equal the number of values.</param>
     /// <returns>This builder.</returns>
-    /// <exception cref="ArgumentException">The name is taken or the shape does not match.</exception>
+    /// <exception cref="InvalidOptionException">The name is taken or the shape does not match.</exception>
     public OnnxGraphBuilder AddInitializer(string name, long[] values, params long[] dims)
     {
         var data = TensorData.FromBytes(name, OnnxDataType.Int64, dims.ToArray(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
@@ -217,21 +217,21 @@ public sealed class OnnxGraphBuilder : IDisposable
     /// <param name="name">Optional node name.</param>
     /// <param name="domain">Operator domain; "" is the default ONNX domain.</param>
     /// <returns>This builder.</returns>
-    /// <exception cref="ArgumentException">An input is undefined, an output is already defined, or an attribute
+    /// <exception cref="InvalidOptionException">An input is undefined, an output is already defined, or an attribute
     /// name repeats.</exception>
     public OnnxGraphBuilder AddNode(string opType, IEnumerable<string> inputs, IEnumerable<string> outputs,
         IEnumerable<OnnxAttribute>? attributes = null, string name = "", string domain = "")
     {
-        ArgumentException.ThrowIfNullOrEmpty(opType);
+        Require.NotBlank(opType);
         var ins = inputs.ToArray();
         var outs = outputs.ToArray();
         var attrs = (attributes ?? []).ToArray();
         foreach (var i in ins)
-            if (i.Length > 0 && !defined.Contains(i)) throw new ArgumentException($"{opType} node input '{i}' is not defined by an input, initializer or earlier node.", nameof(inputs));
-        if (attrs.Select(a => a.Name).Distinct().Count() != attrs.Length) throw new ArgumentException($"{opType} node has a repeated attribute.", nameof(attributes));
-        if (outs.Length == 0) throw new ArgumentException($"{opType} node needs an output.", nameof(outputs));
-        if (outs.Distinct().Count() != outs.Length) throw new ArgumentException($"{opType} node repeats an output name.", nameof(outputs));
-        foreach (var o in outs) if (o.Length == 0 || defined.Contains(o)) throw new ArgumentException($"{opType} node output '{o}' is empty or already defined.", nameof(outputs));
+            if (i.Length > 0 && !defined.Contains(i)) throw new InvalidOptionException(nameof(inputs), $"{opType} node input '{i}' is not defined by an input, initializer or earlier node.");
+        if (attrs.Select(a => a.Name).Distinct().Count() != attrs.Length) throw new InvalidOptionException(nameof(attributes), $"{opType} node has a repeated attribute.");
+        if (outs.Length == 0) throw new InvalidOptionException(nameof(outputs), $"{opType} node needs an output.");
+        if (outs.Distinct().Count() != outs.Length) throw new InvalidOptionException(nameof(outputs), $"{opType} node repeats an output name.");
+        foreach (var o in outs) if (o.Length == 0 || defined.Contains(o)) throw new InvalidOptionException(nameof(outputs), $"{opType} node output '{o}' is empty or already defined.");
         foreach (var o in outs) defined.Add(o);
         nodes.Add((opType, ins, outs, attrs, name, domain));
         return this;
@@ -241,7 +241,7 @@ public sealed class OnnxGraphBuilder : IDisposable
     /// <param name="name">Value name.</param>
     /// <param name="dims">Dimensions; strings are symbolic.</param>
     /// <returns>This builder.</returns>
-    /// <exception cref="ArgumentException">The value is not defined or already an output.</exception>
+    /// <exception cref="InvalidOptionException">The value is not defined or already an output.</exception>
     public OnnxGraphBuilder AddOutput(string name, params OnnxDim[] dims) => AddOutput(name, OnnxDataType.Float, dims);
 
     /// <summary>Declares a graph output of the given element type.</summary>
@@ -249,11 +249,11 @@ public sealed class OnnxGraphBuilder : IDisposable
     /// <param name="type">Element type.</param>
     /// <param name="dims">Dimensions.</param>
     /// <returns>This builder.</returns>
-    /// <exception cref="ArgumentException">The value is not defined or already an output.</exception>
+    /// <exception cref="InvalidOptionException">The value is not defined or already an output.</exception>
     public OnnxGraphBuilder AddOutput(string name, OnnxDataType type, params OnnxDim[] dims)
     {
-        if (!defined.Contains(name)) throw new ArgumentException($"Output '{name}' is not defined.", nameof(name));
-        if (outputs.Any(o => o.Name == name)) throw new ArgumentException($"'{name}' is already an output.", nameof(name));
+        if (!defined.Contains(name)) throw new InvalidOptionException(nameof(name), $"Output '{name}' is not defined.");
+        if (outputs.Any(o => o.Name == name)) throw new InvalidOptionException(nameof(name), $"'{name}' is already an output.");
         outputs.Add((name, type, dims.ToArray()));
         return this;
     }
@@ -261,21 +261,21 @@ public sealed class OnnxGraphBuilder : IDisposable
     /// <summary>Writes the model atomically (see <see cref="AtomicFile.Write"/>), streaming initializer data from
     /// tensor memory: memory use does not grow with the model.</summary>
     /// <param name="path">Destination .onnx file.</param>
-    /// <exception cref="InvalidOperationException">The graph has no output.</exception>
+    /// <exception cref="GraphException">The graph has no output.</exception>
     /// <exception cref="IOException">The file cannot be written.</exception>
     public void Save(string path)
     {
-        if (outputs.Count == 0) throw new InvalidOperationException("The graph has no output.");
+        if (outputs.Count == 0) throw new GraphException("The ONNX graph has no output; add one with AddOutput.");
         AtomicFile.Write(path, WriteTo);
     }
 
     /// <summary>Writes the <c>ModelProto</c> to a stream (the bytes of <see cref="ToBytes"/>).</summary>
     /// <param name="stream">Destination.</param>
-    /// <exception cref="InvalidOperationException">The graph has no output.</exception>
+    /// <exception cref="GraphException">The graph has no output.</exception>
     public void WriteTo(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        if (outputs.Count == 0) throw new InvalidOperationException("The graph has no output.");
+        if (outputs.Count == 0) throw new GraphException("The ONNX graph has no output; add one with AddOutput.");
         var buffered = new BufferedStream(stream, 1 << 16); // not disposed: that would close the caller's stream
         WriteModel(new ProtoWriter(buffered));
         buffered.Flush();
@@ -287,13 +287,14 @@ public sealed class OnnxGraphBuilder : IDisposable
 
     /// <summary>Serializes the <c>ModelProto</c>; equal graphs give identical bytes.</summary>
     /// <returns>The model bytes.</returns>
-    /// <exception cref="InvalidOperationException">The graph has no output, or the model exceeds 2 GB (protobuf's
+    /// <exception cref="GraphException">The graph has no output.</exception>
+    /// <exception cref="UnsupportedException">The model exceeds 2 GB (protobuf's
     /// limit for one message in memory; <see cref="Save"/> streams).</exception>
     public byte[] ToBytes()
     {
-        if (outputs.Count == 0) throw new InvalidOperationException("The graph has no output.");
+        if (outputs.Count == 0) throw new GraphException("The ONNX graph has no output; add one with AddOutput.");
         long size = SerializedSize;
-        if (size > Array.MaxLength) throw new InvalidOperationException($"The ONNX model is {size:N0} bytes, more than one array holds; write it to a file with Save.");
+        if (size > Array.MaxLength) throw new UnsupportedException($"The ONNX model is {size:N0} bytes, more than one array holds; write it to a file with Save.");
         var bytes = new byte[size];
         using var ms = new MemoryStream(bytes, writable: true);
         WriteModel(new ProtoWriter(ms));
@@ -381,15 +382,15 @@ public sealed class OnnxGraphBuilder : IDisposable
 
     void Define(string name)
     {
-        ArgumentException.ThrowIfNullOrEmpty(name);
-        if (!defined.Add(name)) throw new ArgumentException($"'{name}' is already defined in the graph.", nameof(name));
+        Require.NotBlank(name);
+        if (!defined.Add(name)) throw new InvalidOptionException(nameof(name), $"'{name}' is already defined in the graph.");
     }
 
     static void CheckCount(string name, long[] dims, int count)
     {
         long product = 1;
         foreach (var d in dims) product = d < 0 ? -1 : checked(product * d);
-        if (product != count) throw new ArgumentException($"Initializer '{name}' has {count} values but shape [{string.Join(", ", dims)}].", nameof(dims));
+        if (product != count) throw new ShapeException($"Initializer '{name}' has {count} values but shape [{string.Join(", ", dims)}].");
     }
 
     /// <summary>An initializer's metadata and data: managed bytes, or a tensor whose memory is read when writing.</summary>
@@ -428,7 +429,7 @@ public sealed class OnnxGraphBuilder : IDisposable
             {
                 ScalarType.Float32 => OnnxDataType.Float,
                 ScalarType.Int64 => OnnxDataType.Int64,
-                _ => throw new ArgumentException($"'{name}' has dtype {t.dtype}; the ONNX writer takes float32 or int64.", nameof(t)),
+                _ => throw new InvalidOptionException(nameof(t), $"'{name}' has dtype {t.dtype}; the ONNX writer takes float32 or int64."),
             };
             // TorchSharp may return the same wrapper from cpu()/contiguous(): dispose only the intermediates that are not c.
             var detached = t.detach();
@@ -551,7 +552,7 @@ internal sealed class ProtoWriter
             long start = stream.CanSeek ? stream.Position : -1;
             write(stream);
             if (start >= 0 && stream.Position - start != length)
-                throw new InvalidOperationException($"ONNX writer: a bytes field wrote {stream.Position - start} bytes, {length} were declared.");
+                throw new ConvKitException($"ONNX writer: a bytes field wrote {stream.Position - start} bytes, {length} were declared.");
         }
         Length += length;
     }

@@ -142,7 +142,7 @@ internal static class OnnxLowerings
         if (x[0] == Shape.Unknown || x[1] == Shape.Unknown)
         {
             if (oh != 1 || ow != 1)
-                throw new ConvKitException($"{c.Layer.Describe}: ONNX has no adaptive pooling; its lowering needs the input's height and width, which are unknown. Export with a fixed input shape.");
+                throw new UnsupportedException($"{c.Layer.Describe}: ONNX has no adaptive pooling; its lowering needs the input's height and width, which are unknown. Export with a fixed input shape.");
             c.Graph.AddNode("GlobalAveragePool", [c.Inputs[0]], [c.Output], name: c.Output);
             return;
         }
@@ -260,7 +260,7 @@ internal static class OnnxLowerings
         }
         else if (f.Name == "leaky_relu" && LeakySlope(f) is { } slope) Unary("LeakyRelu", OnnxAttribute.Float("alpha", (float)slope));
         else
-            throw new ConvKitException($"{c.Layer.Describe}: activation '{f.Name}' has no ONNX lowering (a custom ActivationFunction). Use a built-in activation, or put the computation in a layer and register its lowering with OnnxExport.Register.");
+            throw new UnsupportedException($"{c.Layer.Describe}: activation '{f.Name}' has no ONNX lowering (a custom ActivationFunction). Use a built-in activation, or put the computation in a layer and register its lowering with OnnxExport.Register.");
     }
 
     /// <summary>

@@ -30,7 +30,7 @@ public static class SafeTensors
     /// <param name="stream">Destination, written from its current position.</param>
     /// <param name="tensors">Tensors by name; any device, any layout (copied to contiguous CPU memory).</param>
     /// <param name="metadata">Optional free-form string map stored as <c>__metadata__</c>.</param>
-    /// <exception cref="ArgumentException">A name is <c>__metadata__</c>, a dtype is unsupported, or a tensor
+    /// <exception cref="InvalidOptionException">A name is <c>__metadata__</c>, a dtype is unsupported, or a tensor
     /// exceeds 2 GiB.</exception>
     public static void Write(Stream stream, IReadOnlyDictionary<string, Tensor> tensors,
         IReadOnlyDictionary<string, string>? metadata = null) =>
@@ -40,7 +40,7 @@ public static class SafeTensors
     /// <param name="path">Destination file; replaced only once the new content is complete and synced.</param>
     /// <param name="tensors">Tensors by name.</param>
     /// <param name="metadata">Optional free-form string map stored as <c>__metadata__</c>.</param>
-    /// <exception cref="ArgumentException">See <see cref="Write(Stream, IReadOnlyDictionary{string, Tensor}, IReadOnlyDictionary{string, string}?)"/>.</exception>
+    /// <exception cref="InvalidOptionException">See <see cref="Write(Stream, IReadOnlyDictionary{string, Tensor}, IReadOnlyDictionary{string, string}?)"/>.</exception>
     /// <exception cref="IOException">The file cannot be written or renamed.</exception>
     public static void Write(string path, IReadOnlyDictionary<string, Tensor> tensors,
         IReadOnlyDictionary<string, string>? metadata = null) =>
@@ -57,13 +57,13 @@ public static class SafeTensors
         for (int i = 0; i < names.Length; i++)
         {
             var name = names[i];
-            if (name == MetadataKey) throw new ArgumentException($"'{MetadataKey}' is reserved and cannot name a tensor.", nameof(tensors));
-            var t = tensors[name] ?? throw new ArgumentException($"Tensor '{name}' is null.", nameof(tensors));
+            if (name == MetadataKey) throw new InvalidOptionException(nameof(tensors), $"'{MetadataKey}' is reserved and cannot name a tensor.");
+            var t = tensors[name] ?? throw new InvalidOptionException(nameof(tensors), $"Tensor '{name}' is null.");
             if (!SafeTensorsDTypes.TryFromScalarType(t.dtype, out var dt))
-                throw new ArgumentException($"Tensor '{name}' has dtype {t.dtype}, which safetensors cannot store here.", nameof(tensors));
+                throw new InvalidOptionException(nameof(tensors), $"Tensor '{name}' has dtype {t.dtype}, which safetensors cannot store here.");
             var c = t.detach().cpu().contiguous();
             if (c.NumberOfElements * c.element_size() > int.MaxValue)
-                throw new ArgumentException($"Tensor '{name}' exceeds 2 GiB, the largest single tensor ConvKit writes.", nameof(tensors));
+                throw new InvalidOptionException(nameof(tensors), $"Tensor '{name}' exceeds 2 GiB, the largest single tensor ConvKit writes.");
             prepared[i] = (name, c, dt);
         }
 
@@ -145,12 +145,12 @@ public static class SafeTensors
     /// <param name="displayName">Name used in error messages.</param>
     /// <param name="leaveOpen">Whether disposing the result leaves <paramref name="stream"/> open.</param>
     /// <returns>The parsed file.</returns>
-    /// <exception cref="ArgumentException">The stream is not seekable or not readable.</exception>
+    /// <exception cref="InvalidOptionException">The stream is not seekable or not readable.</exception>
     /// <exception cref="SafeTensorsFormatException">The image is malformed.</exception>
     public static SafeTensorsFile Read(Stream stream, string displayName, bool leaveOpen = false)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        if (!stream.CanSeek || !stream.CanRead) throw new ArgumentException("The stream must be readable and seekable.", nameof(stream));
+        if (!stream.CanSeek || !stream.CanRead) throw new InvalidOptionException(nameof(stream), "The stream must be readable and seekable.");
         long fileLength = stream.Length;
         if (fileLength < 8)
             throw new SafeTensorsFormatException(displayName, null, 0, $"the file has {fileLength} bytes, fewer than the 8-byte header length");

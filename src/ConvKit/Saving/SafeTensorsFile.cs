@@ -57,14 +57,14 @@ public sealed class SafeTensorsFile : IDisposable
     /// <summary>Description of the named tensor.</summary>
     /// <param name="name">Tensor name.</param>
     /// <returns>Its dtype, shape and offsets.</returns>
-    /// <exception cref="KeyNotFoundException">No tensor has that name.</exception>
+    /// <exception cref="UnknownNameException">No tensor has that name.</exception>
     public SafeTensorInfo Info(string name) =>
-        byName.TryGetValue(name, out var info) ? info : throw new KeyNotFoundException($"'{Path}' has no tensor '{name}'.");
+        byName.TryGetValue(name, out var info) ? info : throw new UnknownNameException("tensor", name, $"'{Path}' has no tensor '{name}'.");
 
     /// <summary>Reads one tensor into a new CPU tensor.</summary>
     /// <param name="name">Tensor name.</param>
     /// <returns>A tensor the caller owns.</returns>
-    /// <exception cref="KeyNotFoundException">No tensor has that name.</exception>
+    /// <exception cref="UnknownNameException">No tensor has that name.</exception>
     /// <exception cref="SafeTensorsFormatException">The data is invalid (a BOOL byte other than 0 or 1, or the file
     /// shrank since it was opened).</exception>
     /// <exception cref="ConvKitException">The tensor exceeds 2 GiB, the largest ConvKit reads.</exception>
@@ -76,7 +76,7 @@ public sealed class SafeTensorsFile : IDisposable
         if (info.ByteLength == 0) return t;
         try
         {
-            if (info.ByteLength > int.MaxValue) throw new ConvKitException($"Tensor '{name}' in '{Path}' exceeds 2 GiB, the largest ConvKit reads.");
+            if (info.ByteLength > int.MaxValue) throw new UnsupportedException($"Tensor '{name}' in '{Path}' exceeds 2 GiB, the largest ConvKit reads.");
             // Validated against the file length when the header was parsed, so this allocation is bounded by it.
             var data = ReadData(info);
             if (info.DType == SafeTensorsDType.BOOL)

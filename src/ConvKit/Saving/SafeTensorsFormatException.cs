@@ -1,7 +1,7 @@
 namespace ConvKit.Saving;
 
 /// <summary>A safetensors file is malformed or inconsistent.</summary>
-public sealed class SafeTensorsFormatException : ConvKitException
+public sealed class SafeTensorsFormatException : InvalidFileException
 {
     /// <summary>Creates the exception; the message names the file, the tensor (when known) and the byte offset.</summary>
     /// <param name="file">Path or display name of the file.</param>

@@ -93,7 +93,7 @@ public static class TrainingCheckpoint
     }
 
     static string CheckName(string name, string key) => name.Length > 0 && !name.Contains('/') ? name
-        : throw new InvalidOperationException($"callback {key} saved a state entry named '{name}'; names must be non-empty and hold no '/'.");
+        : throw new InvalidOptionException("name", $"callback {key} saved a state entry named '{name}'; names must be non-empty and hold no '/'.");
 
     /// <summary>The stateful callbacks with their keys, duplicates told apart by order.</summary>
     static IEnumerable<(string Key, IStatefulCallback Callback)> Keyed(IEnumerable<Callback> callbacks)

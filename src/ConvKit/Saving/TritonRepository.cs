@@ -92,14 +92,14 @@ public static class TritonRepository
     /// <exception cref="ConvKitException">An option is out of range.</exception>
     static void Validate(TritonRepositoryOptions o, string name)
     {
-        if (NameProblem(name) is { } why) throw new ConvKitException($"Triton model name '{name}' is not valid: {why}.");
-        if (o.Version < 1) throw new ConvKitException($"Triton model version must be a positive integer; received {o.Version}.");
-        if (o.MaxBatchSize < 1) throw new ConvKitException($"Triton max_batch_size must be at least 1; received {o.MaxBatchSize}.");
-        if (o.MaxQueueDelayMicroseconds < 0) throw new ConvKitException($"Triton max_queue_delay_microseconds must be at least 0; received {o.MaxQueueDelayMicroseconds}.");
-        if (o.InstanceCount < 1) throw new ConvKitException($"Triton instance count must be at least 1; received {o.InstanceCount}.");
+        if (NameProblem(name) is { } why) throw new InvalidOptionException("Name", $"Triton model name '{name}' is not valid: {why}.");
+        if (o.Version < 1) throw new InvalidOptionException("Version", $"Triton model version must be a positive integer; received {o.Version}.");
+        if (o.MaxBatchSize < 1) throw new InvalidOptionException("MaxBatchSize", $"Triton max_batch_size must be at least 1; received {o.MaxBatchSize}.");
+        if (o.MaxQueueDelayMicroseconds < 0) throw new InvalidOptionException("MaxQueueDelayMicroseconds", $"Triton max_queue_delay_microseconds must be at least 0; received {o.MaxQueueDelayMicroseconds}.");
+        if (o.InstanceCount < 1) throw new InvalidOptionException("InstanceCount", $"Triton instance count must be at least 1; received {o.InstanceCount}.");
         foreach (var p in o.PreferredBatchSizes ?? [])
             if (p < 1 || p > o.MaxBatchSize)
-                throw new ConvKitException($"Triton preferred_batch_size {p} must be 1 to max_batch_size ({o.MaxBatchSize}).");
+                throw new InvalidOptionException("PreferredBatchSizes", $"Triton preferred_batch_size {p} must be 1 to max_batch_size ({o.MaxBatchSize}).");
     }
 
     /// <summary>The config.pbtxt text for a model with these graph inputs and outputs.</summary>
@@ -128,7 +128,7 @@ public static class TritonRepository
                 {
                     OnnxDataType.Float => "TYPE_FP32",
                     OnnxDataType.Int64 => "TYPE_INT64",
-                    _ => throw new ConvKitException($"ONNX value '{n}' has element type {type}, which has no Triton data type here."),
+                    _ => throw new UnsupportedException($"ONNX value '{n}' has element type {type}, which has no Triton data type here."),
                 }).Append('\n');
                 b.Append("    dims: [ ").Append(string.Join(", ", rest)).Append(" ]\n");
                 b.Append("  }");
@@ -179,8 +179,8 @@ public static class TritonRepository
     public static void CheckDestination(string repository, string name, long version, bool overwrite)
     {
         if (string.IsNullOrWhiteSpace(repository)) throw new ConvKitException("the Triton repository must name a folder; received an empty value.");
-        if (NameProblem(name) is { } why) throw new ConvKitException($"Triton model name '{name}' is not valid: {why}.");
-        if (version < 1) throw new ConvKitException($"Triton model version must be a positive integer; received {version}.");
+        if (NameProblem(name) is { } why) throw new InvalidOptionException("Name", $"Triton model name '{name}' is not valid: {why}.");
+        if (version < 1) throw new InvalidOptionException("Version", $"Triton model version must be a positive integer; received {version}.");
         var full = Path.GetFullPath(repository);
         if (File.Exists(full)) throw new ConvKitException($"Triton repository '{repository}' is a file, not a folder.");
         if (!Directory.Exists(full) && Path.GetDirectoryName(full) is { } parent && !Directory.Exists(parent))

@@ -39,9 +39,9 @@ public abstract class Loss
     public virtual bool CanFuse(ActivationFunction activation) => false;
 
     /// <summary>The per-element loss from the logits of an output activation that <see cref="CanFuse"/> accepted.</summary>
-    /// <exception cref="InvalidOperationException">The loss has no fused form.</exception>
+    /// <exception cref="UnsupportedException">The loss has no fused form.</exception>
     public virtual Tensor CallFromLogits(Tensor yTrue, Tensor logits) =>
-        throw new InvalidOperationException($"loss '{Name}' has no fused form for logits.");
+        throw new UnsupportedException($"loss '{Name}' has no fused form for logits.");
 
     /// <summary>The reduced loss: Σ per-element loss × sample weight / number of elements.</summary>
     public Tensor Compute(Tensor yTrue, Tensor yPred, Tensor? sampleWeight = null) => Reduce(Call(yTrue, yPred), sampleWeight);
@@ -69,7 +69,7 @@ public abstract class Loss
     protected static long ClassAxis(Tensor t) => t.dim() == 4 ? 1 : -1;
 
     /// <summary>A loss by Keras' name.</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="UnknownNameException">Unknown name.</exception>
     public static implicit operator Loss(string name) => Losses.Get(name);
 
     /// <inheritdoc/>
@@ -125,11 +125,11 @@ public sealed class SparseCategoricalCrossentropy(bool fromLogits = false) : Los
 public abstract class SmoothedCrossentropy : Loss
 {
     /// <summary>Validates and stores the options.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">labelSmoothing outside [0, 1].</exception>
+    /// <exception cref="InvalidOptionException">labelSmoothing outside [0, 1].</exception>
     protected SmoothedCrossentropy(string name, bool fromLogits, double labelSmoothing) : base(name)
     {
         if (labelSmoothing is < 0 or > 1)
-            throw new ArgumentOutOfRangeException(nameof(labelSmoothing), $"label_smoothing must be in [0, 1]; received {labelSmoothing}.");
+            throw new InvalidOptionException(nameof(labelSmoothing), $"label_smoothing must be in [0, 1]; received {labelSmoothing}.");
         FromLogits = fromLogits;
         LabelSmoothing = labelSmoothing;
     }
@@ -148,7 +148,7 @@ public abstract class SmoothedCrossentropy : Loss
 public sealed class CategoricalCrossentropy : SmoothedCrossentropy
 {
     /// <summary>Creates the loss.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">labelSmoothing outside [0, 1].</exception>
+    /// <exception cref="InvalidOptionException">labelSmoothing outside [0, 1].</exception>
     public CategoricalCrossentropy(bool fromLogits = false, double labelSmoothing = 0)
         : base("categorical_crossentropy", fromLogits, labelSmoothing) { }
 
@@ -189,7 +189,7 @@ public sealed class CategoricalCrossentropy : SmoothedCrossentropy
 public sealed class BinaryCrossentropy : SmoothedCrossentropy
 {
     /// <summary>Creates the loss.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">labelSmoothing outside [0, 1].</exception>
+    /// <exception cref="InvalidOptionException">labelSmoothing outside [0, 1].</exception>
     public BinaryCrossentropy(bool fromLogits = false, double labelSmoothing = 0)
         : base("binary_crossentropy", fromLogits, labelSmoothing) { }
 
@@ -239,13 +239,13 @@ public sealed class MeanSquaredError() : Loss("mean_squared_error")
 public static class Losses
 {
     /// <summary>A loss by Keras' name (or alias: <c>mse</c>, <c>bce</c>...).</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="UnknownNameException">Unknown name.</exception>
     public static Loss Get(string name) => name?.ToLowerInvariant() switch
     {
         "sparse_categorical_crossentropy" => new SparseCategoricalCrossentropy(),
         "categorical_crossentropy" => new CategoricalCrossentropy(),
         "binary_crossentropy" or "bce" => new BinaryCrossentropy(),
         "mean_squared_error" or "mse" => new MeanSquaredError(),
-        _ => throw new ArgumentException($"unknown loss '{name}'; known: sparse_categorical_crossentropy, categorical_crossentropy, binary_crossentropy, mean_squared_error (mse)", nameof(name)),
+        _ => throw new UnknownNameException("loss", name ?? "", $"unknown loss '{name}'; known: sparse_categorical_crossentropy, categorical_crossentropy, binary_crossentropy, mean_squared_error (mse)"),
     };
 }

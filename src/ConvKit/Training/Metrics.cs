@@ -41,7 +41,7 @@ public abstract class Metric
     public virtual bool? GreaterIsBetter => null;
 
     /// <summary>A metric by Keras' name. "accuracy" is resolved by Fit from the loss and the data, as Keras does.</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="UnknownNameException">Unknown name.</exception>
     public static implicit operator Metric(string name) => Metrics.Get(name);
 
     /// <summary>A copy with empty state, for an Evaluate that runs beside others on the same model; null when the metric
@@ -221,7 +221,7 @@ public sealed class SparseTopKCategoricalAccuracy(int k = 5, string name = "spar
     public override bool? GreaterIsBetter => true;
 
     /// <summary>How many top predictions count.</summary>
-    public int K { get; } = k > 0 ? k : throw new ArgumentOutOfRangeException(nameof(k), $"k must be positive; received {k}.");
+    public int K { get; } = k > 0 ? k : throw new InvalidOptionException(nameof(k), $"k must be positive; received {k}.");
 
     /// <inheritdoc/>
     public override bool InvariantToSoftmax => true;
@@ -241,7 +241,7 @@ public sealed class TopKCategoricalAccuracy(int k = 5, string name = "top_k_cate
     public override bool? GreaterIsBetter => true;
 
     /// <summary>How many top predictions count.</summary>
-    public int K { get; } = k > 0 ? k : throw new ArgumentOutOfRangeException(nameof(k), $"k must be positive; received {k}.");
+    public int K { get; } = k > 0 ? k : throw new InvalidOptionException(nameof(k), $"k must be positive; received {k}.");
 
     /// <inheritdoc/>
     public override bool InvariantToSoftmax => true;
@@ -269,7 +269,7 @@ public static class Metrics
     /// A metric by Keras' name. <c>accuracy</c>/<c>acc</c> returns a placeholder that Fit resolves to sparse,
     /// categorical or binary accuracy from the loss and the targets, as Keras does.
     /// </summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="UnknownNameException">Unknown name.</exception>
     public static Metric Get(string name) => name?.ToLowerInvariant() switch
     {
         "accuracy" or "acc" => new AutoAccuracy(name!),
@@ -279,7 +279,7 @@ public static class Metrics
         "top_k_categorical_accuracy" => new TopKCategoricalAccuracy(),
         "sparse_top_k_categorical_accuracy" => new SparseTopKCategoricalAccuracy(),
         "mse" or "mean_squared_error" => new MeanSquaredErrorMetric(name!),
-        _ => throw new ArgumentException($"unknown metric '{name}'; known: accuracy (acc), sparse_categorical_accuracy, categorical_accuracy, binary_accuracy, top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, mse", nameof(name)),
+        _ => throw new UnknownNameException("metric", name ?? "", $"unknown metric '{name}'; known: accuracy (acc), sparse_categorical_accuracy, categorical_accuracy, binary_accuracy, top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, mse"),
     };
 
     /// <summary>Keras' choice for "accuracy": binary when the output has one unit, sparse when the targets are labels.</summary>
@@ -299,7 +299,7 @@ internal sealed class AutoAccuracy(string name) : Metric(name)
     public override bool? GreaterIsBetter => true;
 
     public override void UpdateState(Tensor yTrue, Tensor yPred, Tensor? sampleWeight = null) =>
-        throw new InvalidOperationException("'accuracy' is resolved by Fit/Evaluate from the loss and targets; use a concrete accuracy metric directly.");
+        throw new UnsupportedException("'accuracy' is resolved by Fit/Evaluate from the loss and targets; use a concrete accuracy metric directly.");
 
     public override double Result() => double.NaN;
 

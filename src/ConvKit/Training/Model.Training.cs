@@ -67,7 +67,7 @@ public partial class Model
         this.optimizer = optimizer ?? new RMSprop();
         compiledMetrics = metrics?.ToArray() ?? [];
         var dup = compiledMetrics.GroupBy(m => m.Name).FirstOrDefault(g => g.Count() > 1 || g.Key is "loss");
-        if (dup is not null) throw new ArgumentException($"model '{Name}': metric name '{dup.Key}' is used twice (or clashes with 'loss').", nameof(metrics));
+        if (dup is not null) throw new InvalidOptionException(nameof(metrics), $"model '{Name}': metric name '{dup.Key}' is used twice (or clashes with 'loss').");
         lock (fusedHeadGate)
         {
             fusedHead?.Dispose();
@@ -98,7 +98,7 @@ public partial class Model
     /// <param name="seed">Seed of the shuffling; by default drawn from torch's global generator (see <see cref="Backend.SetSeed"/>).</param>
     /// <returns>The per-epoch logs.</returns>
     /// <exception cref="ConvKitException">The model is not compiled, or the data do not fit it.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">A numeric argument is out of range.</exception>
+    /// <exception cref="InvalidOptionException">A numeric argument is out of range.</exception>
     /// <exception cref="TargetException">The targets do not fit the loss, a metric or the output (checked before any step).</exception>
     /// <exception cref="ObjectDisposedException">The model, x or y was disposed.</exception>
     /// <remarks>
@@ -114,12 +114,12 @@ public partial class Model
     {
         ThrowIfDisposed();
         RequireCompiled("Fit");
-        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch_size must be positive; received {batchSize}.");
-        if (epochs < 0) throw new ArgumentOutOfRangeException(nameof(epochs), $"epochs must be >= 0; received {epochs}.");
-        if (initialEpoch < 0) throw new ArgumentOutOfRangeException(nameof(initialEpoch), $"initial_epoch must be >= 0; received {initialEpoch}.");
+        if (batchSize <= 0) throw new InvalidOptionException(nameof(batchSize), $"batch_size must be positive; received {batchSize}.");
+        if (epochs < 0) throw new InvalidOptionException(nameof(epochs), $"epochs must be >= 0; received {epochs}.");
+        if (initialEpoch < 0) throw new InvalidOptionException(nameof(initialEpoch), $"initial_epoch must be >= 0; received {initialEpoch}.");
         if (validationSplit is < 0 or >= 1 || double.IsNaN(validationSplit))
-            throw new ArgumentOutOfRangeException(nameof(validationSplit), $"validation_split must be in [0, 1); received {validationSplit}.");
-        if (verbose is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(verbose), $"verbose must be 0, 1 or 2; received {verbose}.");
+            throw new InvalidOptionException(nameof(validationSplit), $"validation_split must be in [0, 1); received {validationSplit}.");
+        if (verbose is < 0 or > 2) throw new InvalidOptionException(nameof(verbose), $"verbose must be 0, 1 or 2; received {verbose}.");
         CheckData(x, y, "Fit");
         if (validationData is { } vdCheck) CheckData(vdCheck.X, vdCheck.Y, "Fit (validation_data)");
         EnsureBuiltFor(x);
@@ -179,7 +179,7 @@ public partial class Model
             // Keras: the last fraction of the samples, before any shuffling.
             long split = (long)(n * (1 - validationSplit));
             if (split == 0 || split == n)
-                throw new ArgumentOutOfRangeException(nameof(validationSplit), $"validation_split={validationSplit} of {n} samples leaves an empty training or validation set.");
+                throw new InvalidOptionException(nameof(validationSplit), $"validation_split={validationSplit} of {n} samples leaves an empty training or validation set.");
             xVal = xs.narrow(0, split, n - split);
             yVal = ys.narrow(0, split, n - split);
             xs = xs.narrow(0, 0, split);
@@ -307,8 +307,8 @@ public partial class Model
     {
         ThrowIfDisposed();
         RequireCompiled("Evaluate");
-        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"model '{Name}': Evaluate's batch_size must be positive; received {batchSize}.");
-        if (verbose is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(verbose), $"model '{Name}': Evaluate's verbose must be 0, 1 or 2; received {verbose}.");
+        if (batchSize <= 0) throw new InvalidOptionException(nameof(batchSize), $"model '{Name}': Evaluate's batch_size must be positive; received {batchSize}.");
+        if (verbose is < 0 or > 2) throw new InvalidOptionException(nameof(verbose), $"model '{Name}': Evaluate's verbose must be 0, 1 or 2; received {verbose}.");
         CheckData(x, y, "Evaluate");
         EnsureBuiltFor(x);
         if (sampleWeight is not null && (sampleWeight.dim() != 1 || sampleWeight.shape[0] != x.shape[0]))
@@ -420,8 +420,8 @@ public partial class Model
 
     void CheckPredictArguments(Tensor x, int batchSize, int verbose)
     {
-        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"model '{Name}': Predict's batch_size must be positive; received {batchSize}.");
-        if (verbose is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(verbose), $"model '{Name}': Predict's verbose must be 0, 1 or 2; received {verbose}.");
+        if (batchSize <= 0) throw new InvalidOptionException(nameof(batchSize), $"model '{Name}': Predict's batch_size must be positive; received {batchSize}.");
+        if (verbose is < 0 or > 2) throw new InvalidOptionException(nameof(verbose), $"model '{Name}': Predict's verbose must be 0, 1 or 2; received {verbose}.");
         if (x.IsInvalid) throw new ObjectDisposedException(nameof(Tensor), $"model '{Name}': Predict received a disposed tensor as x.");
         if (x.dim() < 2) throw new ShapeException($"model '{Name}': Predict expects a batch (N, ...); received a tensor of shape [{string.Join(", ", x.shape)}].");
         if (!x.is_floating_point())
@@ -632,7 +632,7 @@ public partial class Model
             // Keras requires a weight for every class present; missing ones weigh 1 here instead of failing mid-run.
             table[c] = classWeight.TryGetValue(c, out var w) ? (float)w : 1f;
         }
-        if (classWeight.Keys.Any(k => k < 0)) throw new ArgumentException($"model '{Name}': class_weight keys must be class indices >= 0.", nameof(classWeight));
+        if (classWeight.Keys.Any(k => k < 0)) throw new InvalidOptionException(nameof(classWeight), $"model '{Name}': class_weight keys must be class indices >= 0.");
         return tensor(table, device: device).index_select(0, labels);
     }
 

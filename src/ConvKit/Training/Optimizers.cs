@@ -20,16 +20,16 @@ public abstract class Optimizer
     Tensor[] grads = [];
 
     /// <summary>Creates the optimizer.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">A rate, decay or clipping bound is negative or zero where it must be positive.</exception>
+    /// <exception cref="InvalidOptionException">A rate, decay or clipping bound is negative or zero where it must be positive.</exception>
     protected Optimizer(string name, double learningRate, double weightDecay, double? clipnorm, double? clipvalue, double? globalClipnorm)
     {
-        if (!(learningRate >= 0)) throw new ArgumentOutOfRangeException(nameof(learningRate), $"learning_rate must be >= 0; received {learningRate}.");
-        if (!(weightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(weightDecay), $"weight_decay must be >= 0; received {weightDecay}.");
-        if (clipnorm is <= 0) throw new ArgumentOutOfRangeException(nameof(clipnorm), $"clipnorm must be positive; received {clipnorm}.");
-        if (clipvalue is <= 0) throw new ArgumentOutOfRangeException(nameof(clipvalue), $"clipvalue must be positive; received {clipvalue}.");
-        if (globalClipnorm is <= 0) throw new ArgumentOutOfRangeException(nameof(globalClipnorm), $"global_clipnorm must be positive; received {globalClipnorm}.");
+        if (!(learningRate >= 0)) throw new InvalidOptionException(nameof(learningRate), $"learning_rate must be >= 0; received {learningRate}.");
+        if (!(weightDecay >= 0)) throw new InvalidOptionException(nameof(weightDecay), $"weight_decay must be >= 0; received {weightDecay}.");
+        if (clipnorm is <= 0) throw new InvalidOptionException(nameof(clipnorm), $"clipnorm must be positive; received {clipnorm}.");
+        if (clipvalue is <= 0) throw new InvalidOptionException(nameof(clipvalue), $"clipvalue must be positive; received {clipvalue}.");
+        if (globalClipnorm is <= 0) throw new InvalidOptionException(nameof(globalClipnorm), $"global_clipnorm must be positive; received {globalClipnorm}.");
         if (clipnorm is not null && globalClipnorm is not null)
-            throw new ArgumentException("only one of clipnorm and global_clipnorm can be set.", nameof(globalClipnorm));
+            throw new InvalidOptionException(nameof(globalClipnorm), "only one of clipnorm and global_clipnorm can be set.");
         Name = name;
         this.learningRate = learningRate;
         WeightDecay = weightDecay;
@@ -45,13 +45,13 @@ public abstract class Optimizer
     /// The learning rate the optimizer uses. Setting it (schedulers do) changes every parameter group of the
     /// underlying TorchSharp optimizer immediately.
     /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">Negative or NaN.</exception>
+    /// <exception cref="InvalidOptionException">Negative or NaN.</exception>
     public double LearningRate
     {
         get => learningRate;
         set
         {
-            if (!(value >= 0)) throw new ArgumentOutOfRangeException(nameof(value), $"learning_rate must be >= 0; received {value}.");
+            if (!(value >= 0)) throw new InvalidOptionException(nameof(value), $"learning_rate must be >= 0; received {value}.");
             learningRate = value;
             if (torchOptimizer is not null)
                 foreach (var g in torchOptimizer.ParamGroups) g.LearningRate = value;
@@ -146,7 +146,7 @@ public abstract class Optimizer
     }
 
     /// <summary>An optimizer by Keras' name, with Keras' defaults.</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="UnknownNameException">Unknown name.</exception>
     public static implicit operator Optimizer(string name) => Optimizers.Get(name);
 
     /// <inheritdoc/>
@@ -159,7 +159,7 @@ public sealed class SGD(double learningRate = 0.01, double momentum = 0, bool ne
     : Optimizer("SGD", learningRate, weightDecay, clipnorm, clipvalue, globalClipnorm)
 {
     /// <summary>Momentum factor.</summary>
-    public double Momentum { get; } = momentum is >= 0 ? momentum : throw new ArgumentOutOfRangeException(nameof(momentum), $"momentum must be >= 0; received {momentum}.");
+    public double Momentum { get; } = momentum is >= 0 ? momentum : throw new InvalidOptionException(nameof(momentum), $"momentum must be >= 0; received {momentum}.");
 
     /// <summary>Nesterov momentum.</summary>
     public bool Nesterov { get; } = nesterov;
@@ -239,13 +239,13 @@ public sealed class RMSprop(double learningRate = 0.001, double rho = 0.9, doubl
 public static class Optimizers
 {
     /// <summary>An optimizer by Keras' name with Keras' defaults: sgd, adam, adamw, rmsprop.</summary>
-    /// <exception cref="ArgumentException">Unknown name.</exception>
+    /// <exception cref="UnknownNameException">Unknown name.</exception>
     public static Optimizer Get(string name) => name?.ToLowerInvariant() switch
     {
         "sgd" => new SGD(),
         "adam" => new Adam(),
         "adamw" => new AdamW(),
         "rmsprop" => new RMSprop(),
-        _ => throw new ArgumentException($"unknown optimizer '{name}'; known: sgd, adam, adamw, rmsprop", nameof(name)),
+        _ => throw new UnknownNameException("optimizer", name ?? "", $"unknown optimizer '{name}'; known: sgd, adam, adamw, rmsprop"),
     };
 }

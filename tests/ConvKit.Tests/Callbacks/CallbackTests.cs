@@ -144,7 +144,7 @@ public class CallbackTests
         var logs = new Logs(new Dictionary<string, double> { ["val_loss"] = 0.123456, ["accuracy"] = 0.5 });
         Assert.Equal("m-007-0.1235-50.0%.h5", ModelCheckpoint.FormatPath("m-{epoch:03d}-{val_loss:.4f}-{accuracy:.1%}.h5", 7, logs));
         Assert.Equal("e3", ModelCheckpoint.FormatPath("e{epoch}", 3, logs));
-        Assert.Throws<ConvKitException>(() => ModelCheckpoint.FormatPath("{val_acc:.2f}", 1, logs));
+        Assert.Throws<InvalidOptionException>(() => ModelCheckpoint.FormatPath("{val_acc:.2f}", 1, logs));
     }
 
     [Fact]

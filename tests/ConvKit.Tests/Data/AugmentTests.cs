@@ -91,7 +91,7 @@ public class AugmentTests
         // Shrinking content by at most 0.8 leaves the border pixels zero-filled.
         using var corner = a.select(2, 0).select(2, 0);
         Assert.True(corner.abs().max().item<float>() == 0f);
-        Assert.Throws<ArgumentOutOfRangeException>(() => Augment.RandomZoom(x, 0, 1, g, dataFormat: DataFormat.ChannelsFirst));
+        Assert.Throws<InvalidOptionException>(() => Augment.RandomZoom(x, 0, 1, g, dataFormat: DataFormat.ChannelsFirst));
     }
 
     [Fact]

@@ -50,6 +50,6 @@ public class BatchIteratorTests
         Assert.Equal(2, dropped.BatchesPerEpoch);
         Assert.Equal(2, dropped.Epoch().Count(b => { b.X.Dispose(); b.Y.Dispose(); return true; }));
         using var y9 = Arange(9, ScalarType.Int64);
-        Assert.Throws<ArgumentException>(() => new BatchIterator(x, y9, 4));
+        Assert.Throws<ShapeException>(() => new BatchIterator(x, y9, 4));
     }
 }

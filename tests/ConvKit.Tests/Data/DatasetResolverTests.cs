@@ -161,7 +161,7 @@ public class DatasetResolverTests
     {
         Assert.Same(Datasets.FashionMnist, Datasets.Get("Fashion_MNIST"));
         Assert.Same(Datasets.Cifar100, Datasets.Get("cifar100"));
-        var e = Assert.Throws<ArgumentException>(() => Datasets.Get("imagenet"));
+        var e = Assert.Throws<UnknownNameException>(() => Datasets.Get("imagenet"));
         Assert.Contains("kmnist", e.Message);
     }
 

@@ -102,14 +102,14 @@ public class OnnxGraphBuilderTests
     public void RejectsUndefinedInputsDuplicateNamesAndUnsupportedTensors()
     {
         var b = new OnnxGraphBuilder().AddInput("x", "N", 4);
-        Assert.Throws<ArgumentException>(() => b.AddNode("Relu", ["nope"], ["y"]));
-        Assert.Throws<ArgumentException>(() => b.AddInput("x", 1));
-        Assert.Throws<ArgumentException>(() => b.AddInitializer("w", new float[3], 2, 2));
-        Assert.Throws<ArgumentException>(() => b.AddInitializer("h", zeros(2, dtype: ScalarType.Float16)));
-        Assert.Throws<ArgumentException>(() => b.AddOutput("y", "N", 4));
-        Assert.Throws<InvalidOperationException>(() => b.ToBytes());
+        Assert.Throws<InvalidOptionException>(() => b.AddNode("Relu", ["nope"], ["y"]));
+        Assert.Throws<InvalidOptionException>(() => b.AddInput("x", 1));
+        Assert.Throws<ShapeException>(() => b.AddInitializer("w", new float[3], 2, 2));
+        Assert.Throws<InvalidOptionException>(() => b.AddInitializer("h", zeros(2, dtype: ScalarType.Float16)));
+        Assert.Throws<InvalidOptionException>(() => b.AddOutput("y", "N", 4));
+        Assert.Throws<GraphException>(() => b.ToBytes());
         b.AddNode("Relu", ["x"], ["y"]).AddOutput("y", "N", 4);
-        Assert.Throws<ArgumentException>(() => b.AddNode("Relu", ["x"], ["y"]));
+        Assert.Throws<InvalidOptionException>(() => b.AddNode("Relu", ["x"], ["y"]));
         using var session = new InferenceSession(b.ToBytes());
         Assert.Equal("x", session.InputMetadata.Keys.Single());
     }

@@ -231,7 +231,7 @@ public class TritonRepositoryTests
         var dir = Temp();
         try
         {
-            var e = Assert.Throws<ConvKitException>(() => TritonRepository.Write(model, dir.FullName, new TritonRepositoryOptions { Name = name }));
+            var e = Assert.Throws<InvalidOptionException>(() => TritonRepository.Write(model, dir.FullName, new TritonRepositoryOptions { Name = name }));
             Assert.Contains(why, e.Message);
             Assert.Contains("Triton model name", e.Message);
             Assert.Empty(Directory.GetFileSystemEntries(dir.FullName));
@@ -259,7 +259,7 @@ public class TritonRepositoryTests
                 (new() { Name = "m", MaxBatchSize = 8, PreferredBatchSizes = [4, 16] }, "preferred_batch_size 16 must be 1 to max_batch_size (8)"),
             ];
             foreach (var (options, message) in rows)
-                Assert.Contains(message, Assert.Throws<ConvKitException>(() => TritonRepository.Write(model, dir.FullName, options)).Message);
+                Assert.Contains(message, Assert.Throws<InvalidOptionException>(() => TritonRepository.Write(model, dir.FullName, options)).Message);
             var file = Path.Combine(dir.FullName, "file");
             File.WriteAllText(file, "x");
             Assert.Contains("is a file, not a folder", Assert.Throws<ConvKitException>(() => TritonRepository.Write(model, file, new() { Name = "m" })).Message);

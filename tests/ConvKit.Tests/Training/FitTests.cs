@@ -168,7 +168,7 @@ public class FitTests
         model.Compile(optimizer: "sgd", loss: "sparse_categorical_crossentropy");
         Assert.Throws<ShapeException>(() => model.Fit(x, y.narrow(0, 0, 4), verbose: 0));
         Assert.Throws<ShapeException>(() => model.Fit(rand(8, 5), y, verbose: 0));
-        Assert.Throws<ArgumentOutOfRangeException>(() => model.Fit(x, y, validationSplit: 1.5, verbose: 0));
+        Assert.Throws<InvalidOptionException>(() => model.Fit(x, y, validationSplit: 1.5, verbose: 0));
     }
 
     [Fact]

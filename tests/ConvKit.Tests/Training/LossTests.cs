@@ -82,7 +82,7 @@ public class LossTests
         Loss l = "sparse_categorical_crossentropy";
         Assert.IsType<SparseCategoricalCrossentropy>(l);
         Assert.IsType<MeanSquaredError>((Loss)"mse");
-        Assert.Throws<ArgumentException>(() => (Loss)"hinge_of_doom");
+        Assert.Equal("hinge_of_doom", Assert.Throws<UnknownNameException>(() => (Loss)"hinge_of_doom").Name);
     }
 
     [Fact]

@@ -18,7 +18,7 @@ public class OptimizerTests
         Assert.Equal((0.001, 0.9, 1e-7), (rms.LearningRate, rms.Rho, rms.Epsilon));
         Assert.Equal(0.004, new AdamW().WeightDecay);
         Assert.IsType<Adam>((Optimizer)"adam");
-        Assert.Throws<ArgumentOutOfRangeException>(() => new SGD(learningRate: -1));
+        Assert.Equal("learningRate", Assert.Throws<InvalidOptionException>(() => new SGD(learningRate: -1)).Option);
     }
 
     [Fact]

@@ -7,7 +7,7 @@ namespace ConvKit.Data.Imaging;
 /// extreme aspect ratio, truncated or corrupt. The message is one line: <c>image '&lt;file&gt;': &lt;reason&gt;</c>,
 /// with control characters of the file name and of decoder texts escaped.
 /// </summary>
-public sealed class ImageDecodeException : ConvKitException
+public sealed class ImageDecodeException : InvalidFileException
 {
     /// <summary>Creates the exception for <paramref name="path"/>.</summary>
     /// <param name="path">The image file as the caller named it.</param>

@@ -26,12 +26,12 @@ public sealed record ImageDecodeOptions
     public static ImageDecodeOptions Default { get; } = new();
 
     /// <summary>Checks the options.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">A limit is not positive (or the aspect-ratio bound is below 1).</exception>
+    /// <exception cref="InvalidOptionException">A limit is not positive (or the aspect-ratio bound is below 1).</exception>
     public void Validate()
     {
-        if (MaxPixels <= 0) throw new ArgumentOutOfRangeException(nameof(MaxPixels), MaxPixels, "the pixel budget (max pixels) must be positive.");
+        if (MaxPixels <= 0) throw new InvalidOptionException(nameof(MaxPixels), $"the pixel budget (max pixels) must be positive; received {MaxPixels}.");
         if (!(MaxAspectRatio >= 1) || double.IsInfinity(MaxAspectRatio))
-            throw new ArgumentOutOfRangeException(nameof(MaxAspectRatio), MaxAspectRatio, "the aspect-ratio bound must be a finite number >= 1.");
+            throw new InvalidOptionException(nameof(MaxAspectRatio), $"the aspect-ratio bound must be a finite number >= 1; received {KerasFormat.Repr(MaxAspectRatio)}.");
     }
 
     internal long MaxFileBytes => MaxPixels > (long.MaxValue - (1 << 20)) / 8 ? long.MaxValue : MaxPixels * 8 + (1 << 20);

@@ -39,11 +39,11 @@ public static partial class ImageDecoder
     /// <returns>The pixels.</returns>
     /// <exception cref="ImageDecodeException">The file is missing, a directory, unreadable, not an image, over the
     /// budget, too elongated, truncated or corrupt.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="channels"/> is not 1 or 3, or the options are invalid.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="channels"/> is not 1 or 3, or the options are invalid.</exception>
     public static DecodedImage Decode(string path, int channels, ImageDecodeOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (channels is not (1 or 3)) throw new ArgumentOutOfRangeException(nameof(channels), channels, "channels must be 1 (grey) or 3 (RGB).");
+        if (channels is not (1 or 3)) throw new InvalidOptionException(nameof(channels), $"channels must be 1 (grey) or 3 (RGB); received {channels}.");
         options ??= ImageDecodeOptions.Default;
         options.Validate();
         // The header is checked on the first 64 KiB, before the rest of the file is read: a huge file that is not an
@@ -65,12 +65,12 @@ public static partial class ImageDecoder
     /// <param name="options">Limits; null for the defaults.</param>
     /// <returns>The pixels.</returns>
     /// <exception cref="ImageDecodeException">Not an image, over the budget, too elongated, truncated or corrupt.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="channels"/> is not 1 or 3, or the options are invalid.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="channels"/> is not 1 or 3, or the options are invalid.</exception>
     public static DecodedImage Decode(string name, byte[] data, int channels, ImageDecodeOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(data);
-        if (channels is not (1 or 3)) throw new ArgumentOutOfRangeException(nameof(channels), channels, "channels must be 1 (grey) or 3 (RGB).");
+        if (channels is not (1 or 3)) throw new InvalidOptionException(nameof(channels), $"channels must be 1 (grey) or 3 (RGB); received {channels}.");
         options ??= ImageDecodeOptions.Default;
         options.Validate();
         var header = ImageHeader.TryRead(data, out var reason) ?? throw new ImageDecodeException(name, reason);

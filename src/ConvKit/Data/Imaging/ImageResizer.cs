@@ -14,12 +14,12 @@ public static class ImageResizer
     /// <param name="width">Output width.</param>
     /// <param name="antialias">Widen the filter when downscaling (default true).</param>
     /// <returns>The resized image.</returns>
-    /// <exception cref="ArgumentOutOfRangeException">A size is not positive.</exception>
+    /// <exception cref="InvalidOptionException">A size is not positive.</exception>
     public static DecodedImage Resize(DecodedImage image, int height, int width, bool antialias = true)
     {
         ArgumentNullException.ThrowIfNull(image);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        Require.Positive(height);
+        Require.Positive(width);
         var result = new byte[checked(height * width * image.Channels)];
         if (image.Height == height && image.Width == width) image.Pixels.AsSpan(0, result.Length).CopyTo(result);
         else
@@ -46,15 +46,15 @@ public static class ImageResizer
     /// <param name="height">Crop height.</param>
     /// <param name="width">Crop width.</param>
     /// <param name="destination">Receives height x width x channels values in [0, 255], interleaved.</param>
-    /// <exception cref="ArgumentOutOfRangeException">A size is not positive.</exception>
-    /// <exception cref="ArgumentException"><paramref name="destination"/> has the wrong length.</exception>
+    /// <exception cref="InvalidOptionException">A size is not positive.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="destination"/> has the wrong length.</exception>
     public static void ResizeCenterCrop(DecodedImage image, int height, int width, Span<float> destination)
     {
         ArgumentNullException.ThrowIfNull(image);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        Require.Positive(height);
+        Require.Positive(width);
         if (destination.Length != height * width * image.Channels)
-            throw new ArgumentException($"destination holds {destination.Length} values, the crop needs {height * width * image.Channels}.", nameof(destination));
+            throw new InvalidOptionException(nameof(destination), $"destination holds {destination.Length} values, the crop needs {height * width * image.Channels}.");
         long ih = image.Height, iw = image.Width;
         double scale = Math.Max((double)height / ih, (double)width / iw);
         long rh = Math.Max(height, (long)Math.Round(ih * scale)), rw = Math.Max(width, (long)Math.Round(iw * scale));

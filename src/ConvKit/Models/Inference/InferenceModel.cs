@@ -122,7 +122,7 @@ public sealed class InferenceModel : IDisposable
     /// <exception cref="ObjectDisposedException">This inference model or its model was disposed.</exception>
     /// <exception cref="ConvKitException">The model's weights were written since this was made, or the input does not
     /// fit the model (<see cref="ShapeException"/>).</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="batchSize"/> is not positive.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="batchSize"/> is not positive.</exception>
     public Tensor Predict(Tensor x, int batchSize = 32)
     {
         ArgumentNullException.ThrowIfNull(x);

@@ -310,9 +310,9 @@ public sealed class ImageDecoderTests : IDisposable
     public void InvalidOptionsAreNamed(long maxPixels, double maxAspect, int channels, string parameter)
     {
         var path = Write("ok.png", Sample("png"));
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() =>
+        var e = Assert.Throws<InvalidOptionException>(() =>
             ImageDecoder.Decode(path, channels, new ImageDecodeOptions { MaxPixels = maxPixels, MaxAspectRatio = maxAspect }));
-        Assert.Equal(parameter, e.ParamName);
+        Assert.Equal(parameter, e.Option);
     }
 
     [Theory]
