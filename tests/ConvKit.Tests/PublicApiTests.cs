@@ -125,6 +125,20 @@ public class PublicApiTests
         Assert.Contains(ScalarIlTests.Instructions(getter), i => i.Callee?.DeclaringType == typeof(Console));
     }
 
+    /// <summary>
+    /// The public way to compute is Keras': Call (overridden by subclassed models and custom layers), Apply/ApplyAll
+    /// (model(x)) and Predict. Forward is the engine's entry point and stays internal.
+    /// </summary>
+    [Fact]
+    public void NoPublicOrProtectedForward()
+    {
+        const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
+        var offenders = PublicTypes().SelectMany(t => t.GetMethods(all).Where(m => m.Name == "Forward" && (m.IsPublic || m.IsFamily || m.IsFamilyOrAssembly)))
+            .Select(m => $"{m.DeclaringType}.{m.Name}").Distinct().ToList();
+        Assert.Empty(offenders);
+        Assert.NotNull(typeof(Model).GetMethod("Forward", BindingFlags.NonPublic | BindingFlags.Instance)); // the check looks at a real name
+    }
+
     [Fact]
     public void TheEverydayTypesLiveInTheRootNamespace()
     {

@@ -160,13 +160,41 @@ public partial class Model : Layer
     }
 
     /// <summary>
+    /// Applies the model to one tensor per input and returns every output, Keras' <c>model([a, b])</c> for a model
+    /// with several inputs or outputs. With <see cref="DataFormat.ChannelsLast"/> each 4-D input is read as
+    /// (N, H, W, C) and each 4-D output is returned as (N, H, W, C); with <see cref="DataFormat.ChannelsFirst"/> they
+    /// are (N, C, H, W), ConvKit's internal layout. Other ranks are the same in both. Records gradients when autograd
+    /// is on, as <see cref="Layer.Apply(Tensor)"/> does; for batched inference use Predict.
+    /// </summary>
+    /// <param name="inputs">One tensor per model input, in the order of the model's inputs.</param>
+    /// <param name="dataFormat">The layout of 4-D inputs and outputs.</param>
+    /// <returns>One tensor per model output, owned by the caller.</returns>
+    /// <exception cref="ShapeException">The number or shapes of the inputs do not match the model; a shape that
+    /// looks channels-last given as channels-first (or the reverse) is named as such.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="dataFormat"/> is not a defined value.</exception>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    public IReadOnlyList<Tensor> ApplyAll(IReadOnlyList<Tensor> inputs, DataFormat dataFormat)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        if (dataFormat == DataFormat.ChannelsFirst) return Forward(inputs);
+        if (dataFormat != DataFormat.ChannelsLast)
+            throw new InvalidOptionException(nameof(dataFormat), $"model '{Name}': dataFormat must be ChannelsLast or ChannelsFirst; received {(int)dataFormat}.");
+        using var scope = NewDisposeScope();
+        var internalInputs = inputs.Select(Layout.FromKeras).ToArray();
+        var outputs = Forward(internalInputs);
+        var result = new Tensor[outputs.Count];
+        for (int i = 0; i < outputs.Count; i++)
+            result[i] = Layout.ToKeras(outputs[i]).MoveToOuterDisposeScope();
+        return result;
+    }
+
+    /// <summary>
     /// Runs the model on internal-layout tensors and returns every output (functional models). When no gradient is
     /// recorded and no layer is in training mode, this runs the model's cached <see cref="InferenceModel"/> (the inference
-    /// plan with <see cref="InferenceOptimizations"/>).
+    /// plan with <see cref="InferenceOptimizations"/>). Internal: users call Apply/ApplyAll (Keras' <c>model(x)</c>),
+    /// Predict, or override Call in a subclassed model.
     /// </summary>
-    /// <exception cref="ShapeException">The number or shapes of the inputs do not match the model.</exception>
-    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
-    public IReadOnlyList<Tensor> Forward(IReadOnlyList<Tensor> inputs)
+    internal IReadOnlyList<Tensor> Forward(IReadOnlyList<Tensor> inputs)
     {
         ThrowIfDisposed();
         CheckForwardInputs(inputs);

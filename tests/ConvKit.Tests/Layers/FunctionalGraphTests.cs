@@ -131,14 +131,14 @@ ________________________________________________________________________________
         var model = new Model([image, meta], [classOut, boxOut, features]);
         using var img = randn(2, 2, 5, 5);
         using var m = randn(2, 3);
-        var outputs = model.Forward([img, m]);
+        var outputs = model.ApplyAll([img, m], DataFormat.ChannelsFirst);
         Assert.Equal(3, outputs.Count);
         Assert.Equal(new long[] { 2, 3 }, outputs[0].shape);
         Assert.Equal(new long[] { 2, 4 }, outputs[1].shape);
         Assert.Equal(new long[] { 2, 18 }, outputs[2].shape);
         using (var sums = outputs[0].sum(1)) Assert.True(sums.allclose(ones(2), 1e-5, 1e-5));
         foreach (var o in outputs) o.Dispose();
-        Assert.Throws<ShapeException>(() => model.Forward([img]));
+        Assert.Throws<ShapeException>(() => model.ApplyAll([img], DataFormat.ChannelsFirst));
     }
 
     sealed class PropertyModel : Model

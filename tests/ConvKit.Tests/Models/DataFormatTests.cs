@@ -16,6 +16,33 @@ public class DataFormatTests
         return new Model(inputs, new Dense(2).Apply(new Flatten().Apply(x)));
     }
 
+    /// <summary>ApplyAll is Keras' model([a, b]) for several inputs and outputs: channels-last in and out (4-D
+    /// outputs too), the same numbers as the internal layout.</summary>
+    [Fact]
+    public void ApplyAllTakesAndGivesEachTensorInTheGivenLayout()
+    {
+        using var _ = Backend.NameScope();
+        var image = new Input(new Shape(6, 5, 3), name: "image");
+        var meta = new Input(4, name: "meta");
+        var maps = new Conv2D(2, 3, padding: "same").Apply(image);
+        var joined = Concatenate.Of([new Flatten().Apply(maps), new Dense(3).Apply(meta)]);
+        using var model = new Model([image, meta], [maps, new Dense(2).Apply(joined)]);
+        using var nhwc = randn(2, 6, 5, 3);
+        using var m = randn(2, 4);
+        using var nchw = nhwc.permute(0, 3, 1, 2).contiguous();
+        var last = model.ApplyAll([nhwc, m], DataFormat.ChannelsLast);
+        var first = model.ApplyAll([nchw, m], DataFormat.ChannelsFirst);
+        Assert.Equal(new long[] { 2, 6, 5, 2 }, last[0].shape);
+        Assert.Equal(new long[] { 2, 2, 6, 5 }, first[0].shape);
+        using (var back = first[0].permute(0, 2, 3, 1)) Assert.True(back.allclose(last[0], 1e-5, 1e-6));
+        Assert.True(first[1].allclose(last[1], 1e-5, 1e-6));
+        foreach (var t in last.Concat(first)) t.Dispose();
+        // The NHWC batch given as channels-first is named as such.
+        var e = Assert.Throws<ShapeException>(() => model.ApplyAll([nhwc, m], DataFormat.ChannelsFirst));
+        Assert.Contains("NHWC", e.Message);
+        Assert.Equal("dataFormat", Assert.Throws<InvalidOptionException>(() => model.ApplyAll([nhwc, m], (DataFormat)7)).Option);
+    }
+
     [Fact]
     public void ApplyWithChannelsLastIsKerasModelOfX()
     {
