@@ -88,7 +88,8 @@ public partial class Model
     /// <param name="y">Targets, batch first.</param>
     /// <param name="batchSize">Samples per gradient update.</param>
     /// <param name="epochs">Index of the last epoch (1-based, as Keras: training runs from <paramref name="initialEpoch"/> to it).</param>
-    /// <param name="verbose">0 silent, 1 progress bar, 2 one line per epoch.</param>
+    /// <param name="verbose">Keras' verbose: <see cref="Verbosity.Silent"/> (0), <see cref="Verbosity.ProgressBar"/> (1,
+    /// what <see cref="Verbosity.Auto"/>, the default, means here), <see cref="Verbosity.OneLinePerEpoch"/> (2).</param>
     /// <param name="callbacks">Callbacks called during training.</param>
     /// <param name="validationSplit">Fraction of the data, taken from the end before shuffling, held out for validation.</param>
     /// <param name="validationData">Validation inputs and targets (take precedence over the split).</param>
@@ -108,7 +109,7 @@ public partial class Model
     /// entered it. Thread safety: one Fit at a time per model, and not while Predict or Evaluate run on another thread
     /// (refused with a <see cref="ConvKitException"/>, see <see cref="Predict"/>).
     /// </remarks>
-    public History Fit(Tensor x, Tensor y, int batchSize = 32, int epochs = 1, int verbose = 1,
+    public History Fit(Tensor x, Tensor y, int batchSize = 32, int epochs = 1, Verbosity verbose = default,
         IEnumerable<Callback>? callbacks = null, double validationSplit = 0, (Tensor X, Tensor Y)? validationData = null,
         bool shuffle = true, IReadOnlyDictionary<int, double>? classWeight = null, int initialEpoch = 0, long? seed = null)
     {
@@ -119,7 +120,6 @@ public partial class Model
         if (initialEpoch < 0) throw new InvalidOptionException(nameof(initialEpoch), $"initial_epoch must be >= 0; received {initialEpoch}.");
         if (validationSplit is < 0 or >= 1 || double.IsNaN(validationSplit))
             throw new InvalidOptionException(nameof(validationSplit), $"validation_split must be in [0, 1); received {validationSplit}.");
-        if (verbose is < 0 or > 2) throw new InvalidOptionException(nameof(verbose), $"verbose must be 0, 1 or 2; received {verbose}.");
         CheckData(x, y, "Fit");
         if (validationData is { } vdCheck) CheckData(vdCheck.X, vdCheck.Y, "Fit (validation_data)");
         EnsureBuiltFor(x);
@@ -128,7 +128,7 @@ public partial class Model
         bool wasTraining = training;
         try
         {
-            return FitCore(x, y, batchSize, epochs, verbose, callbacks, validationSplit, validationData, shuffle, classWeight, initialEpoch, seed);
+            return FitCore(x, y, batchSize, epochs, verbose.Level(auto: 1), callbacks, validationSplit, validationData, shuffle, classWeight, initialEpoch, seed);
         }
         catch (ExternalException e)
         {
@@ -302,13 +302,12 @@ public partial class Model
     /// inference mode (dropout off, batch normalization on moving statistics).
     /// </summary>
     /// <exception cref="ConvKitException">The model is not compiled, or the data do not fit it.</exception>
-    public IReadOnlyDictionary<string, double> Evaluate(Tensor x, Tensor y, int batchSize = 32, int verbose = 1,
+    public IReadOnlyDictionary<string, double> Evaluate(Tensor x, Tensor y, int batchSize = 32, Verbosity verbose = default,
         IEnumerable<Callback>? callbacks = null, Tensor? sampleWeight = null)
     {
         ThrowIfDisposed();
         RequireCompiled("Evaluate");
         if (batchSize <= 0) throw new InvalidOptionException(nameof(batchSize), $"model '{Name}': Evaluate's batch_size must be positive; received {batchSize}.");
-        if (verbose is < 0 or > 2) throw new InvalidOptionException(nameof(verbose), $"model '{Name}': Evaluate's verbose must be 0, 1 or 2; received {verbose}.");
         CheckData(x, y, "Evaluate");
         EnsureBuiltFor(x);
         if (sampleWeight is not null && (sampleWeight.dim() != 1 || sampleWeight.shape[0] != x.shape[0]))
@@ -327,7 +326,7 @@ public partial class Model
             var metrics = resolved.Select(m => m.FreshCopy() ?? m).ToArray();
             TargetValidation.Check(this, loss!, metrics, ys, "Evaluate");
             int steps = (int)((x.shape[0] + batchSize - 1) / batchSize);
-            var cbs = new CallbackList(callbacks, this, new TrainingParams(1, steps, verbose, x.shape[0], batchSize), addHistory: false, addProgbar: verbose > 0);
+            var cbs = new CallbackList(callbacks, this, new TrainingParams(1, steps, verbose.Level(auto: 1), x.shape[0], batchSize), addHistory: false, addProgbar: verbose.Level(auto: 1) > 0);
             var head = FusedHeadFor(loss!);
             if (metrics.All(m => !compiledMetrics.Contains(m))) return RunTest(xs, ys, sw, batchSize, cbs, head, metrics, new Mean("loss"));
             lock (compiledMetrics) return RunTest(xs, ys, sw, batchSize, cbs, head, metrics, new Mean("loss"));
@@ -402,26 +401,26 @@ public partial class Model
     /// </remarks>
     /// <param name="x">A batch of inputs (N, ...); with N = 0 the result has 0 rows and the model's output shape.</param>
     /// <param name="batchSize">Samples per forward pass.</param>
-    /// <param name="verbose">0 silent, 1 progress bar.</param>
+    /// <param name="verbose">Keras' verbose: <see cref="Verbosity.Silent"/> (0, what <see cref="Verbosity.Auto"/>, the
+    /// default, means here), <see cref="Verbosity.ProgressBar"/> (1), <see cref="Verbosity.OneLinePerEpoch"/> (2).</param>
     /// <param name="callbacks">Callbacks called around each batch.</param>
     /// <exception cref="ShapeException">The data do not fit the model.</exception>
     /// <exception cref="ConvKitException">The input is not floating point, Fit runs on another thread, or libtorch failed.</exception>
     /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
-    public Tensor Predict(Tensor x, int batchSize = 32, int verbose = 0, IEnumerable<Callback>? callbacks = null)
+    public Tensor Predict(Tensor x, int batchSize = 32, Verbosity verbose = default, IEnumerable<Callback>? callbacks = null)
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(x);
-        CheckPredictArguments(x, batchSize, verbose);
+        CheckPredictArguments(x, batchSize);
         EnsureBuiltFor(x);
         var inference = inferenceSlot.Acquire(this, graph, InferenceOptimizations);
-        try { return PredictWith(inference, x, batchSize, verbose, callbacks); }
+        try { return PredictWith(inference, x, batchSize, verbose.Level(auto: 0), callbacks); }
         finally { inference.Release(); }
     }
 
-    void CheckPredictArguments(Tensor x, int batchSize, int verbose)
+    void CheckPredictArguments(Tensor x, int batchSize)
     {
         if (batchSize <= 0) throw new InvalidOptionException(nameof(batchSize), $"model '{Name}': Predict's batch_size must be positive; received {batchSize}.");
-        if (verbose is < 0 or > 2) throw new InvalidOptionException(nameof(verbose), $"model '{Name}': Predict's verbose must be 0, 1 or 2; received {verbose}.");
         if (x.IsInvalid) throw new ObjectDisposedException(nameof(Tensor), $"model '{Name}': Predict received a disposed tensor as x.");
         if (x.dim() < 2) throw new ShapeException($"model '{Name}': Predict expects a batch (N, ...); received a tensor of shape [{string.Join(", ", x.shape)}].");
         if (!x.is_floating_point())
@@ -431,7 +430,7 @@ public partial class Model
     /// <summary>Predict on <paramref name="inference"/> (a reference held by the caller).</summary>
     internal Tensor PredictWith(InferenceModel inference, Tensor x, int batchSize, int verbose, IEnumerable<Callback>? callbacks)
     {
-        CheckPredictArguments(x, batchSize, verbose);
+        CheckPredictArguments(x, batchSize);
         EnsureBuiltFor(x);
         var device = ModelDevice();
         long n = x.shape[0];
