@@ -160,6 +160,14 @@ public partial class Model : Layer
     }
 
     /// <summary>
+    /// The layout in which Fit, Evaluate and Predict take this model's data and Predict returns 4-D outputs: its (first)
+    /// Input's <see cref="InputLayer.DataFormat"/>, channels-last unless the Input was declared channels-first; a
+    /// subclassed model without a graph takes channels-last data.
+    /// </summary>
+    public DataFormat InputDataFormat =>
+        graph is { Inputs.Count: > 0 } g && g.Inputs[0].Layer is InputLayer input ? input.DataFormat : DataFormat.ChannelsLast;
+
+    /// <summary>
     /// Applies the model to one tensor per input and returns every output, Keras' <c>model([a, b])</c> for a model
     /// with several inputs or outputs. With <see cref="DataFormat.ChannelsLast"/> each 4-D input is read as
     /// (N, H, W, C) and each 4-D output is returned as (N, H, W, C); with <see cref="DataFormat.ChannelsFirst"/> they

@@ -71,12 +71,18 @@ public sealed class Node
 /// </summary>
 public sealed class Input : SymbolicTensor
 {
-    /// <summary>Creates an input of the given sample shape (channels last, no batch axis).</summary>
-    public Input(Shape shape, string? name = null) : this(new InputLayer(shape, name)) { }
+    /// <summary>
+    /// Creates an input of the given sample shape (no batch axis) in <paramref name="dataFormat"/>'s layout: (H, W, C)
+    /// channels-last by default, (C, H, W) with <see cref="DataFormat.ChannelsFirst"/>. The model's Fit, Evaluate and
+    /// Predict then take (N, H, W, C) or (N, C, H, W) batches.
+    /// </summary>
+    /// <exception cref="LayerArgumentException">The shape has no dimension, or the data format is not a defined value.</exception>
+    public Input(Shape shape, string? name = null, DataFormat dataFormat = DataFormat.ChannelsLast) : this(new InputLayer(shape, name, dataFormat)) { }
 
     /// <summary>Creates an input from TorchSharp's long dimensions, e.g. <c>new Input(x.shape[1..])</c> for a batch <c>x</c>.</summary>
     /// <exception cref="ShapeException">A dimension is 0, below -1, or too large.</exception>
-    public Input(ReadOnlySpan<long> shape, string? name = null) : this(new InputLayer(new Shape(shape), name)) { }
+    public Input(ReadOnlySpan<long> shape, string? name = null, DataFormat dataFormat = DataFormat.ChannelsLast)
+        : this(new InputLayer(new Shape(shape), name, dataFormat)) { }
 
     Input(InputLayer layer) : base(layer.CreateNode(), layer.Shape) => InputLayer = layer;
 

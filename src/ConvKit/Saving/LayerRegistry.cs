@@ -73,6 +73,22 @@ public static class LayerRegistry
         return false;
     }
 
+    /// <summary>An input's config: its declared shape, and Keras' data_format when channels-first.</summary>
+    internal static JsonObject InputLayerConfig(InputLayer l)
+    {
+        var config = new JsonObject { ["shape"] = ShapeJson(l.DeclaredShape) };
+        if (l.DataFormat == DataFormat.ChannelsFirst) config["data_format"] = "channels_first";
+        return config;
+    }
+
+    /// <summary>The data format of an input's config: channels-last unless it says channels_first.</summary>
+    internal static DataFormat InputDataFormat(JsonObject? config) => (string?)config?["data_format"] switch
+    {
+        null or "channels_last" => DataFormat.ChannelsLast,
+        "channels_first" => DataFormat.ChannelsFirst,
+        var other => throw new InvalidFileException($"InputLayer config has data_format '{other}'; expected channels_last or channels_first."),
+    };
+
     internal static JsonObject GetConfig(Layer layer)
     {
         Entry? e;
@@ -199,8 +215,8 @@ public static class LayerRegistry
         }, (c, name) => new LocalResponseNormalization((int)c["depth_radius"]!, (double)c["bias"]!, (double)c["alpha"]!, (double)c["beta"]!, name));
         Register<Rescaling>("Rescaling", l => new JsonObject { ["scale"] = l.Scale, ["offset"] = l.Offset, ["input_shape"] = ShapeJson(l.InputShape) },
             (c, name) => new Rescaling((double)c["scale"]!, (double)c["offset"]!, ShapeOf(c["input_shape"]), name));
-        Register<InputLayer>("InputLayer", l => new JsonObject { ["shape"] = ShapeJson(l.Shape) },
-            (c, name) => new InputLayer(ShapeOf(c["shape"]) ?? throw new InvalidFileException("InputLayer config needs a shape"), name));
+        Register<InputLayer>("InputLayer", InputLayerConfig,
+            (c, name) => new InputLayer(ShapeOf(c["shape"]) ?? throw new InvalidFileException("InputLayer config needs a shape"), name, InputDataFormat(c)));
     }
 
     static void RegisterPooling<T>(string className, Func<Size2, Size2, Padding, string, T> make) where T : Pooling2D =>

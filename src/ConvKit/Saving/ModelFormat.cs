@@ -198,7 +198,8 @@ public static class ModelFormat
             if (seq.IsGraphNetwork)
             {
                 var il = seq.Inputs[0].Layer;
-                input = new JsonObject { ["name"] = il.Name, ["shape"] = ShapeJson(seq.Inputs[0].Shape) };
+                input = il is InputLayer declared ? LayerRegistry.InputLayerConfig(declared) : new JsonObject { ["shape"] = ShapeJson(seq.Inputs[0].Shape) };
+                input["name"] = il.Name;
             }
             return new JsonObject
             {
@@ -304,7 +305,7 @@ public static class ModelFormat
             {
                 var seq = new Sequential(name: (string)config["name"]!);
                 if (config["input"] is JsonObject inp)
-                    seq.Add(new InputLayer(LayerRegistry.ShapeOf(inp["shape"])!.Value, (string)inp["name"]!));
+                    seq.Add(new InputLayer(LayerRegistry.ShapeOf(inp["shape"])!.Value, (string)inp["name"]!, LayerRegistry.InputDataFormat(inp)));
                 foreach (var l in (JsonArray)config["layers"]!) seq.Add(LayerFromJson((JsonObject)l!, file));
                 model = seq;
                 break;
@@ -344,7 +345,8 @@ public static class ModelFormat
             if (layers.ContainsKey(layerName)) throw new InvalidFileException($"'{file}': model '{name}' lists layer '{layerName}' twice.");
             if ((string)e["class_name"]! == "InputLayer")
             {
-                var input = new Input(LayerRegistry.ShapeOf(((JsonObject)e["config"]!)["shape"])!.Value, layerName);
+                var inputConfig = (JsonObject)e["config"]!;
+                var input = new Input(LayerRegistry.ShapeOf(inputConfig["shape"])!.Value, layerName, LayerRegistry.InputDataFormat(inputConfig));
                 layers[layerName] = input.InputLayer;
                 outputs[(layerName, 0)] = input;
                 continue;

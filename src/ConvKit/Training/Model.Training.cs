@@ -461,7 +461,7 @@ public partial class Model
             // One copy out of inference mode (an inference tensor can be neither saved for backward nor written in
             // place outside it); the same copy makes a (N, H, W, C) result contiguous.
             var all = steps == 1 ? outputs[0] : cat(outputs, 0);
-            using var keras = all.dim() == 4 ? all.permute(0, 2, 3, 1) : all.alias();
+            using var keras = all.dim() == 4 && InputDataFormat == DataFormat.ChannelsLast ? all.permute(0, 2, 3, 1) : all.alias();
             var result = empty(keras.shape, keras.dtype, keras.device).copy_(keras).MoveToOuterDisposeScope();
             cbs.PredictEnd(emptyLogs);
             return result;
@@ -479,7 +479,8 @@ public partial class Model
         if (!shape.IsFullyDefined)
             throw new ShapeException($"model '{Name}': Predict received no samples (x has shape [{string.Join(", ", x.shape)}]) and the output shape {shape.ToBatchString()} is not fully known, so no empty result can be shaped.");
         var dtype = parameters().FirstOrDefault()?.dtype is { } d && is_floating_point(d) ? d : float32;
-        return empty([0, .. shape.ToArray().Select(v => (long)v)], dtype, ModelDevice());
+        long[] dims = InputDataFormat == DataFormat.ChannelsFirst && shape.Rank == 3 ? Layout.ToInternal(shape, 0) : [0, .. shape.ToArray().Select(v => (long)v)];
+        return empty(dims, dtype, ModelDevice());
     }
 
     // ------------------------------------------------------------------ concurrency
@@ -586,7 +587,8 @@ public partial class Model
     /// <summary>Builds an unbuilt model for the data, or checks the data's sample shape against the model's input.</summary>
     void EnsureBuiltFor(Tensor x, string data = "data")
     {
-        var sample = new Shape(x.shape.Skip(1).Select(d => (int)d).ToArray());
+        bool channelsFirst = InputDataFormat == DataFormat.ChannelsFirst;
+        var sample = channelsFirst ? Layout.ToKeras(x.shape) : new Shape(x.shape.Skip(1).Select(d => (int)d).ToArray());
         if (!IsBuilt)
         {
             // Two threads predicting with an unbuilt model: one builds it.
@@ -596,7 +598,26 @@ public partial class Model
         var expected = BuiltInputShapes![0];
         bool ok = expected.Rank == sample.Rank;
         for (int d = 0; ok && d < sample.Rank; d++) ok = expected[d] == Shape.Unknown || expected[d] == sample[d];
-        if (!ok) throw new ShapeException($"model '{Name}' expects input {expected.ToBatchString()}; received {data} of shape {sample.ToBatchString()}.");
+        if (!ok) throw new ShapeException(DataShapeMismatch(expected, x.shape, data));
+    }
+
+    // The shape error for data that do not fit the model's input, saying when they look like the other layout.
+    string DataShapeMismatch(Shape expected, long[] received, string data)
+    {
+        bool channelsFirst = InputDataFormat == DataFormat.ChannelsFirst;
+        string layout = channelsFirst ? "channels-first (N, C, H, W)" : "channels-last (N, H, W, C)";
+        string expectedText = channelsFirst && expected.Rank == 3
+            ? $"(None, {expected[2]}, {expected[0]}, {expected[1]})" : expected.ToBatchString();
+        string message = $"model '{Name}' expects {layout} input {expectedText}; received {data} of shape [{string.Join(", ", received)}].";
+        if (expected.Rank != 3 || received.Length != 4) return message;
+        int c = expected[2];
+        bool fitsOther = channelsFirst
+            ? received[3] == c && (expected[0] == Shape.Unknown || received[1] == expected[0]) && (expected[1] == Shape.Unknown || received[2] == expected[1])
+            : received[1] == c && (expected[0] == Shape.Unknown || received[2] == expected[0]) && (expected[1] == Shape.Unknown || received[3] == expected[1]);
+        if (!fitsOther) return message;
+        return channelsFirst
+            ? message + " It looks like NHWC (channels-last): this model's Input is declared channels-first; permute with x.permute(0, 3, 1, 2), or declare the Input with DataFormat.ChannelsLast."
+            : message + " It looks like NCHW (channels-first): this model's Input is channels-last, as in Keras; permute with x.permute(0, 2, 3, 1), or declare the Input with dataFormat: DataFormat.ChannelsFirst.";
     }
 
     Device ModelDevice() => parameters().FirstOrDefault()?.device ?? CPU;
@@ -607,15 +628,15 @@ public partial class Model
         var t = x.device == device ? x : x.to(device);
         var dtype = parameters().FirstOrDefault()?.dtype is { } d && is_floating_point(d) ? d : float32;
         if (t.dtype != dtype) t = t.to_type(dtype);
-        return Layout.FromKeras(t);
+        return InputDataFormat == DataFormat.ChannelsFirst ? t.alias() : Layout.FromKeras(t);
     }
 
-    static Tensor PrepareTargets(Tensor y, Device device)
+    Tensor PrepareTargets(Tensor y, Device device)
     {
         var t = y.device == device ? y : y.to(device);
         if (t.dtype is ScalarType.Int32 or ScalarType.Int16 or ScalarType.Byte or ScalarType.Int8) t = t.to_type(int64);
         else if (t.dtype is ScalarType.Float64 or ScalarType.Float16 or ScalarType.BFloat16) t = t.to_type(float32);
-        return Layout.FromKeras(t);
+        return InputDataFormat == DataFormat.ChannelsFirst ? t.alias() : Layout.FromKeras(t);
     }
 
     /// <summary>Keras' class_weight: each sample weighs the weight of its class (the argmax of a one-hot target).</summary>
