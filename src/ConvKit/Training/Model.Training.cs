@@ -608,7 +608,8 @@ public partial class Model
         string layout = channelsFirst ? "channels-first (N, C, H, W)" : "channels-last (N, H, W, C)";
         string expectedText = channelsFirst && expected.Rank == 3
             ? $"(None, {expected[2]}, {expected[0]}, {expected[1]})" : expected.ToBatchString();
-        string message = $"model '{Name}' expects {layout} input {expectedText}; received {data} of shape [{string.Join(", ", received)}].";
+        string receivedText = new Shape(received.Skip(1).Select(d => (int)d).ToArray()).ToBatchString();
+        string message = $"model '{Name}' expects {layout} input {expectedText}; received {data} of shape {receivedText}.";
         if (expected.Rank != 3 || received.Length != 4) return message;
         int c = expected[2];
         bool fitsOther = channelsFirst
