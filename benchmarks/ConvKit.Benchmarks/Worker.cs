@@ -26,12 +26,17 @@ static class Worker
             Phases(w, o);
             return;
         }
+        if (impl == "ort-paired")
+        {
+            OrtBench.Paired(w, o);
+            return;
+        }
         if (impl is "paired" or "paired-loop")
         {
             Paired(w, o, loopOnly: impl == "paired-loop");
             return;
         }
-        if (impl is not ("convkit" or "raw" or "plain")) throw new ArgumentException($"--impl must be convkit, raw, plain, paired, paired-loop or phases; received {impl}");
+        if (impl is not ("convkit" or "raw" or "plain")) throw new ArgumentException($"--impl must be convkit, raw, plain, paired, paired-loop, ort-paired or phases; received {impl}");
         bool ck = impl == "convkit";
         // raw: activations channels-last like ConvKit's (an expert's TorchSharp); plain: NCHW-contiguous, the default.
         bool plain = impl == "plain";
@@ -49,6 +54,10 @@ static class Worker
 
     // Process CPU seconds: less sensitive than wall time to other processes on a shared machine (with one thread).
     static double Cpu() => Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+
+    internal static double PeakRssMbPublic() => PeakRssMb();
+
+    internal static Model ZooModelFor(Workload w) => ZooModel(w);
 
     static double PeakRssMb()
     {
