@@ -43,7 +43,7 @@ static class OrtBench
         if (w.Kind != Kind.Infer) throw new ArgumentException("--impl ort-paired is for inference workloads");
         manual_seed(0);
         var x = randn(w.Batch, w.Height, w.Width, w.Channels);
-        var model = Worker.ZooModelFor(w);
+        var model = Worker.ZooModelFor(w, o);
         using var session = Session(model, o.Threads);
         var data = x.data<float>().ToArray();
         long[] shape = [w.Batch, w.Height, w.Width, w.Channels];

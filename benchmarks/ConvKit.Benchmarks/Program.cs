@@ -43,7 +43,7 @@ namespace ConvKit.Benchmarks
     }
 
     sealed record Options(bool Quick, string[]? Only, int Repeats, string PeerPath, string Python, bool NoPeer, int Threads,
-        string? Worker, string Impl, bool NoPlain, bool NoOrt)
+        string? Worker, string Impl, bool NoPlain, bool NoOrt, string Engine = "torchsharp")
     {
         public static Options Parse(string[] args)
         {
@@ -52,6 +52,7 @@ namespace ConvKit.Benchmarks
             int? repeats = null;
             int threads = 2;
             string? worker = null, impl = "convkit";
+            string engine = "torchsharp";
             string peer = Environment.GetEnvironmentVariable("CONVKIT_PEER_SCRIPT") ?? DefaultPeerPath();
             string python = Environment.GetEnvironmentVariable("CONVKIT_PEER_PYTHON") ?? "/usr/bin/python3";
             for (int i = 0; i < args.Length; i++)
@@ -67,6 +68,7 @@ namespace ConvKit.Benchmarks
                     case "--no-peer": noPeer = true; break;
                     case "--no-plain": noPlain = true; break;
                     case "--no-ort": noOrt = true; break;
+                    case "--engine": engine = Next(); break;
                     case "--threads": threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--worker": worker = Next(); break;
                     case "--impl": impl = Next(); break;
@@ -74,13 +76,14 @@ namespace ConvKit.Benchmarks
                         Console.WriteLine("options: --quick  --only lenet5,resnet20,vgg16,resnet50,fashion (or workload keys)  --repeats N  " +
                             "--peer PATH (env CONVKIT_PEER_SCRIPT; default ../shared/bench/peer_torch.py from the repo root)  --python PATH  --no-peer  --threads N\n" +
                             "  --no-plain: skip the 'plain TS' column (raw TorchSharp on NCHW-contiguous data with glibc's malloc defaults)\n" +
+                            "  --engine torchsharp|onnxruntime|auto: ConvKit's Model.InferenceEngine for Predict (default torchsharp)\n" +
                             "  --no-ort: skip the ONNX Runtime column (ConvKit's export in an ORT session, paired with Predict in one process)");
                         Environment.Exit(0);
                         break;
                     default: throw new ArgumentException($"unknown option {args[i]} (try --help)");
                 }
             }
-            return new Options(quick, only, repeats ?? (quick ? 1 : 3), peer, python, noPeer, threads, worker, impl, noPlain, noOrt);
+            return new Options(quick, only, repeats ?? (quick ? 1 : 3), peer, python, noPeer, threads, worker, impl, noPlain, noOrt, engine);
         }
 
         /// <summary>../shared/bench/peer_torch.py relative to the repository root (found from the working directory up).</summary>
@@ -148,7 +151,7 @@ namespace ConvKit.Benchmarks
                 return 2;
             }
             var started = DateTime.UtcNow;
-            Console.WriteLine($"ConvKit benchmarks  {started:yyyy-MM-dd HH:mm} UTC  threads={o.Threads}  repeats={o.Repeats}{(o.Quick ? "  (quick)" : "")}");
+            Console.WriteLine($"ConvKit benchmarks  {started:yyyy-MM-dd HH:mm} UTC  threads={o.Threads}  repeats={o.Repeats}  engine={o.Engine}{(o.Quick ? "  (quick)" : "")}");
             Console.WriteLine($"load average at start: {LoadAverage()}");
             // raw = the hand-written TorchSharp models in a process set up as ConvKit sets it up (malloc tuning, oneDNN cap):
             // the framework's overhead. plain = the same models with TorchSharp's and glibc's defaults, what a raw
@@ -200,7 +203,7 @@ namespace ConvKit.Benchmarks
             }
             else psi.FileName = self;
             // ort: ConvKit's Predict and an ORT session over its export, alternated in one process (paired ratio in the note).
-            foreach (var a in new[] { "--worker", w?.Key ?? "sgemm", "--impl", impl == "ort" ? "ort-paired" : impl, "--threads", o.Threads.ToString(CultureInfo.InvariantCulture) })
+            foreach (var a in new[] { "--worker", w?.Key ?? "sgemm", "--impl", impl == "ort" ? "ort-paired" : impl, "--threads", o.Threads.ToString(CultureInfo.InvariantCulture), "--engine", o.Engine })
                 psi.ArgumentList.Add(a);
             if (o.Quick) psi.ArgumentList.Add("--quick");
             using var p = Process.Start(psi)!;
