@@ -263,11 +263,8 @@ public sealed class InferenceModel : IDisposable
     Tensor[] RunOrt(IReadOnlyList<Tensor> inputs)
     {
         var session = Volatile.Read(ref ort)!;
-        if (nonFiniteWeights || !AllFinite(inputs)) return RunTorch(inputs);
-        var outputs = session.Run(inputs);
-        if (AllFinite(outputs)) return outputs;
-        Dispose(outputs);
-        return RunTorch(inputs);
+        if (nonFiniteWeights) return RunTorch(inputs);
+        return session.TryRun(inputs) ?? RunTorch(inputs);
     }
 
     /// <summary>ConvKit's own plan (or the layers as written) on one batch.</summary>

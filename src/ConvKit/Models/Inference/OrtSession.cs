@@ -10,7 +10,7 @@ namespace ConvKit.Models.Inference;
 /// An ONNX Runtime session over ConvKit's own export of a model (NCHW inputs and outputs, ConvKit's internal layout),
 /// run on libtorch tensors: each input is copied once into a contiguous float32 tensor whose memory ORT reads in
 /// place, and each output is copied into a new tensor. <see cref="InferenceSession.Run(RunOptions, IReadOnlyCollection{string}, IReadOnlyCollection{OrtValue}, IReadOnlyCollection{string})"/>
-/// is safe to call from many threads at once, and so is <see cref="Run"/>.
+/// is safe to call from many threads at once, and so is <see cref="TryRun"/>.
 /// </summary>
 internal sealed unsafe class OrtSession : IDisposable
 {
@@ -84,8 +84,13 @@ internal sealed unsafe class OrtSession : IDisposable
         }
     }
 
-    /// <summary>Runs one batch of internal-layout inputs; returns new float32 CPU tensors in the internal layout.</summary>
-    public Tensor[] Run(IReadOnlyList<Tensor> inputs)
+    /// <summary>
+    /// Runs one batch of internal-layout inputs; returns new float32 CPU tensors in the internal layout, or null when an
+    /// input or an output holds NaN or an infinity (the caller then runs the exact path). The finiteness checks are
+    /// managed scans of memory already at hand, not libtorch reductions (whose thread-pool hand-offs cost more than
+    /// LeNet-5's whole forward pass on a busy machine).
+    /// </summary>
+    public Tensor[]? TryRun(IReadOnlyList<Tensor> inputs)
     {
         var copies = new Tensor[inputs.Count];
         var values = new OrtValue[inputs.Count];
@@ -96,10 +101,13 @@ internal sealed unsafe class OrtSession : IDisposable
                 // A fresh contiguous tensor: storage offset 0, so its storage pointer is its data pointer.
                 copies[i] = empty(inputs[i].shape, ScalarType.Float32);
                 copies[i].copy_(inputs[i]);
+                if (!AllFinite(new ReadOnlySpan<float>((void*)DataPointer(copies[i]), checked((int)copies[i].numel())))) return null;
                 values[i] = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, inputs[i].shape,
                     DataPointer(copies[i]), copies[i].numel() * sizeof(float));
             }
             using var outputs = session.Run(runOptions, inputNames, values, outputNames);
+            for (int i = 0; i < outputs.Count; i++)
+                if (!AllFinite(outputs[i].GetTensorDataAsSpan<float>())) return null;
             var result = new Tensor[outputs.Count];
             for (int i = 0; i < outputs.Count; i++)
             {
@@ -116,6 +124,21 @@ internal sealed unsafe class OrtSession : IDisposable
             foreach (var v in values) v?.Dispose();
             foreach (var c in copies) c?.Dispose();
         }
+    }
+
+    /// <summary>Whether every value is finite: v - v is 0 for finite v and NaN otherwise, and NaN sticks in the sum.</summary>
+    internal static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        var acc = System.Numerics.Vector<float>.Zero;
+        int i = 0, width = System.Numerics.Vector<float>.Count;
+        for (; i + width <= values.Length; i += width)
+        {
+            var v = new System.Numerics.Vector<float>(values[i..]);
+            acc += v - v;
+        }
+        float tail = 0;
+        for (; i < values.Length; i++) tail += values[i] - values[i];
+        return System.Numerics.Vector.Sum(acc) + tail == 0;
     }
 
     // TorchSharp's Storage.data_ptr() keeps a second handle on the storage alive until a GC; its native entry point
