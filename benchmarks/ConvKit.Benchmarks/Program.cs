@@ -13,7 +13,8 @@ CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var options = Options.Parse(args);
 if (options.Worker is { } workerKey)
 {
-    Worker.Run(Suite.Find(workerKey), options.Impl, options);
+    if (workerKey == "sgemm") OrtBench.Sgemm(options);
+    else Worker.Run(Suite.Find(workerKey), options.Impl, options);
     return 0;
 }
 return Suite.Run(options);
@@ -25,8 +26,11 @@ namespace ConvKit.Benchmarks
     /// <summary>One benchmarked workload. Steps are training batches per timed epoch, or timed seconds for inference.</summary>
     sealed record Workload(string Key, string Model, Kind Kind, int Batch, int Height, int Width, int Channels, int Steps, int QuickSteps,
         double Seconds, double QuickSeconds, int MinIterations, bool InQuick, int MaxRepeats = int.MaxValue,
-        string? PeerModel = null, bool HasRaw = true)
+        string? PeerModel = null, bool HasRaw = true, bool HasPeer = true)
     {
+        /// <summary>Whether the ORT column applies: every inference workload (ConvKit's own export run by ONNX Runtime).</summary>
+        public bool HasOrt => Kind == Kind.Infer;
+
         /// <summary>The model name peer_torch.py knows this workload's network by.</summary>
         public string Peer => PeerModel ?? Model;
 
@@ -39,15 +43,16 @@ namespace ConvKit.Benchmarks
     }
 
     sealed record Options(bool Quick, string[]? Only, int Repeats, string PeerPath, string Python, bool NoPeer, int Threads,
-        string? Worker, string Impl, bool NoPlain)
+        string? Worker, string Impl, bool NoPlain, bool NoOrt, string Engine = "torchsharp")
     {
         public static Options Parse(string[] args)
         {
-            bool quick = false, noPeer = false, noPlain = false;
+            bool quick = false, noPeer = false, noPlain = false, noOrt = false;
             string[]? only = null;
             int? repeats = null;
             int threads = 2;
             string? worker = null, impl = "convkit";
+            string engine = "torchsharp";
             string peer = Environment.GetEnvironmentVariable("CONVKIT_PEER_SCRIPT") ?? DefaultPeerPath();
             string python = Environment.GetEnvironmentVariable("CONVKIT_PEER_PYTHON") ?? "/usr/bin/python3";
             for (int i = 0; i < args.Length; i++)
@@ -62,19 +67,23 @@ namespace ConvKit.Benchmarks
                     case "--python": python = Next(); break;
                     case "--no-peer": noPeer = true; break;
                     case "--no-plain": noPlain = true; break;
+                    case "--no-ort": noOrt = true; break;
+                    case "--engine": engine = Next(); break;
                     case "--threads": threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--worker": worker = Next(); break;
                     case "--impl": impl = Next(); break;
                     case "-h" or "--help":
                         Console.WriteLine("options: --quick  --only lenet5,resnet20,vgg16,resnet50,fashion (or workload keys)  --repeats N  " +
                             "--peer PATH (env CONVKIT_PEER_SCRIPT; default ../shared/bench/peer_torch.py from the repo root)  --python PATH  --no-peer  --threads N\n" +
-                            "  --no-plain: skip the 'plain TS' column (raw TorchSharp on NCHW-contiguous data with glibc's malloc defaults)");
+                            "  --no-plain: skip the 'plain TS' column (raw TorchSharp on NCHW-contiguous data with glibc's malloc defaults)\n" +
+                            "  --engine torchsharp|onnxruntime|auto: ConvKit's Model.InferenceEngine for Predict (default torchsharp)\n" +
+                            "  --no-ort: skip the ONNX Runtime column (ConvKit's export in an ORT session, paired with Predict in one process)");
                         Environment.Exit(0);
                         break;
                     default: throw new ArgumentException($"unknown option {args[i]} (try --help)");
                 }
             }
-            return new Options(quick, only, repeats ?? (quick ? 1 : 3), peer, python, noPeer, threads, worker, impl, noPlain);
+            return new Options(quick, only, repeats ?? (quick ? 1 : 3), peer, python, noPeer, threads, worker, impl, noPlain, noOrt, engine);
         }
 
         /// <summary>../shared/bench/peer_torch.py relative to the repository root (found from the working directory up).</summary>
@@ -97,6 +106,9 @@ namespace ConvKit.Benchmarks
             new("lenet5-train-b32", "lenet5", Kind.Train, 32, 28, 28, 1, 600, 250, 0, 0, 0, true),
             new("lenet5-train-b128", "lenet5", Kind.Train, 128, 28, 28, 1, 200, 80, 0, 0, 0, true),
             new("resnet20-train-b128", "resnet20", Kind.Train, 128, 32, 32, 3, 10, 5, 0, 0, 0, true),
+            // ResNet-50 training at 224x224, batch 16: a few seconds per step on 2 cores (one repeat).
+            new("resnet50-train-b16", "resnet50", Kind.Train, 16, 224, 224, 3, 4, 2, 0, 0, 0, false, MaxRepeats: 1),
+            new("lenet5-infer-b128", "lenet5", Kind.Infer, 128, 28, 28, 1, 0, 0, 2.5, 1.5, 3, true),
             new("resnet20-infer-b128", "resnet20", Kind.Infer, 128, 32, 32, 3, 0, 0, 2.5, 1.5, 3, true),
             new("vgg16-infer-b1", "vgg16", Kind.Infer, 1, 224, 224, 3, 0, 0, 2.5, 1.5, 3, true),
             // VGG-16 and ResNet-50 at batch 16 take 5-15 s per batch on 2 cores: one timed batch after one warm-up.
@@ -106,6 +118,9 @@ namespace ConvKit.Benchmarks
             // The network PyTorch runs (torchvision's v1.5), from ConvKit's zoo: ConvKit only, no hand-written twin.
             new("resnet50tv-infer-b1", "resnet50_tv", Kind.Infer, 1, 224, 224, 3, 0, 0, 2.5, 1.5, 3, true, PeerModel: "resnet50", HasRaw: false),
             new("resnet50tv-infer-b16", "resnet50_tv", Kind.Infer, 16, 224, 224, 3, 0, 0, 0, 0, 1, false, MaxRepeats: 1, PeerModel: "resnet50", HasRaw: false),
+            // Zoo networks without a hand-written twin or a PyTorch peer: ConvKit and ORT only.
+            new("googlenet-infer-b1", "googlenet", Kind.Infer, 1, 224, 224, 3, 0, 0, 2.5, 1.5, 3, true, HasRaw: false, HasPeer: false),
+            new("inceptionv3-infer-b1", "inception_v3", Kind.Infer, 1, 299, 299, 3, 0, 0, 2.5, 1.5, 3, true, HasRaw: false, HasPeer: false),
             new("fashion-epoch-b128", "lenet5", Kind.Epoch, 128, 28, 28, 1, 0, 0, 0, 0, 0, true),
         ];
 
@@ -136,12 +151,15 @@ namespace ConvKit.Benchmarks
                 return 2;
             }
             var started = DateTime.UtcNow;
-            Console.WriteLine($"ConvKit benchmarks  {started:yyyy-MM-dd HH:mm} UTC  threads={o.Threads}  repeats={o.Repeats}{(o.Quick ? "  (quick)" : "")}");
+            Console.WriteLine($"ConvKit benchmarks  {started:yyyy-MM-dd HH:mm} UTC  threads={o.Threads}  repeats={o.Repeats}  engine={o.Engine}{(o.Quick ? "  (quick)" : "")}");
             Console.WriteLine($"load average at start: {LoadAverage()}");
             // raw = the hand-written TorchSharp models in a process set up as ConvKit sets it up (malloc tuning, oneDNN cap):
             // the framework's overhead. plain = the same models with TorchSharp's and glibc's defaults, what a raw
             // TorchSharp user gets.
-            string[] impls = o.NoPlain ? ["convkit", "raw"] : ["convkit", "raw", "plain"];
+            string[] impls = [.. (o.NoPlain ? new[] { "convkit", "raw" } : ["convkit", "raw", "plain"]), .. (o.NoOrt ? Array.Empty<string>() : ["ort"])];
+            // The machine's peak, measured first: a large float32 matrix product on the same threads.
+            var sgemm = RunWorker(null, "sgemm", o);
+            Console.WriteLine(FormattableString.Invariant($"SGEMM peak (2048x2048 float32 matmul, {o.Threads} threads, best of 8): {sgemm.ImagesPerSecond:F1} GFLOP/s  {sgemm.Note}"));
             var results = impls.ToDictionary(i => i, _ => workloads.ToDictionary(w => w, _ => new List<Measurement>()));
             for (int r = 0; r < o.Repeats; r++)
             {
@@ -151,7 +169,8 @@ namespace ConvKit.Benchmarks
                     int shift = (r + Array.IndexOf(workloads, w)) % impls.Length;
                     foreach (var impl in impls.Skip(shift).Concat(impls.Take(shift)))
                     {
-                        if (impl != "convkit" && !w.HasRaw) continue;
+                        if (impl is "raw" or "plain" && !w.HasRaw) continue;
+                        if (impl == "ort" && !w.HasOrt) continue;
                         var m = RunWorker(w, impl, o);
                         results[impl][w].Add(m);
                         Console.Error.WriteLine($"  [{r + 1}/{o.Repeats}] {w.Key,-20} {impl,-8} {Describe(w, m)}");
@@ -160,14 +179,14 @@ namespace ConvKit.Benchmarks
             }
             var peer = RunPeer(workloads, o);
             Console.WriteLine($"load average at end: {LoadAverage()}   elapsed {(DateTime.UtcNow - started).TotalMinutes:F1} min");
-            Print(workloads, results, peer, o);
+            Print(workloads, results, peer, o, sgemm.ImagesPerSecond);
             return 0;
         }
 
         static string Describe(Workload w, Measurement m) =>
             m.ImagesPerSecond is double.NaN ? $"failed: {m.Note}" : $"{m.ImagesPerSecond,10:F1} img/s  {m.Seconds,7:F2} s  rss {m.PeakRssMb:F0} MB {m.Note}";
 
-        static Measurement RunWorker(Workload w, string impl, Options o)
+        static Measurement RunWorker(Workload? w, string impl, Options o)
         {
             var self = Environment.ProcessPath!;
             var psi = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -183,7 +202,8 @@ namespace ConvKit.Benchmarks
                 psi.ArgumentList.Add(typeof(Suite).Assembly.Location);
             }
             else psi.FileName = self;
-            foreach (var a in new[] { "--worker", w.Key, "--impl", impl, "--threads", o.Threads.ToString(CultureInfo.InvariantCulture) })
+            // ort: ConvKit's Predict and an ORT session over its export, alternated in one process (paired ratio in the note).
+            foreach (var a in new[] { "--worker", w?.Key ?? "sgemm", "--impl", impl == "ort" ? "ort-paired" : impl, "--threads", o.Threads.ToString(CultureInfo.InvariantCulture), "--engine", o.Engine })
                 psi.ArgumentList.Add(a);
             if (o.Quick) psi.ArgumentList.Add("--quick");
             using var p = Process.Start(psi)!;
@@ -224,7 +244,7 @@ namespace ConvKit.Benchmarks
             }
             var results = new Dictionary<Workload, PeerResult>();
             var cache = new Dictionary<(string, int), PeerResult?>();
-            foreach (var w in workloads.Where(w => w.Kind != Kind.Epoch))
+            foreach (var w in workloads.Where(w => w.Kind != Kind.Epoch && w.HasPeer))
             {
                 var key = (w.Peer, w.Batch);
                 if (!cache.TryGetValue(key, out var pr))
@@ -284,8 +304,9 @@ namespace ConvKit.Benchmarks
         static string Ratio(double v) => double.IsNaN(v) ? "n/a" : v.ToString("F3", CultureInfo.InvariantCulture);
 
         static void Print(Workload[] workloads, Dictionary<string, Dictionary<Workload, List<Measurement>>> results,
-            Dictionary<Workload, PeerResult>? peer, Options o)
+            Dictionary<Workload, PeerResult>? peer, Options o, double peakGflops)
         {
+            var ort = results.GetValueOrDefault("ort");
             var ck = results["convkit"];
             var raw = results["raw"];
             var plain = results.GetValueOrDefault("plain");
@@ -344,7 +365,50 @@ namespace ConvKit.Benchmarks
             Console.WriteLine("as ConvKit sets it up (glibc malloc tuning): ConvKit's own overhead. plain TS = the same code on NCHW-contiguous data with");
             Console.WriteLine("glibc's malloc defaults, as a raw TorchSharp user runs it (note: libtorch 2.10 computes some convolutions wrongly that way,");
             Console.WriteLine("see the README, Convolutions). The raw loop shuffles every epoch and accumulates loss and accuracy on the device like Fit.");
+            if (ort is not null)
+            {
+                Console.WriteLine();
+                Console.WriteLine("ONNX Runtime (ConvKit's own export of the same model and weights, ORT session with the same intra-op threads, alternated");
+                Console.WriteLine("with Predict in one process; CK/ORT = median of per-round paired ratios [min..max] over the repeats' processes; outputs compared):");
+                Console.WriteLine(FormattableString.Invariant($"Achieved GFLOP/s = 2 x MACs x images/s (training: 3x the forward's), beside the SGEMM peak {peakGflops:F1} GFLOP/s."));
+                string h2 = $"{"workload",-34} {"ConvKit",9} {"ORT",9} {"CK/ORT",7} {"[min..max]",14} {"max rel",8} {"CK GF/s",8} {"ORT GF/s",8} {"CK %peak",8}";
+                Console.WriteLine(h2);
+                Console.WriteLine(new string('-', h2.Length));
+                var ratios = new List<double>();
+                foreach (var w in workloads)
+                {
+                    double macs = ModelMacs(w), cIps = Median(ck[w].Select(m => m.ImagesPerSecond));
+                    double flopsPerImage = 2 * macs * (w.Kind == Kind.Train ? 3 : 1);
+                    if (!w.HasOrt)
+                    {
+                        if (w.Kind == Kind.Train)
+                            Console.WriteLine($"{w.Title,-34} {Num(cIps),9} {"-",9} {"",7} {"",14} {"",8} {Num(cIps * flopsPerImage / 1e9),8} {"-",8} {Pct(cIps * flopsPerImage / 1e9 / peakGflops),8}");
+                        continue;
+                    }
+                    var ms = ort[w].Where(m => !double.IsNaN(m.ImagesPerSecond)).ToArray();
+                    double oIps = Median(ms.Select(m => m.ImagesPerSecond)), pairedCk = Median(ms.Select(m => Extra(m, "ck_ips")));
+                    double ratio = Median(ms.Select(m => Extra(m, "ck_ort")));
+                    string range = ms.Length == 0 ? "" : FormattableString.Invariant($"[{ms.Min(m => Extra(m, "ck_ort_min")):F2}..{ms.Max(m => Extra(m, "ck_ort_max")):F2}]");
+                    string rel = ms.Length == 0 ? "failed" : ms.Max(m => Extra(m, "maxrel")).ToString("E0", CultureInfo.InvariantCulture);
+                    if (!double.IsNaN(ratio)) ratios.Add(ratio);
+                    Console.WriteLine($"{w.Title,-34} {Num(pairedCk),9} {Num(oIps),9} {Ratio(ratio),7} {range,14} {rel,8} {Num(pairedCk * flopsPerImage / 1e9),8} {Num(oIps * flopsPerImage / 1e9),8} {Pct(pairedCk * flopsPerImage / 1e9 / peakGflops),8}");
+                }
+                if (ratios.Count > 0)
+                    Console.WriteLine(FormattableString.Invariant($"geometric mean CK/ORT over {ratios.Count} inference workloads: {Math.Exp(ratios.Average(Math.Log)):F3} (issue 17 target: >= 0.97 each, > 1.0 mean)"));
+                foreach (var w in workloads.Where(w => w.HasOrt))
+                    foreach (var m in ort[w].Where(m => double.IsNaN(m.ImagesPerSecond)))
+                        Console.WriteLine($"  ORT {w.Key} failed: {m.Note}");
+            }
             Console.WriteLine("ConvKit trains through Model.Fit (verbose 0, SGD lr 0.01 momentum 0.9, sparse CE on logits) and infers through Model.Predict.");
+        }
+
+        static string Pct(double v) => double.IsNaN(v) ? "n/a" : (100 * v).ToString("F0", CultureInfo.InvariantCulture) + "%";
+
+        /// <summary>Multiply-accumulates per sample of the workload's model (the registry's table; its defaults are the workloads' shapes).</summary>
+        static double ModelMacs(Workload w)
+        {
+            var info = ConvKit.Applications.ModelRegistry.All.FirstOrDefault(i => i.Name == w.Model);
+            return info is null ? double.NaN : info.Macs;
         }
 
         static double Extra(Measurement m, string key)

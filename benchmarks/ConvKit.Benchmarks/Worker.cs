@@ -26,12 +26,17 @@ static class Worker
             Phases(w, o);
             return;
         }
+        if (impl == "ort-paired")
+        {
+            OrtBench.Paired(w, o);
+            return;
+        }
         if (impl is "paired" or "paired-loop")
         {
             Paired(w, o, loopOnly: impl == "paired-loop");
             return;
         }
-        if (impl is not ("convkit" or "raw" or "plain")) throw new ArgumentException($"--impl must be convkit, raw, plain, paired, paired-loop or phases; received {impl}");
+        if (impl is not ("convkit" or "raw" or "plain")) throw new ArgumentException($"--impl must be convkit, raw, plain, paired, paired-loop, ort-paired or phases; received {impl}");
         bool ck = impl == "convkit";
         // raw: activations channels-last like ConvKit's (an expert's TorchSharp); plain: NCHW-contiguous, the default.
         bool plain = impl == "plain";
@@ -39,7 +44,7 @@ static class Worker
         var (ips, seconds, note) = w.Kind switch
         {
             Kind.Train => ck ? TrainConvKit(w, o.Quick) : TrainRaw(w, o.Quick, plain),
-            Kind.Infer => ck ? InferConvKit(w, o.Quick) : InferRaw(w, o.Quick, plain),
+            Kind.Infer => ck ? InferConvKit(w, o) : InferRaw(w, o.Quick, plain),
             _ => ck ? EpochConvKit(w) : EpochRaw(w, plain),
         };
         if (ConvKit.Native.CpuMemoryPool.IsInstalled)
@@ -49,6 +54,24 @@ static class Worker
 
     // Process CPU seconds: less sensitive than wall time to other processes on a shared machine (with one thread).
     static double Cpu() => Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+
+    internal static double PeakRssMbPublic() => PeakRssMb();
+
+    /// <summary>The workload's zoo model with the engine asked for by --engine (ConvKit's Model.InferenceEngine).</summary>
+    internal static Model ZooModelFor(Workload w, Options o)
+    {
+        var m = ZooModel(w);
+        m.InferenceEngine = Engine(o);
+        return m;
+    }
+
+    static ConvKit.Models.Inference.InferenceEngine Engine(Options o) => o.Engine switch
+    {
+        "torchsharp" => ConvKit.Models.Inference.InferenceEngine.TorchSharp,
+        "onnxruntime" => ConvKit.Models.Inference.InferenceEngine.OnnxRuntime,
+        "auto" => ConvKit.Models.Inference.InferenceEngine.Auto,
+        _ => throw new ArgumentException($"--engine must be torchsharp, onnxruntime or auto; received {o.Engine}"),
+    };
 
     static double PeakRssMb()
     {
@@ -259,11 +282,11 @@ static class Worker
         return (n * (double)w.Batch / s, s / n, "");
     }
 
-    static (double, double, string) InferConvKit(Workload w, bool quick)
+    static (double, double, string) InferConvKit(Workload w, Options o)
     {
         var (x, _) = Data(w, w.Batch);
-        var model = ZooModel(w);
-        return InferLoop(w, quick, () => model.Predict(x, batchSize: w.Batch).Dispose());
+        var model = ZooModelFor(w, o);
+        return InferLoop(w, o.Quick, () => model.Predict(x, batchSize: w.Batch).Dispose());
     }
 
     static (double, double, string) InferRaw(Workload w, bool quick, bool plain)

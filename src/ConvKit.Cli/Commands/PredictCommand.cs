@@ -26,9 +26,12 @@ public static class PredictCommand
         command.Options.Add(maxPixels);
         var threads = ThreadsOption.Create();
         command.Options.Add(threads);
+        var engine = EngineOption.Create();
+        command.Options.Add(engine);
         command.SetAction(parse => console.Guard(() =>
         {
             ThreadsOption.Apply(parse, threads);
+            var inferenceEngine = EngineOption.Parse(parse, engine);
             int k = parse.GetValue(top);
             if (k <= 0) throw new InvalidOptionException("--top", $"--top must be a positive integer; received {k}.");
             int batch = parse.GetValue(batchSize);
@@ -40,6 +43,7 @@ public static class PredictCommand
             var w = parse.GetValue(weights);
             using var resolved = ModelResolver.Resolve(name, w);
             bool random = resolved.Kind == ModelSourceKind.Zoo && w is null;
+            resolved.Model.InferenceEngine = inferenceEngine;
             using var classifier = new ImageClassifier(resolved.Model, resolved.Preprocessing, resolved.ClassNames, ownsModel: true);
             resolved.Release();
             var output = console.Output;

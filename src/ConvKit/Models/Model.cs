@@ -265,7 +265,7 @@ public partial class Model : Layer
     {
         ThrowIfDisposed();
         if (!IsBuilt) throw NotBuilt();
-        return new InferenceModel(this, graph, InferenceOptimizations);
+        return new InferenceModel(this, graph, InferenceOptimizations, InferenceEngine);
     }
 
     /// <summary>

@@ -6,7 +6,7 @@ namespace ConvKit.Models.Inference;
 
 /// <summary>
 /// A model prepared for inference only (ML.NET's prediction engine, a frozen TorchScript module): made by
-/// <see cref="Model.AsInferenceModel"/>, eval-only (dropout and augmentation are identities, batch normalization uses its
+/// <see cref="Model.AsInferenceModel()"/>, eval-only (dropout and augmentation are identities, batch normalization uses its
 /// moving statistics; the model's training flag is never read or switched), and immutable after construction. With
 /// <see cref="Model.InferenceOptimizations"/> on, it runs the model's inference plan (zero padding and batch
 /// normalization folded into the convolutions, kernels packed for oneDNN with the ReLU fused, activations and additions
@@ -39,7 +39,14 @@ public sealed class InferenceModel : IDisposable
     int references = 1;
     int disposed;
 
-    internal InferenceModel(Model model, FunctionalGraph? graph, bool optimized)
+    // The engine: requested, and the one serving (Auto: undecided until the third batch).
+    const int Undecided = 0, UseTorch = 1, UseOrt = 2;
+    int decision;
+    int autoRuns;
+    OrtSession? ort;
+    readonly object decideGate = new();
+
+    internal InferenceModel(Model model, FunctionalGraph? graph, bool optimized, InferenceEngine engine = InferenceEngine.TorchSharp)
     {
         this.model = model;
         this.graph = graph;
@@ -61,14 +68,51 @@ public sealed class InferenceModel : IDisposable
                 throw;
             }
             hasFusedRelu = plan.Steps.Any(s => s.Fused is { } f && (f.Relu || ReferenceEquals(f.Conv.Activation, Activations.ReLU)));
-            if (hasFusedRelu)
+            if (hasFusedRelu || engine != InferenceEngine.TorchSharp)
             {
                 using var scope = NewDisposeScope();
                 using var _ = no_grad();
                 nonFiniteWeights = weights.Any(w => w.is_floating_point() && !isfinite(w).all().item<bool>());
             }
         }
+        RequestedEngine = engine;
+        decision = engine == InferenceEngine.TorchSharp ? UseTorch : Undecided;
+        if (engine != InferenceEngine.TorchSharp && !Optimized)
+        {
+            EngineFallbackReason = $"model '{model.Name}' runs every layer as written (InferenceOptimizations is off, or the model has no functional graph); only the TorchSharp engine does that.";
+            decision = UseTorch;
+        }
+        else if (engine == InferenceEngine.OnnxRuntime)
+        {
+            ort = OrtSession.TryCreate(model, Backend.Threads, out var reason);
+            EngineFallbackReason = reason;
+            decision = ort is null ? UseTorch : UseOrt;
+        }
     }
+
+    /// <summary>The engine asked for when this was made (<see cref="Model.InferenceEngine"/> for Predict's).</summary>
+    public InferenceEngine RequestedEngine { get; }
+
+    /// <summary>
+    /// The engine serving calls: <see cref="InferenceEngine.TorchSharp"/> or <see cref="InferenceEngine.OnnxRuntime"/>;
+    /// <see cref="InferenceEngine.Auto"/> while an Auto inference model has not measured yet (its first two batches run
+    /// on TorchSharp).
+    /// </summary>
+    public InferenceEngine Engine => Volatile.Read(ref decision) switch
+    {
+        UseTorch => InferenceEngine.TorchSharp,
+        UseOrt => InferenceEngine.OnnxRuntime,
+        _ => InferenceEngine.Auto,
+    };
+
+    /// <summary>Why the ONNX Runtime engine, asked for (or tried by Auto), does not serve; null when it does or was not tried.</summary>
+    public string? EngineFallbackReason { get; private set; }
+
+    /// <summary>Auto's measurement: the best of two runs of the third batch on each engine, in milliseconds (null before).</summary>
+    public (double TorchSharpMs, double OnnxRuntimeMs)? EngineTimings { get; private set; }
+
+    /// <summary>The intra-op threads of the ONNX Runtime session, when one serves.</summary>
+    internal int? OrtThreads => Volatile.Read(ref ort)?.Threads;
 
     /// <summary>The name of the model this was made from.</summary>
     public string ModelName => model.Name;
@@ -146,6 +190,86 @@ public sealed class InferenceModel : IDisposable
     /// </summary>
     internal Tensor[] Run(IReadOnlyList<Tensor> inputs)
     {
+        int d = Volatile.Read(ref decision);
+        if (d == UseOrt) return RunOrt(inputs);
+        if (d == Undecided && Interlocked.Increment(ref autoRuns) == 3) return Decide(inputs);
+        return RunTorch(inputs);
+    }
+
+    /// <summary>
+    /// Auto's choice, made once by the thread that runs the third batch (others go on with TorchSharp meanwhile): the
+    /// batch runs twice on each engine, alternating, and the faster (best time) serves from then on.
+    /// </summary>
+    Tensor[] Decide(IReadOnlyList<Tensor> inputs)
+    {
+        lock (decideGate)
+        {
+            var session = OrtSession.TryCreate(model, Backend.Threads, out var reason);
+            if (session is null)
+            {
+                EngineFallbackReason = reason;
+                Volatile.Write(ref decision, UseTorch);
+                return RunTorch(inputs);
+            }
+            Volatile.Write(ref ort, session);
+            double torchMs = double.PositiveInfinity, ortMs = double.PositiveInfinity;
+            Tensor[]? torchOut = null, ortOut = null;
+            try
+            {
+                for (int k = 0; k < 2; k++)
+                {
+                    Dispose(torchOut);
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    torchOut = RunTorch(inputs);
+                    torchMs = Math.Min(torchMs, sw.Elapsed.TotalMilliseconds);
+                    Dispose(ortOut);
+                    sw.Restart();
+                    ortOut = RunOrt(inputs);
+                    ortMs = Math.Min(ortMs, sw.Elapsed.TotalMilliseconds);
+                }
+            }
+            catch
+            {
+                Dispose(torchOut);
+                Dispose(ortOut);
+                throw;
+            }
+            EngineTimings = (torchMs, ortMs);
+            if (ortMs < torchMs)
+            {
+                Dispose(torchOut);
+                Volatile.Write(ref decision, UseOrt);
+                return ortOut!;
+            }
+            Dispose(ortOut);
+            Volatile.Write(ref decision, UseTorch);
+            Volatile.Write(ref ort, null);
+            session.Dispose(); // no call used it but this one: the decision was not yet UseOrt
+            return torchOut!;
+        }
+    }
+
+    static void Dispose(Tensor[]? tensors)
+    {
+        if (tensors is null) return;
+        foreach (var t in tensors) t.Dispose();
+    }
+
+    /// <summary>
+    /// The ONNX Runtime session on one batch. Non-finite inputs or weights go to the TorchSharp path (ORT's fused ReLU,
+    /// like oneDNN's, may turn NaN into 0), and so does a batch whose outputs come out non-finite (computed again
+    /// there, so that NaN and infinities come out as layer by layer).
+    /// </summary>
+    Tensor[] RunOrt(IReadOnlyList<Tensor> inputs)
+    {
+        var session = Volatile.Read(ref ort)!;
+        if (nonFiniteWeights) return RunTorch(inputs);
+        return session.TryRun(inputs) ?? RunTorch(inputs);
+    }
+
+    /// <summary>ConvKit's own plan (or the layers as written) on one batch.</summary>
+    Tensor[] RunTorch(IReadOnlyList<Tensor> inputs)
+    {
         using var inference = InferenceContext.Enter();
         using var noGrad = no_grad();
         if (plan is null) return graph is not null ? graph.Run(inputs) : [.. model.ForwardLayers(inputs)];
@@ -195,6 +319,7 @@ public sealed class InferenceModel : IDisposable
     {
         if (Interlocked.Decrement(ref references) != 0) return;
         foreach (var k in kernels) k?.Release();
+        Interlocked.Exchange(ref ort, null)?.Dispose();
     }
 
     /// <summary>Frees the folded and packed kernels once no call runs; later calls throw <see cref="ObjectDisposedException"/>.</summary>
@@ -215,12 +340,12 @@ internal sealed class InferenceSlot : IDisposable
     public InferenceModel Acquire(Model model, FunctionalGraph? graph, bool optimized)
     {
         var c = Volatile.Read(ref current);
-        if (Fits(c, graph, optimized) && c!.TryAddReference()) return c;
+        if (Fits(c, model, graph, optimized) && c!.TryAddReference()) return c;
         lock (gate)
         {
             c = current;
-            if (Fits(c, graph, optimized) && c!.TryAddReference()) return c;
-            var fresh = new InferenceModel(model, graph, optimized);
+            if (Fits(c, model, graph, optimized) && c!.TryAddReference()) return c;
+            var fresh = new InferenceModel(model, graph, optimized, model.InferenceEngine);
             fresh.TryAddReference();
             Volatile.Write(ref current, fresh);
             c?.Dispose(); // calls running on it keep it until they finish
@@ -228,8 +353,9 @@ internal sealed class InferenceSlot : IDisposable
         }
     }
 
-    static bool Fits(InferenceModel? c, FunctionalGraph? graph, bool optimized) =>
-        c is not null && ReferenceEquals(c.Graph, graph) && c.Optimized == (optimized && graph is not null) && c.IsCurrent;
+    static bool Fits(InferenceModel? c, Model model, FunctionalGraph? graph, bool optimized) =>
+        c is not null && ReferenceEquals(c.Graph, graph) && c.Optimized == (optimized && graph is not null) && c.IsCurrent
+        && c.RequestedEngine == model.InferenceEngine && (c.OrtThreads is not { } t || t == Backend.Threads);
 
     public void Dispose()
     {
