@@ -15,6 +15,7 @@ using System.Text.Json;
 using ConvKit;
 using ConvKit.Applications;
 using ConvKit.Models;
+using TorchSharp;
 using static TorchSharp.torch;
 
 ConvKit.Native.TorchNative.Initialize();
@@ -178,7 +179,7 @@ static float[] Read(HttpResponseMessage response, byte[] body)
     return doc.RootElement.GetProperty("outputs")[0].GetProperty("data").EnumerateArray().Select(e => e.GetSingle()).ToArray();
 }
 
-/// <summary>Resident set of a process in KiB (Linux /proc), 0 when unknown.</summary>
+// Resident set of a process in KiB (Linux /proc), 0 when unknown.
 static long Rss(int pid)
 {
     try
