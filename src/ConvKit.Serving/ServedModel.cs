@@ -1,0 +1,132 @@
+using ConvKit.Applications;
+using ConvKit.Models;
+using ConvKit.Models.Inference;
+using static TorchSharp.torch;
+
+namespace ConvKit.Serving;
+
+/// <summary>
+/// One model a <see cref="ConvKitServer"/> serves under a name: its thread-safe <see cref="InferenceModel"/>, the
+/// input and output it exposes over the Open Inference Protocol (one FP32 tensor each, Keras layout with a batch
+/// dimension), and what the image endpoint needs (preprocessing, class names).
+/// </summary>
+public sealed class ServedModel : IDisposable
+{
+    /// <summary>The name of the single input in the protocol's metadata and requests.</summary>
+    public const string InputName = "input";
+
+    /// <summary>The name of the single output.</summary>
+    public const string OutputName = "output";
+
+    readonly Model model;
+    readonly bool ownsModel;
+    volatile bool ready;
+
+    /// <summary>Serves <paramref name="model"/> as <paramref name="name"/>.</summary>
+    /// <param name="name">The name in URLs (<c>/v2/models/NAME</c>): letters, digits, '.', '_' and '-'.</param>
+    /// <param name="model">A built model with one input and one output.</param>
+    /// <param name="preprocessing">The pixel preprocessing for <c>classify</c>.</param>
+    /// <param name="classNames">Class names in output order; null for ImageNet's when the model has 1000 classes, else
+    /// <c>class N</c>.</param>
+    /// <param name="ownsModel">Dispose the model with this object.</param>
+    /// <exception cref="ServingOptionException">The name is not usable in a URL, or the model has several inputs or
+    /// outputs, or an input shape that is not fully defined.</exception>
+    public ServedModel(string name, Model model, Preprocessing preprocessing = Preprocessing.None, IReadOnlyList<string>? classNames = null, bool ownsModel = false)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (string.IsNullOrEmpty(name) || name.Length > 128 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-') || name is "." or "..")
+            throw new ServingOptionException("MODEL", $"name '{name}' cannot be served: use 1 to 128 letters, digits, '.', '_' or '-' (NAME=PATH names a model)");
+        Name = name;
+        this.model = model;
+        this.ownsModel = ownsModel;
+        if (model.BuiltInputShapes is not { Count: 1 } inputs)
+            throw new ServingOptionException("MODEL", $"model '{name}' has {model.BuiltInputShapes?.Count ?? 0} inputs; the server serves models with exactly one input");
+        var input = inputs[0];
+        if (!input.IsFullyDefined) throw new ServingOptionException("MODEL", $"model '{name}' takes {input.ToBatchString()}; the server needs every dimension but the batch known");
+        InputShape = input;
+        OutputShape = model.ModelOutputShape;
+        if (!OutputShape.IsFullyDefined) throw new ServingOptionException("MODEL", $"model '{name}' outputs {OutputShape.ToBatchString()}; the server needs every dimension but the batch known");
+        SampleSize = input.Dims.ToArray().Aggregate(1L, (a, d) => a * d) is var s && s <= int.MaxValue / 4 ? (int)s : throw new ServingOptionException("MODEL", $"model '{name}' takes inputs too large to serve ({input})");
+        OutputSize = (int)OutputShape.Dims.ToArray().Aggregate(1L, (a, d) => a * d);
+        Preprocessing = preprocessing;
+        if (OutputShape.Rank == 1)
+        {
+            int k = OutputShape[0];
+            ClassNames = classNames ?? (k == 1000 ? ImageClassifier.ImageNetClasses : Enumerable.Range(0, k).Select(i => $"class {i}").ToArray());
+            if (ClassNames.Count != k) throw new ServingOptionException("MODEL", $"model '{name}' has {k} outputs but {ClassNames.Count} class names");
+        }
+        Inference = model.AsInferenceModel();
+    }
+
+    /// <summary>Serves what <see cref="ModelResolver"/> found (a zoo name, a run folder, a model folder or file), taking
+    /// over its model.</summary>
+    /// <param name="name">The name in URLs.</param>
+    /// <param name="resolved">The resolved model; its model is released to this object.</param>
+    public static ServedModel FromResolved(string name, ResolvedModel resolved)
+    {
+        ArgumentNullException.ThrowIfNull(resolved);
+        var served = new ServedModel(name, resolved.Model, resolved.Preprocessing, resolved.ClassNames, ownsModel: true);
+        resolved.Release();
+        return served;
+    }
+
+    /// <summary>The name in URLs.</summary>
+    public string Name { get; }
+
+    /// <summary>The inference model every request runs on.</summary>
+    public InferenceModel Inference { get; }
+
+    /// <summary>One sample's input shape (Keras layout, without the batch dimension).</summary>
+    public Shape InputShape { get; }
+
+    /// <summary>One sample's output shape.</summary>
+    public Shape OutputShape { get; }
+
+    /// <summary>Floats per input sample.</summary>
+    public int SampleSize { get; }
+
+    /// <summary>Floats per output sample.</summary>
+    public int OutputSize { get; }
+
+    /// <summary>The preprocessing <c>classify</c> applies to decoded pixels.</summary>
+    public Preprocessing Preprocessing { get; }
+
+    /// <summary>Class names for <c>classify</c>; null when the output is not a vector of class scores.</summary>
+    public IReadOnlyList<string>? ClassNames { get; }
+
+    /// <summary>Whether the image endpoint applies (input (h, w, 1 or 3) and class scores out).</summary>
+    public bool CanClassify => ClassNames is not null && InputShape.Rank == 3 && InputShape[2] is 1 or 3;
+
+    /// <summary>Whether warm-up has run: <c>/v2/models/NAME/ready</c> answers 200 and requests are taken.</summary>
+    public bool IsReady => ready;
+
+    /// <summary>Runs the model once per batch size in <paramref name="batchSizes"/> on zeros (first calls pack kernels
+    /// and size oneDNN's caches), then marks the model ready.</summary>
+    public void WarmUp(params int[] batchSizes)
+    {
+        foreach (int n in batchSizes.Distinct())
+        {
+            using var x = zeros([n, .. InputShape.Dims.ToArray().Select(d => (long)d)]);
+            using var y = Inference.Predict(x, n);
+        }
+        ready = true;
+    }
+
+    /// <summary>Runs one batch of <paramref name="samples"/> samples (row-major floats, Keras layout).</summary>
+    internal float[] Run(float[] input, int samples)
+    {
+        using var scope = NewDisposeScope();
+        var x = tensor(input, [samples, .. InputShape.Dims.ToArray().Select(d => (long)d)]);
+        var y = Inference.Predict(x, samples);
+        if (y.dtype != ScalarType.Float32) y = y.to(ScalarType.Float32);
+        return y.contiguous().data<float>().ToArray();
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        ready = false;
+        Inference.Dispose();
+        if (ownsModel) model.Dispose();
+    }
+}
