@@ -1,5 +1,6 @@
 // Scaling report for ConvKit's data-parallel training (c10d + Gloo), printed, not asserted:
 //   dotnet run --project benchmarks/ConvKit.DistributedBench -c Release -- [--repeats 3] [--steps 30] [--model lenet5|resnet20]
+//       [--global-batch 128] [--allreduce-only]
 // 1. Training throughput, 2 ranks x 1 thread against 1 rank x 2 threads, same global batch, alternating A/B per repeat.
 // 2. All-reduce latency and bandwidth against message size on loopback (2 ranks, one thread each).
 // 3. A paper estimate for 8 and 64 nodes from those figures (ring all-reduce model, no overlap with backward).
@@ -38,9 +39,10 @@ Console.WriteLine($"ConvKit distributed scaling report; {Environment.ProcessorCo
 Console.WriteLine("Measured while other work may share the machine: compare the paired figures, not absolute ones.");
 Console.WriteLine();
 
+bool allReduceOnly = args.Contains("--allreduce-only");
 var oneByTwo = new List<double>();
 var twoByOne = new List<double>();
-for (int r = 0; r < repeats; r++)
+for (int r = 0; r < (allReduceOnly ? 0 : repeats); r++)
 {
     bool twoFirst = r % 2 == 1;
     for (int k = 0; k < 2; k++)
@@ -54,6 +56,7 @@ for (int r = 0; r < repeats; r++)
 }
 static string Fmt(List<double> v) => $"median {Median(v),8:F1} images/s  (runs: {string.Join(", ", v.Select(x => x.ToString("F1")))})";
 static double Median(List<double> v) { var s = v.Order().ToArray(); return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2; }
+if (allReduceOnly) { oneByTwo.Add(double.NaN); twoByOne.Add(double.NaN); }
 Console.WriteLine("1. Training throughput (same global batch, same math):");
 Console.WriteLine($"   1 rank  x 2 threads: {Fmt(oneByTwo)}");
 Console.WriteLine($"   2 ranks x 1 thread : {Fmt(twoByOne)}");
@@ -68,10 +71,9 @@ foreach (var (bytes, us) in table)
 Console.WriteLine("   (for 2 ranks the ring's bus bandwidth equals the algorithm bandwidth: 2(n-1)/n = 1)");
 Console.WriteLine();
 
-// Latency alpha: the smallest message; bandwidth beta: the largest.
+// Latency alpha: the smallest message; bandwidth beta: the best of the messages of 1 MB and more.
 double alphaUs = table[0].Us;
-var big = table[^1];
-double betaBytesPerUs = big.Bytes / (big.Us - alphaUs);
+double betaBytesPerUs = table.Where(t => t.Bytes >= 1 << 20).Max(t => t.Bytes / (t.Us - alphaUs));
 int parameters = Workers.ParameterCount(model);
 double gradBytes = parameters * 4.0;
 double computePerImageUs = 1e6 / Median(oneByTwo) * 2; // one thread's time per image (the 1x2 run used 2 threads)
@@ -198,9 +200,10 @@ static class Workers
         {
             using var t = ones(floats);
             for (int i = 0; i < 3; i++) group.AllReduce(t);
+            // The same count on every rank (a per-rank time budget would let one rank stop early and leave the other waiting).
+            int iterations = floats <= 65536 ? 100 : floats <= (1 << 20) ? 20 : 6;
             var times = new List<double>();
-            var total = Stopwatch.StartNew();
-            while (times.Count < 5 || (total.Elapsed.TotalSeconds < 1.0 && times.Count < 500))
+            for (int i = 0; i < iterations; i++)
             {
                 group.Barrier();
                 var sw = Stopwatch.StartNew();

@@ -113,7 +113,8 @@ public sealed class DataParallel
     internal Tensor EpochIndices(long n, int batchSize, int steps, bool shuffle, Generator generator, Device device)
     {
         using var scope = NewDisposeScope();
-        var perm = shuffle ? randperm(n, dtype: int64, device: device, generator: generator) : arange(n, dtype: int64, device: device);
+        using var end = n.ToScalar();
+        var perm = shuffle ? randperm(n, dtype: int64, device: device, generator: generator) : arange(end, dtype: int64, device: device);
         long global = (long)batchSize * WorldSize;
         // (steps, world, batch) -> this rank's (steps, batch), flattened.
         var mine = perm.narrow(0, 0, steps * global).view(steps, WorldSize, batchSize).select(1, Rank).reshape(-1).contiguous();

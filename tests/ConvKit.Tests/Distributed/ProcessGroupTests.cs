@@ -22,10 +22,10 @@ public class ProcessGroupTests
     {
         var r = LoopbackWorld.Run(2, pg =>
         {
-            using var t = arange(0, 6, dtype: ScalarType.Float32).reshape(2, 3).add_(Scalars(pg.Rank * 10));
+            using var t = tensor(new float[] { 0, 1, 2, 3, 4, 5 }.Select(v => v + pg.Rank * 10f).ToArray()).reshape(2, 3);
             pg.AllReduce(t);
             var sum = t.data<float>().ToArray();
-            using var a = full(4, pg.Rank + 1.0, dtype: ScalarType.Float64);
+            using var a = tensor(Enumerable.Repeat(pg.Rank + 1.0, 4).ToArray());
             pg.AllReduce(a, ReduceOperation.Average);
             using var i = tensor(new long[] { pg.Rank, 7 });
             pg.AllReduce(i);
@@ -38,8 +38,6 @@ public class ProcessGroupTests
             Assert.Equal(new long[] { 1, 14 }, ints);
         }
     }
-
-    static TorchSharp.Scalar Scalars(double v) => v.ToScalar();
 
     [Fact]
     public void BroadcastCopiesRankZerosTensorAndBarrierReturns()
