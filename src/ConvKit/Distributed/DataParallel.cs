@@ -114,7 +114,7 @@ public sealed class DataParallel
     {
         using var scope = NewDisposeScope();
         using var end = n.ToScalar();
-        var perm = shuffle ? randperm(n, dtype: int64, device: device, generator: generator) : arange(end, dtype: int64, device: device);
+        var perm = shuffle ? randperm(n, dtype: int64, device: device, generator: generator) : arange(ConvKit.Native.Scalars.Zero, end, ConvKit.Native.Scalars.One, int64, device);
         long global = (long)batchSize * WorldSize;
         // (steps, world, batch) -> this rank's (steps, batch), flattened.
         var mine = perm.narrow(0, 0, steps * global).view(steps, WorldSize, batchSize).select(1, Rank).reshape(-1).contiguous();
