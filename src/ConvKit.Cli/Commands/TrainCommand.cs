@@ -40,12 +40,13 @@ public static class TrainCommand
         var command = new Command("train", "Train a zoo model on a dataset, evaluate it on the test split and save it.");
         command.Arguments.Add(model);
         var threads = ThreadsOption.Create("every logical processor");
-        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads })
+        var nproc = DistributedTraining.CreateNprocOption();
+        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads, nproc })
             command.Options.Add(o);
         command.SetAction(parse => console.Guard(() => Run(console, new TrainSettings(
             parse.GetValue(model)!, parse.GetValue(dataset), parse.GetValue(data), parse.GetValue(epochs), parse.GetValue(batchSize),
             parse.GetValue(optimizer)!, parse.GetValue(lr), parse.GetValue(augment), parse.GetValue(validationSplit),
-            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads) })));
+            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads), Nproc = parse.GetValue(nproc), Tokens = parse.Tokens.Select(t => t.Value).ToArray() })));
         return command;
     }
 
@@ -58,10 +59,16 @@ public static class TrainCommand
 
         /// <summary>CPU threads per operation (<c>--threads</c>); null for every logical processor.</summary>
         public int? Threads { get; init; }
+
+        /// <summary>Local ranks to launch (<c>--nproc</c>); null to train in this process.</summary>
+        public int? Nproc { get; init; }
+
+        /// <summary>The command-line tokens, which <c>--nproc</c> passes on to the ranks.</summary>
+        public IReadOnlyList<string> Tokens { get; init; } = [];
     }
 
     /// <summary>What a run writes in its folder; <c>--overwrite</c> removes these and nothing else.</summary>
-    static readonly string[] RunFiles = ["summary.txt", "history.csv", "history.json", "loss.png", "accuracy.png"];
+    static readonly string[] RunFiles = ["summary.txt", "history.csv", "history.json", "loss.png", "accuracy.png", DistributedTraining.CheckpointFile];
     const string TensorBoardFolder = "tensorboard";
 
     /// <summary>
@@ -175,9 +182,14 @@ public static class TrainCommand
     public static int Run(CliConsole console, TrainSettings s)
     {
         Validate(s);
+        DistributedTraining.Validate(s.Nproc);
+        if (s.Nproc is { } ranks)
+            return DistributedTraining.Launch(console, ranks, DistributedTraining.RankArguments(s.Tokens, s.Threads is null ? Math.Max(1, Environment.ProcessorCount / ranks) : null));
+        using var rank = DistributedTraining.Join(); // WORLD_SIZE set: this process is one rank of a group
         var info = ModelRegistry.Get(s.Model);
         var datasetInfo = Datasets.Get(s.Dataset ?? DefaultDataset(info));
         var outDir = s.OutputFolder ?? Path.Combine("runs", $"{info.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
+        if (rank is not null) outDir = rank.OutputFolder(outDir);
         Backend.Threads = s.Threads ?? Math.Clamp(Environment.ProcessorCount, 1, Backend.MaxThreads);
         Backend.SetSeed(s.Seed);
 
@@ -223,6 +235,7 @@ public static class TrainCommand
             nanGuard, // Keras leaves it out by default; a CLI run that diverged is stopped, not continued for hours
             tensorBoard,
         };
+        rank?.Attach(trainee, callbacks, outDir);
         var clock = Stopwatch.StartNew();
         History history;
         try

@@ -164,6 +164,7 @@ public partial class Model
 
         // Built outside any dispose scope: TorchSharp optimizers keep their state across Fit calls.
         optimizer!.Build(trainable);
+        BeginDistributedFit();
 
         using var fitScope = NewDisposeScope();
         long n = x.shape[0];
@@ -194,9 +195,10 @@ public partial class Model
         var lossTracker = new Mean("loss");
         bool hasRegularization = HasRegularization();
 
-        int steps = (int)((n + batchSize - 1) / batchSize);
+        var dp = DistributionStrategy;
+        int steps = dp?.Steps(n, batchSize) ?? (int)((n + batchSize - 1) / batchSize);
         var cbs = new CallbackList(callbacks, this, new TrainingParams(epochs, steps, verbose, n, batchSize), addHistory: true, addProgbar: verbose > 0);
-        using var generator = new Generator((ulong)(seed ?? Backend.NextSeed()), device);
+        using var generator = new Generator((ulong)DistributedSeed(seed ?? Backend.NextSeed()), device);
 
         StopTraining = false;
         var emptyLogs = new Logs();
@@ -217,7 +219,8 @@ public partial class Model
                 lossTracker.ResetState();
                 foreach (var m in metrics) m.ResetState();
                 cbs.EpochBegin(epoch, new Logs());
-                using var perm = shuffle ? randperm(n, dtype: int64, device: device, generator: generator) : null;
+                using var perm = dp is not null ? dp.EpochIndices(n, batchSize, steps, shuffle, generator, device)
+                    : shuffle ? randperm(n, dtype: int64, device: device, generator: generator) : null;
                 for (int b = 0; b < steps; b++)
                 {
                     cbs.TrainBatchBegin(b, emptyLogs);
@@ -248,6 +251,7 @@ public partial class Model
                 }
                 epochLogs = new Logs();
                 ReadMetrics(epochLogs, lossTracker, metrics, "");
+                dp?.ReduceLogs(epochLogs);
                 if (xVal is not null)
                 {
                     var val = RunTest(xVal, yVal!, null, batchSize, cbs, head, metrics, lossTracker);
@@ -275,6 +279,7 @@ public partial class Model
         if (hasRegularization)
             foreach (var r in RegularizationLosses()) lossValue = lossValue.add(r, Scalars.One);
         lossValue.backward();
+        DistributionStrategy?.AverageGradients(TrainableParameters());
         optimizer.Step();
         lossTracker.Update(lossValue, len);
         foreach (var m in metrics) m.UpdateState(yb, pred, wb);
