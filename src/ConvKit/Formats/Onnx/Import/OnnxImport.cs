@@ -86,6 +86,7 @@ public static class OnnxImport
         readonly HashSet<string> layerNames = new(StringComparer.Ordinal);
         readonly List<Tensor> constants = [];
         long batch = 1;
+        long[] fileSize = [0, 0], inputSize = [0, 0];
         OnnxNode node = null!;
 
         string File => model.Path;
@@ -108,6 +109,11 @@ public static class OnnxImport
                 throw new OnnxImportException(File, $"InputShape {forced} has rank {forced.Rank}; input '{inputInfo.Name}' has sample rank {dims.Length - 1}.");
             if (dims.Length == 4 && dims[1] > 0 && sample[2] != dims[1])
                 throw new OnnxImportException(File, $"InputShape {sample} has {sample[2]} channels; input '{inputInfo.Name}' has {dims[1]}.");
+            if (dims.Length == 4)
+            {
+                fileSize = [dims[2], dims[3]];
+                inputSize = [sample[0], sample[1]];
+            }
             var input = new Input(sample, Unique(inputInfo.Name));
             values[inputInfo.Name] = new Value { Symbolic = input };
 
@@ -279,9 +285,20 @@ public static class OnnxImport
                 case "Transpose": TransposeOp(); break;
                 case "Pad": PadOp(); break;
                 case "Slice": SliceOp(); break;
+                case "Split": Split(); break;
                 case "Cast": values[node.Outputs[0]] = In(0); break; // float stays float; integer casts of data are not CNN graphs
                 default: throw Error("cannot be applied to data that depends on the input here (only to constants).");
             }
+        }
+
+        /// <summary>
+        /// The size <paramref name="n"/> along height (0) or width (1) had at the file's own input size: sizes scale with
+        /// the image (a ResNet's 7x7 at 224 is 5x5 at 160).
+        /// </summary>
+        long AtFileSize(int n, int axis)
+        {
+            long file = fileSize[axis], now = inputSize[axis];
+            return file <= 0 || now <= 0 || file == now ? n : (long)Math.Round((double)n * file / now);
         }
 
         SymbolicTensor Image(int i)
@@ -455,7 +472,7 @@ public static class OnnxImport
             bool countPad = node.Int("count_include_pad", 0) != 0;
             // Keras' 'same' pooling skips the padding: exactly ONNX's max pooling and count_include_pad=0 average pooling.
             var (pads, same) = WindowPads(x.Shape, k, s, [1, 1], allowSame: !ceil && (max || !countPad));
-            if (options.GlobalPoolingForFullWindow && !same && pads.All(p => p == 0) && x.Shape[0] == k[0] && x.Shape[1] == k[1])
+            if (options.GlobalPoolingForFullWindow && !same && pads.All(p => p == 0) && AtFileSize(x.Shape[0], 0) == k[0] && AtFileSize(x.Shape[1], 1) == k[1])
             {
                 Layer global = max ? new GlobalMaxPooling2D(keepDims: true, name: LayerName()) : new GlobalAveragePooling2D(keepDims: true, name: LayerName());
                 Set(0, Apply(global, x));
@@ -615,7 +632,62 @@ public static class OnnxImport
             Set(0, Apply(new ZeroPadding2D(((int)pads[2], (int)pads[6]), ((int)pads[3], (int)pads[7]), LayerName()), x));
         }
 
-        void SliceOp() => throw Error("slicing data that depends on the input is not imported yet (only constants).");
+        void SliceOp()
+        {
+            var x = SymIn(0);
+            var dims = OnnxDims(x.Shape);
+            long[] starts, ends, axes, steps;
+            if (model.Opset < 10)
+            {
+                starts = node.Ints("starts") ?? throw Error("has no starts.");
+                ends = node.Ints("ends") ?? throw Error("has no ends.");
+                axes = node.Ints("axes") ?? Enumerable.Range(0, starts.Length).Select(i => (long)i).ToArray();
+                steps = Enumerable.Repeat(1L, starts.Length).ToArray();
+            }
+            else
+            {
+                starts = LongsOf(ConstIn(1, "starts"));
+                ends = LongsOf(ConstIn(2, "ends"));
+                axes = Has(3) ? LongsOf(ConstIn(3, "axes")) : Enumerable.Range(0, starts.Length).Select(i => (long)i).ToArray();
+                steps = Has(4) ? LongsOf(ConstIn(4, "steps")) : Enumerable.Repeat(1L, starts.Length).ToArray();
+            }
+            for (int i = 0; i < starts.Length; i++)
+            {
+                long axis = axes[i] < 0 ? axes[i] + dims.Length : axes[i];
+                if (steps[i] != 1) throw Error($"steps [{string.Join(", ", steps)}] are not imported (only 1).");
+                if (axis <= 0 || axis >= dims.Length) throw Error($"slicing axis {axes[i]} (the batch axis, or out of range) is not imported.");
+                long n = dims[axis];
+                if (n < 0) throw Error($"slicing axis {axis} of unknown size is not imported; give InputShape.");
+                long st = Math.Clamp(starts[i] < 0 ? starts[i] + n : starts[i], 0, n);
+                long en = Math.Clamp(ends[i] < 0 ? ends[i] + n : ends[i], 0, n);
+                if (en <= st) throw Error($"the slice [{starts[i]}, {ends[i]}) of axis {axis} (size {n}) is empty.");
+                if (st == 0 && en == n) continue;
+                x = Apply(new Layers.Slice((int)axis, (int)st, (int)(en - st), Unique(node.Name + (starts.Length > 1 ? $"_{i}" : ""))), x);
+                dims = OnnxDims(x.Shape);
+            }
+            Set(0, x);
+        }
+
+        void Split()
+        {
+            var x = SymIn(0);
+            var dims = OnnxDims(x.Shape);
+            long axis = node.Int("axis", 0);
+            if (axis < 0) axis += dims.Length;
+            if (axis <= 0 || axis >= dims.Length) throw Error($"splitting axis {node.Int("axis", 0)} (the batch axis, or out of range) is not imported.");
+            long n = dims[axis];
+            if (n < 0) throw Error($"splitting axis {axis} of unknown size is not imported; give InputShape.");
+            var sizes = (model.Opset >= 13 && Has(1) ? LongsOf(ConstIn(1, "split")) : node.Ints("split"))
+                ?? Enumerable.Repeat(n / node.Outputs.Count, node.Outputs.Count).ToArray();
+            if (sizes.Length != node.Outputs.Count || sizes.Sum() != n || sizes.Any(v => v <= 0))
+                throw Error($"split sizes [{string.Join(", ", sizes)}] do not cut axis {axis} of size {n} into {node.Outputs.Count} parts.");
+            long start = 0;
+            for (int i = 0; i < sizes.Length; i++)
+            {
+                Set(i, Apply(new Layers.Slice((int)axis, (int)start, (int)sizes[i], Unique(node.Outputs[i])), x));
+                start += sizes[i];
+            }
+        }
 
         // ------------------------------------------------------------------ constant folding
 
