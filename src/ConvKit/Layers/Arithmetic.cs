@@ -47,6 +47,12 @@ public class Arithmetic : Layer
     /// <summary>The operation.</summary>
     public ArithmeticOperator Operator { get; }
 
+    /// <summary>The constant operand's shape (internal layout), or null for a two-input layer.</summary>
+    public IReadOnlyList<long>? ConstantShape => constantShape;
+
+    /// <summary>Whether the constant operand is trained.</summary>
+    public bool ConstantTrainable => constantTrainable;
+
     /// <summary>Whether the constant is the left operand.</summary>
     public bool ConstantFirst { get; }
 

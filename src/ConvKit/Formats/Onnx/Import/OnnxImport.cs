@@ -99,7 +99,7 @@ public static class OnnxImport
             if (g.Inputs.Count != 1)
                 throw new OnnxImportException(File, $"the graph has {g.Inputs.Count} inputs ({string.Join(", ", g.Inputs.Select(i => $"'{i.Name}'"))}); ConvKit imports single-input graphs.");
             var inputInfo = g.Inputs[0];
-            if (inputInfo.ElementType is not (OnnxDataType.Float or OnnxDataType.Undefined))
+            if (inputInfo.ElementType is not (OnnxElementType.Float or OnnxElementType.Undefined))
                 throw new OnnxImportException(File, $"input '{inputInfo.Name}' is {inputInfo.ElementType}; ConvKit imports float inputs.");
             var dims = inputInfo.Dims ?? throw new OnnxImportException(File, $"input '{inputInfo.Name}' has no declared shape.");
             if (dims.Length < 2) throw new OnnxImportException(File, $"input '{inputInfo.Name}' has shape [{string.Join(", ", dims)}]; a batch axis and sample axes are needed.");
@@ -269,7 +269,7 @@ public static class OnnxImport
                 case "Sigmoid": Set(0, Apply(new Activation(Activations.Sigmoid, LayerName()), SymIn(0))); break;
                 case "Tanh": Set(0, Apply(new Activation(Activations.Tanh, LayerName()), SymIn(0))); break;
                 case "HardSigmoid": HardSigmoid(); break;
-                case "HardSwish": Set(0, Apply(new Activation(OnnxActivations.HardSwish, LayerName()), SymIn(0))); break;
+                case "HardSwish": Set(0, Apply(new Activation(Activations.HardSwish, LayerName()), SymIn(0))); break;
                 case "Clip": Clip(); break;
                 case "Softmax": Softmax(); break;
                 case "MaxPool" or "AveragePool": Pool(); break;
@@ -700,8 +700,8 @@ public static class OnnxImport
                 case "Identity" or "Dropout": return C(0).alias();
                 case "Cast":
                 {
-                    var to = (OnnxDataType)(int)node.Int("to", 1);
-                    return C(0).to(to switch { OnnxDataType.Float or OnnxDataType.Double or OnnxDataType.Float16 => float32, OnnxDataType.Bool => @bool, _ => int64 });
+                    var to = (OnnxElementType)(int)node.Int("to", 1);
+                    return C(0).to(to switch { OnnxElementType.Float or OnnxElementType.Double or OnnxElementType.Float16 => float32, OnnxElementType.Bool => @bool, _ => int64 });
                 }
                 case "Gather":
                 {
@@ -813,9 +813,6 @@ public static class OnnxImport
 /// <summary>Activation functions of ONNX graphs that Keras names differently or parameterizes.</summary>
 public static class OnnxActivations
 {
-    /// <summary>x · relu6(x + 3) / 6 (MobileNetV3's h-swish, ONNX's HardSwish).</summary>
-    public static ActivationFunction HardSwish { get; } = new("hard_swish", x => nn.functional.hardswish(x));
-
     /// <summary>clamp(alpha · x + beta, 0, 1), ONNX's HardSigmoid.</summary>
     public static ActivationFunction HardSigmoid(double alpha, double beta) => new($"hard_sigmoid_{alpha:R}_{beta:R}", x =>
     {

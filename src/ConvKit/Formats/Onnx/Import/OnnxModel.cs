@@ -1,7 +1,7 @@
 namespace ConvKit.Formats.Onnx;
 
 /// <summary>ONNX's tensor element types (TensorProto.DataType) that the importer reads.</summary>
-public enum OnnxDataType
+public enum OnnxElementType
 {
     /// <summary>Not set.</summary>
     Undefined = 0,
@@ -93,12 +93,12 @@ public sealed class OnnxGraph
 /// <param name="Name">The value's name.</param>
 /// <param name="ElementType">The element type.</param>
 /// <param name="Dims">The dimensions; -1 where symbolic (a batch dimension "N").</param>
-public sealed record OnnxValueInfo(string Name, OnnxDataType ElementType, long[]? Dims);
+public sealed record OnnxValueInfo(string Name, OnnxElementType ElementType, long[]? Dims);
 
 /// <summary>One node: op type, inputs and outputs by value name ("" for an omitted optional input), attributes.</summary>
 public sealed class OnnxNode
 {
-    internal OnnxNode(string name, string opType, string domain, string[] inputs, string[] outputs, IReadOnlyDictionary<string, OnnxAttribute> attributes)
+    internal OnnxNode(string name, string opType, string domain, string[] inputs, string[] outputs, IReadOnlyDictionary<string, OnnxAttributeValue> attributes)
     {
         Name = name;
         OpType = opType;
@@ -124,7 +124,7 @@ public sealed class OnnxNode
     public IReadOnlyList<string> Outputs { get; }
 
     /// <summary>Attributes by name.</summary>
-    public IReadOnlyDictionary<string, OnnxAttribute> Attributes { get; }
+    public IReadOnlyDictionary<string, OnnxAttributeValue> Attributes { get; }
 
     /// <summary>An int attribute, or <paramref name="fallback"/>.</summary>
     public long Int(string name, long fallback) => Attributes.TryGetValue(name, out var a) ? a.I : fallback;
@@ -149,4 +149,4 @@ public sealed class OnnxNode
 /// <param name="Floats">Float list.</param>
 /// <param name="Ints">Int list.</param>
 /// <param name="HasGraph">Whether it holds a subgraph (control flow, which is not imported).</param>
-public sealed record OnnxAttribute(string Name, int Type, float F, long I, string? S, OnnxTensor? T, float[] Floats, long[] Ints, bool HasGraph);
+public sealed record OnnxAttributeValue(string Name, int Type, float F, long I, string? S, OnnxTensor? T, float[] Floats, long[] Ints, bool HasGraph);

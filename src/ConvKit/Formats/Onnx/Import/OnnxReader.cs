@@ -104,7 +104,7 @@ public static class OnnxReader
         var inputs = new List<string>();
         var outputs = new List<string>();
         string name = "", op = "", domain = "";
-        var attributes = new Dictionary<string, OnnxAttribute>();
+        var attributes = new Dictionary<string, OnnxAttributeValue>();
         while (r.ReadTag(out int field, out int wire))
         {
             switch (field)
@@ -130,7 +130,7 @@ public static class OnnxReader
         return new OnnxNode(name, op, domain == "ai.onnx" ? "" : domain, inputs.ToArray(), outputs.ToArray(), attributes);
     }
 
-    static OnnxAttribute ReadAttribute(ProtoReader r, Context ctx)
+    static OnnxAttributeValue ReadAttribute(ProtoReader r, Context ctx)
     {
         long outer = r.Enter("attribute");
         string name = "";
@@ -160,14 +160,14 @@ public static class OnnxReader
             if (floats.Count + ints.Count > 1 << 20) throw new OnnxFormatException(ctx.File, $"attribute '{name}' holds more than {1 << 20} values.");
         }
         r.Leave(outer);
-        return new OnnxAttribute(name, type, f, i, s, t, floats.ToArray(), ints.ToArray(), graph);
+        return new OnnxAttributeValue(name, type, f, i, s, t, floats.ToArray(), ints.ToArray(), graph);
     }
 
     static OnnxValueInfo ReadValueInfo(ProtoReader r, Context ctx)
     {
         long outer = r.Enter("value_info");
         string name = "";
-        var elem = OnnxDataType.Undefined;
+        var elem = OnnxElementType.Undefined;
         long[]? dims = null;
         while (r.ReadTag(out int field, out int wire))
         {
@@ -181,7 +181,7 @@ public static class OnnxReader
                     long tensorOuter = r.Enter("tensor_type");
                     while (r.ReadTag(out int ef, out int ew))
                     {
-                        if (ef == 1 && ew == 0) elem = (OnnxDataType)(int)r.ReadInt64();
+                        if (ef == 1 && ew == 0) elem = (OnnxElementType)(int)r.ReadInt64();
                         else if (ef == 2 && ew == 2)
                         {
                             long shapeOuter = r.Enter("shape");
@@ -272,7 +272,7 @@ public static class OnnxReader
             if (dims.Count > 64) throw new OnnxFormatException(ctx.File, $"{what} '{name}' declares more than 64 dimensions.");
         }
         r.Leave(outer);
-        var dtype = (OnnxDataType)type;
+        var dtype = (OnnxElementType)type;
         OnnxTensor t;
         if (external || location is not null)
         {

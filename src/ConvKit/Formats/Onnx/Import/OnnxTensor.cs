@@ -17,7 +17,7 @@ public sealed class OnnxTensor
     readonly int packedField; // 0 raw bytes; 4 float_data, 5 int32_data, 7 int64_data, 10 double_data, 11 uint64_data (packed)
     readonly Array? inline;
 
-    internal OnnxTensor(string modelFile, string name, OnnxDataType type, long[] dims, string? dataFile, long offset, long length, int packedField, Array? inline)
+    internal OnnxTensor(string modelFile, string name, OnnxElementType type, long[] dims, string? dataFile, long offset, long length, int packedField, Array? inline)
     {
         this.modelFile = modelFile;
         Name = name;
@@ -34,7 +34,7 @@ public sealed class OnnxTensor
     public string Name { get; }
 
     /// <summary>Element type.</summary>
-    public OnnxDataType DataType { get; }
+    public OnnxElementType DataType { get; }
 
     /// <summary>Dimensions (empty for a scalar).</summary>
     public long[] Dims { get; }
@@ -42,12 +42,12 @@ public sealed class OnnxTensor
     /// <summary>Number of elements.</summary>
     public long ElementCount => Dims.Aggregate(1L, (a, d) => a * d);
 
-    internal static int ElementSize(OnnxDataType t) => t switch
+    internal static int ElementSize(OnnxElementType t) => t switch
     {
-        OnnxDataType.Float or OnnxDataType.Int32 => 4,
-        OnnxDataType.Int64 or OnnxDataType.Double => 8,
-        OnnxDataType.UInt8 or OnnxDataType.Int8 or OnnxDataType.Bool => 1,
-        OnnxDataType.Int16 or OnnxDataType.UInt16 or OnnxDataType.Float16 => 2,
+        OnnxElementType.Float or OnnxElementType.Int32 => 4,
+        OnnxElementType.Int64 or OnnxElementType.Double => 8,
+        OnnxElementType.UInt8 or OnnxElementType.Int8 or OnnxElementType.Bool => 1,
+        OnnxElementType.Int16 or OnnxElementType.UInt16 or OnnxElementType.Float16 => 2,
         _ => 0,
     };
 
@@ -132,7 +132,7 @@ public sealed class OnnxTensor
                     }
                     v[i] = packedField == 5 ? (int)x : (long)x;
                 }
-                if (DataType == OnnxDataType.Float16)
+                if (DataType == OnnxElementType.Float16)
                 {
                     var h = v.Select(x => (float)BitConverter.UInt16BitsToHalf((ushort)x)).ToArray();
                     return tensor(h, shape);
@@ -143,15 +143,15 @@ public sealed class OnnxTensor
         // raw_data: little-endian values of the element type.
         switch (DataType)
         {
-            case OnnxDataType.Float: return FromFloats(bytes, count, shape);
-            case OnnxDataType.Double:
+            case OnnxElementType.Float: return FromFloats(bytes, count, shape);
+            case OnnxElementType.Double:
             {
                 var v = new double[count];
                 Buffer.BlockCopy(bytes, 0, v, 0, bytes.Length);
                 using var t = tensor(v, shape);
                 return t.to(float32);
             }
-            case OnnxDataType.Float16:
+            case OnnxElementType.Float16:
             {
                 var v = new float[count];
                 for (long i = 0; i < count; i++) v[i] = (float)BitConverter.UInt16BitsToHalf(BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan((int)(i * 2))));
@@ -166,11 +166,11 @@ public sealed class OnnxTensor
                     var s = bytes.AsSpan((int)(i * size), size);
                     v[i] = DataType switch
                     {
-                        OnnxDataType.Int64 => BinaryPrimitives.ReadInt64LittleEndian(s),
-                        OnnxDataType.Int32 => BinaryPrimitives.ReadInt32LittleEndian(s),
-                        OnnxDataType.Int16 => BinaryPrimitives.ReadInt16LittleEndian(s),
-                        OnnxDataType.UInt16 => BinaryPrimitives.ReadUInt16LittleEndian(s),
-                        OnnxDataType.Int8 => (sbyte)s[0],
+                        OnnxElementType.Int64 => BinaryPrimitives.ReadInt64LittleEndian(s),
+                        OnnxElementType.Int32 => BinaryPrimitives.ReadInt32LittleEndian(s),
+                        OnnxElementType.Int16 => BinaryPrimitives.ReadInt16LittleEndian(s),
+                        OnnxElementType.UInt16 => BinaryPrimitives.ReadUInt16LittleEndian(s),
+                        OnnxElementType.Int8 => (sbyte)s[0],
                         _ => s[0],
                     };
                 }
@@ -188,8 +188,8 @@ public sealed class OnnxTensor
 
     Tensor ToTyped(long[] values, long[] shape)
     {
-        if (DataType is not (OnnxDataType.Bool or OnnxDataType.Float or OnnxDataType.Double)) return tensor(values, shape);
+        if (DataType is not (OnnxElementType.Bool or OnnxElementType.Float or OnnxElementType.Double)) return tensor(values, shape);
         using var t = tensor(values, shape);
-        return t.to(DataType == OnnxDataType.Bool ? @bool : float32);
+        return t.to(DataType == OnnxElementType.Bool ? @bool : float32);
     }
 }
