@@ -708,7 +708,8 @@ public static class OnnxImport
                     var data = C(0);
                     long axis = Axis(node.Int("axis", 0), data.dim());
                     using var idx = C(1).to(int64);
-                    using var fixedIdx = idx.remainder(data.shape[axis]);
+                    using var size = data.shape[axis].ToScalar();
+                    using var fixedIdx = idx.remainder(size);
                     using var flat = fixedIdx.flatten();
                     using var picked = data.index_select(axis, flat);
                     long[] shape = [.. data.shape[..(int)axis], .. idx.shape, .. data.shape[((int)axis + 1)..]];
@@ -759,7 +760,7 @@ public static class OnnxImport
                     bool integer = a.dtype == int64 && b.dtype == int64;
                     return node.OpType switch
                     {
-                        "Add" => a.add(b),
+                        "Add" => a.add(b, Native.Scalars.One),
                         "Sub" => a.sub(b),
                         "Mul" => a.mul(b),
                         _ => integer ? a.div(b, rounding_mode: RoundingMode.floor) : a.div(b),
