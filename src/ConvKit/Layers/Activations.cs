@@ -111,6 +111,9 @@ public static class Activations
         return inPlace ? x.leaky_relu_(slope).alias() : x.leaky_relu(slope);
     }
 
+    /// <summary>x · relu6(x + 3) / 6, MobileNetV3's h-swish (Keras' <c>hard_swish</c>, ONNX's HardSwish).</summary>
+    public static ActivationFunction HardSwish { get; } = new("hard_swish", x => F.hardswish(x));
+
     /// <summary>Looks an activation up by Keras' name; null or empty means linear.</summary>
     /// <exception cref="LayerArgumentException">Unknown name.</exception>
     public static ActivationFunction Get(string? name) => (name ?? "linear").ToLowerInvariant() switch
@@ -128,6 +131,7 @@ public static class Activations
         "softplus" => Softplus,
         "hard_sigmoid" => HardSigmoid,
         "relu6" => ReLU6,
-        _ => throw new LayerArgumentException("Activations", "activation", $"unknown activation '{name}'; known: relu, tanh, sigmoid, softmax, linear, elu, selu, gelu, swish/silu, leaky_relu, softplus, hard_sigmoid, relu6"),
+        "hard_swish" or "hardswish" => HardSwish,
+        _ => throw new LayerArgumentException("Activations", "activation", $"unknown activation '{name}'; known: relu, tanh, sigmoid, softmax, linear, elu, selu, gelu, swish/silu, leaky_relu, softplus, hard_sigmoid, relu6, hard_swish"),
     };
 }

@@ -159,6 +159,7 @@ public static class LayerRegistry
 
     static void RegisterBuiltIns()
     {
+        Formats.Onnx.ImportedLayerConfigs.Register();
         Register<Conv2D>("Conv2D", l => new JsonObject
         {
             ["filters"] = l.Filters, ["kernel_size"] = Arr(l.KernelSize), ["strides"] = Arr(l.Strides), ["padding"] = Pad(l.Padding),

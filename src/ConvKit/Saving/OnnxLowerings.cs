@@ -11,6 +11,7 @@ internal static class OnnxLowerings
     public static void RegisterBuiltIns()
     {
         OnnxExport.Register<Conv2D>(Conv2D);
+        Formats.Onnx.ImportedLayerLowerings.Register();
         OnnxExport.Register<Dense>(Dense);
         OnnxExport.Register<Flatten>((c, _) => c.Graph.AddNode("Flatten", [c.Inputs[0]], [c.Output], [OnnxAttribute.Int("axis", 1)], name: c.Output));
         OnnxExport.Register<MaxPooling2D>(MaxPool);
@@ -235,6 +236,7 @@ internal static class OnnxLowerings
         else if (ReferenceEquals(f, Activations.Selu)) Unary("Selu"); // ONNX's default alpha and gamma are SELU's constants
         else if (ReferenceEquals(f, Activations.Softplus)) Unary("Softplus");
         else if (ReferenceEquals(f, Activations.HardSigmoid)) Unary("HardSigmoid", OnnxAttribute.Float("alpha", 1f / 6), OnnxAttribute.Float("beta", 0.5f));
+        else if (ReferenceEquals(f, Activations.HardSwish)) Unary("HardSwish");
         else if (ReferenceEquals(f, Activations.ReLU6))
             c.Graph.AddNode("Clip", [input, c.Constant([0f]), c.Constant([6f])], [output], name: output);
         else if (ReferenceEquals(f, Activations.Swish))
