@@ -13,6 +13,8 @@ using ConvKit.Layers;
 using ConvKit.Models;
 using ConvKit.Saving;
 using ConvKit.Training;
+using TorchSharp;
+using Padding = ConvKit.Padding;
 using static TorchSharp.torch;
 
 int Arg(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault() is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
