@@ -53,7 +53,7 @@ Model Build(long seed)
     for (int b = 0; b < filters.Length; b++)
     {
         x = new Conv2D(filters[b], 3, padding: Padding.Same, useBias: false, name: $"block{b + 1}_conv").Apply(x);
-        x = new BatchNormalization(name: $"block{b + 1}_bn").Apply(x);
+        x = new BatchNormalization(momentum: 0.9, name: $"block{b + 1}_bn").Apply(x); // 0.9: moving statistics settle within a short run
         x = new ReLU(name: $"block{b + 1}_relu").Apply(x);
         if (b < filters.Length - 1) x = new MaxPooling2D(2, name: $"block{b + 1}_pool").Apply(x);
     }
