@@ -41,12 +41,13 @@ public static class TrainCommand
         command.Arguments.Add(model);
         var threads = ThreadsOption.Create("every logical processor");
         var nproc = DistributedTraining.CreateNprocOption();
-        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads, nproc })
+        var transfer = new TrainTransferOptions.Set();
+        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads, nproc }.Concat(transfer.All))
             command.Options.Add(o);
         command.SetAction(parse => console.Guard(() => Run(console, new TrainSettings(
             parse.GetValue(model)!, parse.GetValue(dataset), parse.GetValue(data), parse.GetValue(epochs), parse.GetValue(batchSize),
             parse.GetValue(optimizer)!, parse.GetValue(lr), parse.GetValue(augment), parse.GetValue(validationSplit),
-            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads), Nproc = parse.GetValue(nproc), Tokens = parse.Tokens.Select(t => t.Value).ToArray() })));
+            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads), Nproc = parse.GetValue(nproc), Tokens = parse.Tokens.Select(t => t.Value).ToArray(), Transfer = transfer.Read(parse) })));
         return command;
     }
 
@@ -65,6 +66,9 @@ public static class TrainCommand
 
         /// <summary>The command-line tokens, which <c>--nproc</c> passes on to the ranks.</summary>
         public IReadOnlyList<string> Tokens { get; init; } = [];
+
+        /// <summary>Transfer learning: <c>--weights</c>, <c>--freeze-backbone</c>, <c>--fine-tune-epochs</c>, <c>--fine-tune-lr</c>.</summary>
+        public TrainTransferSettings Transfer { get; init; } = TrainTransferSettings.None;
     }
 
     /// <summary>What a run writes in its folder; <c>--overwrite</c> removes these and nothing else.</summary>
@@ -89,6 +93,7 @@ public static class TrainCommand
         if (s.Verbose is < 0 or > 2) throw new InvalidOptionException("--verbose", $"--verbose must be 0, 1 or 2; received {s.Verbose}.");
         if (s.Optimizer is not ("sgd" or "adam" or "adamw" or "rmsprop"))
             throw new InvalidOptionException("--optimizer", $"--optimizer must be sgd, adam, adamw or rmsprop; received '{s.Optimizer}'.");
+        TrainTransferOptions.Validate(s.Transfer);
         ModelRegistry.Get(s.Model);
         if (s.Dataset is not null)
         {
@@ -205,6 +210,7 @@ public static class TrainCommand
         int classes = train.ClassNames.Count;
         using var scope = Backend.NameScope();
         var net = ModelRegistry.Create(info.Name, new ModelOptions { InputShape = inputShape, Classes = classes });
+        TrainTransferOptions.Apply(console, net, s.Transfer);
         Model trainee = net;
         if (s.Augment)
             trainee = new Sequential([new Input(inputShape), new RandomFlip("horizontal", seed: s.Seed), new RandomTranslation(0.1, 0.1, seed: s.Seed + 1), net], name: info.Name + "_augmented");
@@ -242,6 +248,9 @@ public static class TrainCommand
         {
             history = trainee.Fit(x, train.Labels, batchSize: s.BatchSize, epochs: s.Epochs, verbose: s.Verbose,
                 callbacks: callbacks, validationSplit: s.ValidationSplit, seed: s.Seed);
+            if (nanGuard.TerminatedAtBatch is null)
+                history = TrainTransferOptions.FineTune(console, net, trainee, s.Transfer, history, (first, last) => trainee.Fit(x, train.Labels,
+                    batchSize: s.BatchSize, epochs: last, verbose: s.Verbose, callbacks: callbacks, validationSplit: s.ValidationSplit, initialEpoch: first, seed: s.Seed));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

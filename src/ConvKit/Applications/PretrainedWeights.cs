@@ -142,8 +142,8 @@ internal static class WeightsOption
             // other safetensors files are torchvision state dicts.
             bool native;
             using (var st = SafeTensors.Read(path)) native = st.Metadata.ContainsKey(ModelFormat.FormatKey);
-            if (native) model.LoadWeights(path);
-            else model.LoadTorchvisionWeights(path, info.StateDict ?? StateDictMapping.Default);
+            if (native) model.LoadWeights(path, WeightsFormat.Native);
+            else model.LoadWeights(path, WeightsFormat.Torchvision, new LoadWeightsOptions { StateDict = info.StateDict ?? StateDictMapping.Default });
         }
         else if (kind == FileKind.Hdf5 || kind == FileKind.Unknown)
         {
@@ -152,7 +152,7 @@ internal static class WeightsOption
             // follow keras.applications), so that files saved with other automatic numbering still load.
             var names = file.Layers.Where(l => l.Weights.Count > 0).Select(l => l.Name).ToHashSet();
             bool byName = KerasWeightsLoader.WeightedLayers(model).All(l => names.Contains(l.Name));
-            KerasWeightsLoader.Load(model, file, byName);
+            KerasWeightsLoader.Load(model, file, new LoadWeightsOptions { ByName = byName });
         }
         else throw new WrongFileFormatException(path, kind, "a weights file (.safetensors or Keras .h5)");
         ThrowIfNonFinite(model, path);

@@ -9,7 +9,7 @@ namespace ConvKit.Callbacks;
 /// Keras' <c>ModelCheckpoint</c>. The path may hold Python-style placeholders filled from the epoch (1-based) and the
 /// logs: <c>"ckpt-{epoch:02d}-{val_loss:.4f}.bin"</c>. A save goes to a temporary file renamed over the target, so a
 /// failed save never destroys the last good checkpoint. Files use ConvKit's native safetensors format: weights only
-/// (<see cref="Models.Model.SaveWeights"/>, reload with <see cref="Models.Model.LoadWeights"/>) or the whole model
+/// (<see cref="Models.Model.SaveWeights"/>, reload with <see cref="Models.Model.LoadWeights(string, Saving.WeightsFormat, Saving.LoadWeightsOptions?)"/>) or the whole model
 /// (<see cref="Models.Model.Save"/>, reload with <see cref="Models.Model.Load"/>). To resume training use
 /// <see cref="BackupAndRestore"/>, which also saves the optimizer and RNG states, and this callback's best value.
 /// </summary>

@@ -18,10 +18,11 @@ public sealed class WeightsMismatchException : WeightsFileException
         : base("Cannot load weights from", file, layer, weight, problem, null) { }
 }
 
-/// <summary>What a weight import did.</summary>
+/// <summary>What a weight import did (obsolete: <c>Model.LoadWeights</c> returns a <see cref="WeightsLoadReport"/>).</summary>
 /// <param name="LayersLoaded">Layers whose weights were all set.</param>
 /// <param name="WeightsLoaded">Weight tensors set.</param>
 /// <param name="Skipped">Layers left untouched because their shapes did not match (only with skipMismatch), with the reason.</param>
+[Obsolete("Use Model.LoadWeights(path, format, options), which returns a WeightsLoadReport.")]
 public sealed record WeightsLoadResult(int LayersLoaded, int WeightsLoaded, IReadOnlyList<string> Skipped);
 
 /// <summary>Loads Keras HDF5 weights (<c>keras.applications</c> downloads, <c>save_weights('x.h5')</c>) into models.</summary>
@@ -42,6 +43,7 @@ public static class KerasWeightsLoader
     /// (topological), or a weight is missing, unexpected or mis-shaped; the message names the file, layer and weight.</exception>
     /// <exception cref="KerasH5FormatException">The file is not a valid Keras HDF5 weights file.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
+    [Obsolete("Use model.LoadWeights(path, WeightsFormat.KerasH5, new LoadWeightsOptions { ByName = ..., SkipMismatched = ... }).")]
     public static WeightsLoadResult LoadKerasWeights(this Model model, string path, bool byName = true, bool skipMismatch = false)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -51,23 +53,49 @@ public static class KerasWeightsLoader
 
     /// <summary>Loads already-read Keras weights into the model; see <see cref="LoadKerasWeights"/>.</summary>
     /// <exception cref="WeightsMismatchException">The weights do not fit the model.</exception>
+    [Obsolete("Use model.LoadWeights(path, WeightsFormat.KerasH5, options).")]
     public static WeightsLoadResult Load(Model model, KerasWeightsFile file, bool byName = true, bool skipMismatch = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(file);
-        var modelLayers = WeightedLayers(model);
-        var fileLayers = file.Layers.Where(l => l.Weights.Count > 0).ToList();
+        var report = Load(model, file, new LoadWeightsOptions { ByName = byName, SkipMismatched = skipMismatch });
+        var skippedLayers = report.SkippedFor(SkipReason.ShapeMismatch).GroupBy(w => LayerOf(w.Name)).Select(g => g.First().Detail).ToArray();
+        int layers = report.Loaded.Select(LayerOf).Distinct().Count();
+        return new WeightsLoadResult(layers, report.Loaded.Count, skippedLayers);
+    }
+
+    /// <summary>The Keras reader behind <c>Model.LoadWeights</c>: matches by name (file layers the model lacks are
+    /// reported as unexpected and never an error, as Keras ignores them) or in order; a model layer the file lacks is an
+    /// error when strict, reported as missing otherwise; a layer whose weights do not fit is skipped whole with
+    /// SkipMismatched (by name only, as Keras). Nothing is copied unless every planned tensor fits and is finite.</summary>
+    internal static WeightsLoadReport Load(Model model, KerasWeightsFile file, LoadWeightsOptions o)
+    {
+        var KeyOf = ModelFormat.KeysOf(model);
+        var excluded = ModelFormat.ExcludedLayers(model, o);
+        var skipped = new List<SkippedWeight>();
+        var modelLayers = new List<Layer>();
+        foreach (var l in WeightedLayers(model))
+        {
+            if (excluded.Contains(l.Name)) skipped.AddRange(l.OwnWeights.Select(w => new SkippedWeight(KeyOf(w), SkipReason.Excluded, "skipped layer")));
+            else modelLayers.Add(l);
+        }
+        var fileLayers = file.Layers.Where(l => l.Weights.Count > 0 && !excluded.Contains(l.Name)).ToList();
         var pairs = new List<(Layer Layer, KerasLayerWeights Saved)>();
-        if (byName)
+        if (o.ByName)
         {
             var byLayerName = new Dictionary<string, KerasLayerWeights>();
             foreach (var l in fileLayers) byLayerName.TryAdd(l.Name, l);
-            var missing = modelLayers.Where(l => !byLayerName.ContainsKey(l.Name)).Select(l => l.Name).ToList();
-            if (missing.Count > 0)
-                throw new WeightsMismatchException(file.Path, missing[0], null,
-                    $"the file has no weights for {missing.Count} layer(s) of model '{model.Name}': {Preview(missing)}." +
-                    (fileLayers.Count == modelLayers.Count ? " The counts match: load with byName: false to match layers in order (Keras' default)." : ""));
-            pairs.AddRange(modelLayers.Select(l => (l, byLayerName[l.Name])));
+            var missing = modelLayers.Where(l => !byLayerName.ContainsKey(l.Name)).ToList();
+            if (missing.Count > 0 && o.Strict)
+                throw new WeightsMismatchException(file.Path, missing[0].Name, null,
+                    $"the file has no weights for {missing.Count} layer(s) of model '{model.Name}': {Preview(missing.Select(l => l.Name).ToList())}." +
+                    (fileLayers.Count == modelLayers.Count ? " The counts match: load with ByName = false to match layers in order (Keras' default)." : ""));
+            foreach (var l in missing)
+                skipped.AddRange(l.OwnWeights.Select(w => new SkippedWeight(KeyOf(w), SkipReason.Missing, $"the file has no layer '{l.Name}'")));
+            pairs.AddRange(modelLayers.Where(l => byLayerName.ContainsKey(l.Name)).Select(l => (l, byLayerName[l.Name])));
+            var names = modelLayers.Select(l => l.Name).ToHashSet(StringComparer.Ordinal);
+            foreach (var l in fileLayers.Where(l => !names.Contains(l.Name)))
+                skipped.AddRange(l.Weights.Select(w => new SkippedWeight(w.Name, SkipReason.Unexpected, $"file layer '{l.Name}' matches no layer of the model")));
         }
         else
         {
@@ -78,7 +106,6 @@ public static class KerasWeightsLoader
             for (int i = 0; i < modelLayers.Count; i++) pairs.Add((modelLayers[i], fileLayers[i]));
         }
 
-        var skipped = new List<string>();
         var plans = new List<(LayerWeight Target, Tensor Value)>();
         try
         {
@@ -88,9 +115,9 @@ public static class KerasWeightsLoader
                 {
                     plans.AddRange(Plan(file.Path, layer, saved));
                 }
-                catch (WeightsMismatchException e) when (skipMismatch && byName)
+                catch (WeightsMismatchException e) when (o.SkipMismatched && o.ByName)
                 {
-                    skipped.Add(e.Message);
+                    skipped.AddRange(layer.OwnWeights.Select(w => new SkippedWeight(KeyOf(w), SkipReason.ShapeMismatch, e.Message)));
                 }
             }
             using (no_grad())
@@ -104,7 +131,9 @@ public static class KerasWeightsLoader
         {
             foreach (var (_, value) in plans) value.Dispose();
         }
-        return new WeightsLoadResult(pairs.Count - skipped.Count, plans.Count, skipped);
+        var order = ModelFormat.NamedWeights(model).Select((p, i) => (p.Key, i)).ToDictionary(p => p.Key, p => p.i);
+        var loaded = plans.Select(p => KeyOf(p.Target)).OrderBy(k => order.GetValueOrDefault(k, int.MaxValue)).ToArray();
+        return new WeightsLoadReport(file.Path, WeightsFormat.KerasH5, loaded, skipped);
     }
 
     /// <summary>Layers with their own weights, in the model's order, descending into nested models.</summary>
@@ -118,6 +147,8 @@ public static class KerasWeightsLoader
         }
         return result;
     }
+
+    static string LayerOf(string key) => key[..Math.Max(0, key.LastIndexOf('/'))];
 
     static string Preview(List<string> names) =>
         string.Join(", ", names.Take(8)) + (names.Count > 8 ? $", ... ({names.Count - 8} more)" : "");

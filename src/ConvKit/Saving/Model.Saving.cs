@@ -8,7 +8,7 @@ public partial class Model
     /// <summary>
     /// Saves the architecture (as JSON in the safetensors metadata) and every weight to <paramref name="path"/>, one
     /// file written atomically (a crash leaves the old file or the new one, never a torn one). A subclassed model is
-    /// saved with its weights but can only be reloaded with <see cref="LoadWeights"/> (or through a registered factory).
+    /// saved with its weights but can only be reloaded with <see cref="LoadWeights(string, WeightsFormat, LoadWeightsOptions?)"/> (or through a registered factory).
     /// </summary>
     /// <exception cref="ConvKitException">A layer class is not registered, the file cannot be written, or the path ends in
     /// .h5/.hdf5/.keras (Keras' own formats, which ConvKit does not write).</exception>
@@ -33,7 +33,7 @@ public partial class Model
             if (!meta.TryGetValue(ModelFormat.ConfigKey, out var json))
                 throw new InvalidFileException($"'{path}' holds {kind} only, without an architecture: build the model in code and call LoadWeights.");
             var model = ModelFormat.FromJson(json, path);
-            ModelFormat.LoadWeights(model, tensors, path, skipMismatch: false, skipLayers: null, skipClassifier: false);
+            ModelFormat.LoadWeights(model, tensors, path, LoadWeightsOptions.Default);
             return model;
         }
         finally
@@ -52,31 +52,21 @@ public partial class Model
         WriteFile(path, ModelFormat.WeightTensors(this), ModelFormat.Metadata("weights"));
     }
 
-    /// <summary>
-    /// Loads weights by layer and weight name from a file written by <see cref="SaveWeights"/>, <see cref="Save"/> or a
-    /// training checkpoint. Nothing is copied unless every tensor fits.
-    /// </summary>
+    /// <summary>Loads native ConvKit weights with the options of earlier releases; use
+    /// <see cref="LoadWeights(string, WeightsFormat, LoadWeightsOptions?)"/>.</summary>
     /// <param name="path">The safetensors file.</param>
-    /// <param name="skipMismatch">Skip weights whose shape differs instead of failing (Keras' <c>skip_mismatch</c>).</param>
-    /// <param name="skipLayers">Layers (by name) to leave as they are, on both sides: e.g. a classifier to fine-tune.</param>
-    /// <param name="skipClassifier">Also skip the model's last Dense layer (its classifier head).</param>
+    /// <param name="skipMismatch">Skip weights whose shape differs instead of failing.</param>
+    /// <param name="skipLayers">Layers (by name) to leave as they are, on both sides.</param>
+    /// <param name="skipClassifier">Also skip the model's last Dense layer.</param>
     /// <returns>Which tensors were loaded and which were skipped.</returns>
-    /// <exception cref="ConvKitException">The file is missing or malformed, or tensors are missing, unexpected or mis-shaped
-    /// (the message lists each: layer, weight, expected and found shapes, file).</exception>
-    public WeightLoadReport LoadWeights(string path, bool skipMismatch = false, IEnumerable<string>? skipLayers = null, bool skipClassifier = false)
+    /// <exception cref="ConvKitException">As <see cref="LoadWeights(string, WeightsFormat, LoadWeightsOptions?)"/>.</exception>
+    [Obsolete("Use LoadWeights(path, WeightsFormat.Native, new LoadWeightsOptions { SkipMismatched = ..., SkipLayers = ..., SkipClassifier = ... }), which returns a WeightsLoadReport.")]
+    public WeightLoadReport LoadWeights(string path, bool skipMismatch, IEnumerable<string>? skipLayers = null, bool skipClassifier = false)
     {
         Require.NotBlank(path);
-        var (tensors, meta) = ModelFormat.ReadFile(path);
-        try
-        {
-            ModelFormat.Kind(meta, path);
-            return ModelFormat.LoadWeights(this, tensors.Where(p => !p.Key.StartsWith(TrainingCheckpoint.ReservedPrefix, StringComparison.Ordinal))
-                .ToDictionary(p => p.Key, p => p.Value), path, skipMismatch, skipLayers, skipClassifier);
-        }
-        finally
-        {
-            foreach (var t in tensors.Values) t.Dispose();
-        }
+        var report = LoadWeights(path, WeightsFormat.Native,
+            new LoadWeightsOptions { SkipMismatched = skipMismatch, SkipLayers = skipLayers?.ToArray() ?? [], SkipClassifier = skipClassifier });
+        return new WeightLoadReport(report.Loaded, report.Skipped.Select(s => s.ToString()).ToArray());
     }
 
     static void WriteFile(string path, Dictionary<string, TorchSharp.torch.Tensor> tensors, Dictionary<string, string> meta)

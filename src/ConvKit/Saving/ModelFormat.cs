@@ -7,7 +7,8 @@ using static TorchSharp.torch;
 
 namespace ConvKit.Saving;
 
-/// <summary>What <see cref="Model.LoadWeights"/> did: the tensors copied and the ones it skipped (with why).</summary>
+/// <summary>What the obsolete <c>LoadWeights(path, skipMismatch, ...)</c> did: the tensors copied and the ones it skipped (with why).</summary>
+[Obsolete("Use WeightsLoadReport, which Model.LoadWeights(path, format, options) returns.")]
 public sealed record WeightLoadReport(IReadOnlyList<string> Loaded, IReadOnlyList<string> Skipped);
 
 /// <summary>
@@ -76,6 +77,14 @@ public static class ModelFormat
         }
     }
 
+    /// <summary>Maps each weight of the model to its native key (<c>layer/weight</c>).</summary>
+    internal static Func<LayerWeight, string> KeysOf(Model model)
+    {
+        var keys = new Dictionary<Tensor, string>(ReferenceEqualityComparer.Instance);
+        foreach (var (key, w) in NamedWeights(model)) keys.TryAdd(w.Value, key);
+        return w => keys.TryGetValue(w.Value, out var k) ? k : w.Owner.Name + "/" + w.Name;
+    }
+
     internal static Dictionary<string, Tensor> WeightTensors(Model model) =>
         NamedWeights(model).ToDictionary(p => p.Key, p => p.Weight.Value);
 
@@ -86,43 +95,55 @@ public static class ModelFormat
         return m;
     }
 
-    internal static WeightLoadReport LoadWeights(Model model, IReadOnlyDictionary<string, Tensor> source, string file,
-        bool skipMismatch, IEnumerable<string>? skipLayers, bool skipClassifier)
+    /// <summary>The layers <paramref name="o"/> excludes (SkipLayers, and the last Dense layer with SkipClassifier).</summary>
+    internal static HashSet<string> ExcludedLayers(Model model, LoadWeightsOptions o)
     {
-        var skip = new HashSet<string>(skipLayers ?? [], StringComparer.Ordinal);
-        if (skipClassifier)
+        var skip = new HashSet<string>(o.SkipLayers, StringComparer.Ordinal);
+        if (o.SkipClassifier)
         {
             var head = model.Layers.LastOrDefault(l => l is Dense)
-                ?? throw new ConvKitException($"model '{model.Name}' has no Dense layer to skip as its classifier; name the layers with skipLayers.");
+                ?? throw new ConvKitException($"model '{model.Name}' has no Dense layer to skip as its classifier; name the layers with SkipLayers.");
             skip.Add(head.Name);
         }
-        bool Skipped(string key) => skip.Contains(key.Split('/')[0]);
+        return skip;
+    }
+
+    internal static WeightsLoadReport LoadWeights(Model model, IReadOnlyDictionary<string, Tensor> source, string file, LoadWeightsOptions o,
+        WeightsFormat format = WeightsFormat.Native)
+    {
+        if (!o.ByName)
+            throw new ConvKitException($"'{file}': ByName = false (topological loading) applies only to Keras .h5 files; ConvKit's own files are matched by name.");
+        var skip = ExcludedLayers(model, o);
+        bool Excluded(string key) => skip.Contains(key.Split('/')[0]);
 
         var expected = NamedWeights(model);
         if (expected.Count == 0 && model.Layers.Any(l => l is not InputLayer))
             throw new ConvKitException($"model '{model.Name}' has no weights yet: build it (Build(inputShape) or call it on data) before loading weights from '{file}'.");
         var problems = new List<string>();
         var copies = new List<(LayerWeight W, Tensor T, string Key)>();
-        var skipped = new List<string>();
+        var skipped = new List<SkippedWeight>();
         var expectedKeys = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (key, w) in expected)
         {
             expectedKeys.Add(key);
-            if (Skipped(key))
+            if (Excluded(key))
             {
-                skipped.Add(key + " (skipped layer)");
+                skipped.Add(new SkippedWeight(key, SkipReason.Excluded, "skipped layer"));
                 continue;
             }
             if (!source.TryGetValue(key, out var t))
             {
-                problems.Add($"missing: layer '{w.Owner.Name}' weight '{w.Name}' ({key}, shape {Dims(w.Value.shape)}) is not in the file");
+                if (!o.Strict)
+                    skipped.Add(new SkippedWeight(key, SkipReason.Missing, $"not in the file; model {Dims(w.Value.shape)}"));
+                else
+                    problems.Add($"missing: layer '{w.Owner.Name}' weight '{w.Name}' ({key}, shape {Dims(w.Value.shape)}) is not in the file");
                 continue;
             }
             if (!t.shape.SequenceEqual(w.Value.shape))
             {
-                if (skipMismatch)
+                if (o.SkipMismatched)
                 {
-                    skipped.Add($"{key} (file {Dims(t.shape)}, model {Dims(w.Value.shape)})");
+                    skipped.Add(new SkippedWeight(key, SkipReason.ShapeMismatch, $"file {Dims(t.shape)}, model {Dims(w.Value.shape)}"));
                     continue;
                 }
                 problems.Add($"shape mismatch: layer '{w.Owner.Name}' weight '{w.Name}' expects {Dims(w.Value.shape)}, the file has {Dims(t.shape)}");
@@ -140,14 +161,17 @@ public static class ModelFormat
             }
             copies.Add((w, t, key));
         }
-        foreach (var key in source.Keys.Where(k => !expectedKeys.Contains(k) && !Skipped(k)).OrderBy(k => k, StringComparer.Ordinal))
-            problems.Add($"unexpected: '{key}' {Dims(source[key].shape)} matches no weight of the model");
+        foreach (var key in source.Keys.Where(k => !expectedKeys.Contains(k) && !Excluded(k)).OrderBy(k => k, StringComparer.Ordinal))
+        {
+            if (!o.Strict) skipped.Add(new SkippedWeight(key, SkipReason.Unexpected, $"file {Dims(source[key].shape)} matches no weight of the model"));
+            else problems.Add($"unexpected: '{key}' {Dims(source[key].shape)} matches no weight of the model");
+        }
         if (problems.Count > 0)
-            throw new ConvKitException($"'{file}': cannot load weights into model '{model.Name}' ({problems.Count} problem{(problems.Count == 1 ? "" : "s")}):\n  "
+            throw new WeightsMismatchException(file, null, null, $"the weights do not fit model '{model.Name}' ({problems.Count} problem{(problems.Count == 1 ? "" : "s")}):\n  "
                 + string.Join("\n  ", problems));
         using (no_grad())
             foreach (var (w, t, _) in copies) w.Value.copy_(t);
-        return new WeightLoadReport(copies.Select(c => c.Key).ToArray(), skipped);
+        return new WeightsLoadReport(file, format, copies.Select(c => c.Key).ToArray(), skipped);
     }
 
     /// <summary>Refuses an integer tensor, or a floating-point one with NaN/Inf values, naming the file, layer and weight.</summary>

@@ -38,6 +38,7 @@ public static class TorchvisionWeightsLoader
     /// <exception cref="WeightsMismatchException">A key is missing, unexpected or mis-shaped (the message names file, layer and key).</exception>
     /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
+    [Obsolete("Use model.LoadWeights(path, WeightsFormat.Torchvision, new LoadWeightsOptions { StateDict = ... }).")]
     public static WeightsLoadResult LoadTorchvisionWeights(this Model model, string path, Func<string, string>? keyOf = null) =>
         model.LoadTorchvisionWeights(path, keyOf is null ? StateDictMapping.Default : StateDictMapping.Default with { KeyOf = keyOf });
 
@@ -53,39 +54,71 @@ public static class TorchvisionWeightsLoader
     /// <exception cref="WeightsMismatchException">A key is missing, unexpected or mis-shaped (the message names file, layer and key).</exception>
     /// <exception cref="SafeTensorsFormatException">The file is not valid safetensors.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
+    [Obsolete("Use model.LoadWeights(path, WeightsFormat.Torchvision, new LoadWeightsOptions { StateDict = mapping }).")]
     public static WeightsLoadResult LoadTorchvisionWeights(this Model model, string path, StateDictMapping mapping)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(mapping);
+        var report = Load(model, path, new LoadWeightsOptions { StateDict = mapping });
+        int layers = report.Loaded.Select(k => k[..Math.Max(0, k.LastIndexOf('/'))]).Distinct().Count();
+        return new WeightsLoadResult(layers, report.Loaded.Count, []);
+    }
+
+    /// <summary>The state-dict reader behind <c>Model.LoadWeights</c>: a missing or unexpected key is an error when
+    /// strict, reported otherwise; a mis-shaped tensor is an error unless SkipMismatched. Nothing is copied unless every
+    /// planned tensor fits and is finite.</summary>
+    internal static WeightsLoadReport Load(Model model, string path, LoadWeightsOptions o)
+    {
+        var mapping = o.StateDict ?? StateDictMapping.Default;
+        if (!o.ByName)
+            throw new ConvKitException($"'{path}': ByName = false (topological loading) applies only to Keras .h5 files; state dicts are matched by name.");
         var keyOf = mapping.KeyOf;
+        var KeyOf = ModelFormat.KeysOf(model);
+        var excluded = ModelFormat.ExcludedLayers(model, o);
         using var file = SafeTensors.Read(path);
         var used = new HashSet<string>();
+        var excludedPrefixes = new List<string>();
+        var skipped = new List<SkippedWeight>();
         var plans = new List<(LayerWeight Target, Tensor Value)>();
-        int layers = 0;
         try
         {
             foreach (var layer in KerasWeightsLoader.WeightedLayers(model))
             {
                 string prefix = keyOf(layer.Name);
+                if (excluded.Contains(layer.Name))
+                {
+                    excludedPrefixes.Add(prefix + ".");
+                    skipped.AddRange(layer.OwnWeights.Select(w => new SkippedWeight(KeyOf(w), SkipReason.Excluded, "skipped layer")));
+                    continue;
+                }
                 foreach (var w in layer.OwnWeights)
                 {
                     string key = prefix + "." + TorchName(layer, w.Name);
                     if (!file.Contains(key))
-                        throw new WeightsMismatchException(path, layer.Name, key, $"the file has no tensor '{key}' for {layer.Describe}'s {w.Name}.");
+                    {
+                        if (o.Strict)
+                            throw new WeightsMismatchException(path, layer.Name, key, $"the file has no tensor '{key}' for {layer.Describe}'s {w.Name}.");
+                        skipped.Add(new SkippedWeight(KeyOf(w), SkipReason.Missing, $"the file has no tensor '{key}'"));
+                        continue;
+                    }
+                    used.Add(key);
                     var info = file.Info(key);
                     if (!info.Shape.SequenceEqual(w.Value.shape))
-                        throw new WeightsMismatchException(path, layer.Name, key,
-                            $"{layer.Describe} expects '{w.Name}' of shape ({string.Join(", ", w.Value.shape)}); the file holds ({string.Join(", ", info.Shape)}).");
-                    var value = file.Get(key);
-                    plans.Add((w, value));
-                    used.Add(key);
+                    {
+                        var problem = $"{layer.Describe} expects '{w.Name}' of shape ({string.Join(", ", w.Value.shape)}); the file holds ({string.Join(", ", info.Shape)}).";
+                        if (!o.SkipMismatched) throw new WeightsMismatchException(path, layer.Name, key, problem);
+                        skipped.Add(new SkippedWeight(KeyOf(w), SkipReason.ShapeMismatch, $"file '{key}' [{string.Join(", ", info.Shape)}], model [{string.Join(", ", w.Value.shape)}]"));
+                        continue;
+                    }
+                    plans.Add((w, file.Get(key)));
                 }
-                layers++;
             }
-            var unexpected = file.Names.Where(n => !used.Contains(n) && !n.EndsWith(".num_batches_tracked", StringComparison.Ordinal) && !mapping.Ignores(n)).ToList();
-            if (unexpected.Count > 0)
+            var unexpected = file.Names.Where(n => !used.Contains(n) && !n.EndsWith(".num_batches_tracked", StringComparison.Ordinal) && !mapping.Ignores(n)
+                && !excludedPrefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal))).ToList();
+            if (unexpected.Count > 0 && o.Strict)
                 throw new WeightsMismatchException(path, null, unexpected[0],
                     $"{unexpected.Count} tensor(s) of the file match no layer of model '{model.Name}': {string.Join(", ", unexpected.Take(8))}{(unexpected.Count > 8 ? ", ..." : "")}.");
+            skipped.AddRange(unexpected.Select(n => new SkippedWeight(n, SkipReason.Unexpected, $"file [{string.Join(", ", file.Info(n).Shape)}] matches no layer of the model")));
             using (no_grad())
             {
                 // Nothing is copied if any tensor holds NaN/Inf: such weights would make every prediction NaN.
@@ -97,7 +130,7 @@ public static class TorchvisionWeightsLoader
         {
             foreach (var (_, value) in plans) value.Dispose();
         }
-        return new WeightsLoadResult(layers, plans.Count, []);
+        return new WeightsLoadReport(path, WeightsFormat.Torchvision, plans.Select(p => KeyOf(p.Target)).ToArray(), skipped);
     }
 
     static string TorchName(Layer layer, string weight) => (layer, weight) switch

@@ -184,7 +184,7 @@ public static class TrainingCheckpoint
                     throw new CheckpointException($"'{file}' holds optimizer state for {saved} parameters; the model trains {states.Count}.");
             }
         }
-        ModelFormat.LoadWeights(model, weights, file, skipMismatch: false, skipLayers: null, skipClassifier: false);
+        ModelFormat.LoadWeights(model, weights, file, LoadWeightsOptions.Default);
         if (states is not null)
         {
             for (int i = 0; i < states.Count; i++)

@@ -86,7 +86,7 @@ public class ModelResolverTests(TrainedRun run) : IClassFixture<TrainedRun>
     [InlineData("{run}", "imagenet", "weights 'imagenet' apply only to zoo names")]
     [InlineData("{run}", "/nonexistent/w.safetensors", "weights file '/nonexistent/w.safetensors' does not exist")]
     [InlineData("{run}", "{data}", "is a folder without a model")]
-    [InlineData("resnet20", "{run}", "cannot load weights into model 'resnet20'")]
+    [InlineData("resnet20", "{run}", "the weights do not fit model 'resnet20'")]
     public void BadNamesAndWeightsGiveNamedErrors(string name, string? weights, string expected)
     {
         string Fill(string s) => s.Replace("{run}", run.Run).Replace("{data}", run.Data).Replace("{png}", run.Image);

@@ -1,3 +1,5 @@
+// These tests exercise the obsolete loader entry points, which forward to Model.LoadWeights(path, format, options).
+#pragma warning disable CS0618
 using ConvKit.Applications;
 using ConvKit.Models;
 using ConvKit.Saving;

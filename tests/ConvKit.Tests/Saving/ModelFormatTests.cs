@@ -235,24 +235,24 @@ public class ModelFormatTests : IDisposable
         source.SaveWeights(path);
 
         using var other = Classifier(4, head: "logits");
-        var e = Assert.Throws<ConvKitException>(() => other.LoadWeights(path));
+        ConvKitException e = Assert.Throws<WeightsMismatchException>(() => other.LoadWeights(path));
         Assert.Contains(path, e.Message);
         Assert.Contains("missing: layer 'logits' weight 'kernel' (logits/kernel, shape [4, 8])", e.Message);
         Assert.Contains("unexpected: 'predictions/kernel' [10, 8]", e.Message);
 
         using var fewer = Classifier(4);
         var before = fewer.GetWeights();
-        e = Assert.Throws<ConvKitException>(() => fewer.LoadWeights(path));
+        e = Assert.Throws<WeightsMismatchException>(() => fewer.LoadWeights(path));
         Assert.Contains("shape mismatch: layer 'predictions' weight 'kernel' expects [4, 8], the file has [10, 8]", e.Message);
         Assert.True(Same(before[0], fewer.GetWeights()[0]), "a failed load must not change any weight");
 
         // Fine-tuning: keep the new classifier, load the rest.
-        var report = fewer.LoadWeights(path, skipClassifier: true);
+        var report = fewer.LoadWeights(path, options: new LoadWeightsOptions { SkipClassifier = true });
         Assert.Equal(["conv/kernel", "conv/bias", "fc/kernel", "fc/bias"], report.Loaded);
         Assert.True(Same(source.GetWeights()[0], fewer.GetWeights()[0]));
         Assert.True(Same(before[^1], fewer.GetWeights()[^1]));
-        Assert.Equal(2, other.LoadWeights(path, skipLayers: ["logits", "predictions"]).Loaded.Count / 2);
-        Assert.Equal(2, fewer.LoadWeights(path, skipMismatch: true).Skipped.Count);
+        Assert.Equal(2, other.LoadWeights(path, options: new LoadWeightsOptions { SkipLayers = ["logits", "predictions"] }).Loaded.Count / 2);
+        Assert.Equal(2, fewer.LoadWeights(path, options: new LoadWeightsOptions { SkipMismatched = true }).Skipped.Count);
 
         e = Assert.Throws<InvalidFileException>(() => Model.Load(path));
         Assert.Contains("weights only", e.Message);

@@ -1,3 +1,5 @@
+// These tests exercise the obsolete loader entry points, which forward to Model.LoadWeights(path, format, options).
+#pragma warning disable CS0618
 using ConvKit.Applications;
 using ConvKit.Models;
 using ConvKit.Saving;
@@ -53,7 +55,7 @@ public class WeightsFormatTests : IDisposable
     {
         var path = Sample(kind);
         using var model = ModelRegistry.Create("lenet5");
-        var e = Assert.Throws<WrongFileFormatException>(() => model.LoadWeights(path));
+        var e = Assert.Throws<WrongFileFormatException>(() => model.LoadWeights(path, WeightsFormat.Native));
         Assert.StartsWith($"'{path}' is {what}", e.Message);
         Assert.Contains("not a ConvKit model or weights file", e.Message);
         Assert.Contains(advice, e.Message);
@@ -81,7 +83,7 @@ public class WeightsFormatTests : IDisposable
     public void ADirectoryIsNamedAsADirectory()
     {
         using var model = ModelRegistry.Create("lenet5");
-        Assert.Equal($"'{dir}' is a directory, not a ConvKit model or weights file.", Assert.Throws<ConvKitException>(() => model.LoadWeights(dir)).Message);
+        Assert.Equal($"'{dir}' is a directory, not a ConvKit model or weights file.", Assert.Throws<ConvKitException>(() => model.LoadWeights(dir, WeightsFormat.Native)).Message);
         Assert.Contains("is a directory", Assert.Throws<KerasH5FormatException>(() => KerasH5.Read(dir)).Message);
         var option = Assert.Throws<LayerArgumentException>(() => ModelRegistry.Create("lenet5", new ModelOptions { Weights = dir }));
         Assert.Contains("is a directory, not a weights file", option.Message);
@@ -124,7 +126,7 @@ public class WeightsFormatTests : IDisposable
 
         using var target = ModelRegistry.Create("lenet5");
         using var before = target.Weights.First().Value.clone();
-        var e1 = Assert.Throws<ConvKitException>(() => target.LoadWeights(native));
+        var e1 = Assert.Throws<WeightsMismatchException>(() => target.LoadWeights(native));
         Assert.Contains("non-finite: layer 'conv2d' weight 'kernel' holds 25 NaN/Inf values", e1.Message);
         var e2 = Assert.Throws<WeightsMismatchException>(() => target.LoadTorchvisionWeights(torchvision));
         Assert.True(e2.Message.Contains("layer 'conv2d', weight 'kernel': 25 NaN/Inf values"), e2.Message);
