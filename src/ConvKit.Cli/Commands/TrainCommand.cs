@@ -18,14 +18,14 @@ namespace ConvKit.Cli.Commands;
 /// <c>convkit train &lt;model&gt;</c>: trains a zoo model on a dataset with a progress bar, evaluates it on the test
 /// split, and writes the model, its history (CSV, JSON, plot) and TensorBoard logs.
 /// </summary>
-public static class TrainCommand
+public static partial class TrainCommand
 {
     /// <summary>Creates the command.</summary>
     public static Command Create(CliConsole console)
     {
         var model = new Argument<string>("model") { Description = "Registry name of the model (see 'convkit models').", DefaultValueFactory = _ => "lenet5" };
         var dataset = new Option<string?>("--dataset") { Description = "mnist, fashion-mnist, kmnist, cifar10 or cifar100 (default: fashion-mnist for 1-channel models, cifar10/cifar100 for 3-channel ones)." };
-        var data = new Option<string?>("--data") { Description = "Folder or file holding the dataset (default: CONVKIT_DATA, ~/.convkit/datasets, /usr/share/datasets, then download)." };
+        var data = new Option<string?>("--data") { Description = "A folder with one subfolder of images per class (your own images), or the folder or file of a built-in dataset (default: CONVKIT_DATA, ~/.convkit/datasets, /usr/share/datasets, then download)." };
         var epochs = new Option<int>("--epochs") { Description = "Epochs to train.", DefaultValueFactory = _ => 10 };
         var batchSize = new Option<int>("--batch-size") { Description = "Samples per gradient step.", DefaultValueFactory = _ => 64 };
         var optimizer = new Option<string>("--optimizer") { Description = "sgd, adam, adamw or rmsprop.", DefaultValueFactory = _ => "adam" };
@@ -40,12 +40,13 @@ public static class TrainCommand
         var command = new Command("train", "Train a zoo model on a dataset, evaluate it on the test split and save it.");
         command.Arguments.Add(model);
         var threads = ThreadsOption.Create("every logical processor");
-        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads })
+        var folder = new TrainDataOptions.Set();
+        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads }.Concat(folder.All))
             command.Options.Add(o);
         command.SetAction(parse => console.Guard(() => Run(console, new TrainSettings(
             parse.GetValue(model)!, parse.GetValue(dataset), parse.GetValue(data), parse.GetValue(epochs), parse.GetValue(batchSize),
             parse.GetValue(optimizer)!, parse.GetValue(lr), parse.GetValue(augment), parse.GetValue(validationSplit),
-            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads) })));
+            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads), Folder = folder.Read(parse) })));
         return command;
     }
 
@@ -58,6 +59,9 @@ public static class TrainCommand
 
         /// <summary>CPU threads per operation (<c>--threads</c>); null for every logical processor.</summary>
         public int? Threads { get; init; }
+
+        /// <summary>The options for <c>--data DIR</c> of class folders (<c>--val-data</c>, <c>--image-size</c>, <c>--cache</c>, <c>--workers</c>).</summary>
+        public TrainDataSettings Folder { get; init; } = new();
     }
 
     /// <summary>What a run writes in its folder; <c>--overwrite</c> removes these and nothing else.</summary>
@@ -90,6 +94,10 @@ public static class TrainCommand
         }
         if (s.DataPath is { } d && !File.Exists(d) && !Directory.Exists(d))
             throw new ConvKitException($"--data '{d}' does not exist.");
+        var layout = TrainDataOptions.Detect(s.DataPath);
+        if (layout == TrainDataOptions.Layout.ClassFolders && s.Dataset is not null)
+            throw new ConvKitException($"--dataset {s.Dataset} names a built-in dataset, but --data '{s.DataPath}' is a folder of class folders; give one or the other.");
+        TrainDataOptions.Validate(s.Folder, layout);
         if (s.OutputFolder is { } o)
         {
             if (string.IsNullOrWhiteSpace(o)) throw new ConvKitException("--out must name a folder; received an empty value.");
@@ -175,6 +183,7 @@ public static class TrainCommand
     public static int Run(CliConsole console, TrainSettings s)
     {
         Validate(s);
+        if (TrainDataOptions.Detect(s.DataPath) == TrainDataOptions.Layout.ClassFolders) return RunFolder(console, s);
         var info = ModelRegistry.Get(s.Model);
         var datasetInfo = Datasets.Get(s.Dataset ?? DefaultDataset(info));
         var outDir = s.OutputFolder ?? Path.Combine("runs", $"{info.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
