@@ -18,14 +18,14 @@ namespace ConvKit.Cli.Commands;
 /// <c>convkit train &lt;model&gt;</c>: trains a zoo model on a dataset with a progress bar, evaluates it on the test
 /// split, and writes the model, its history (CSV, JSON, plot) and TensorBoard logs.
 /// </summary>
-public static class TrainCommand
+public static partial class TrainCommand
 {
     /// <summary>Creates the command.</summary>
     public static Command Create(CliConsole console)
     {
         var model = new Argument<string>("model") { Description = "Registry name of the model (see 'convkit models').", DefaultValueFactory = _ => "lenet5" };
         var dataset = new Option<string?>("--dataset") { Description = "mnist, fashion-mnist, kmnist, cifar10 or cifar100 (default: fashion-mnist for 1-channel models, cifar10/cifar100 for 3-channel ones)." };
-        var data = new Option<string?>("--data") { Description = "Folder or file holding the dataset (default: CONVKIT_DATA, ~/.convkit/datasets, /usr/share/datasets, then download)." };
+        var data = new Option<string?>("--data") { Description = "A folder with one subfolder of images per class (your own images), or the folder or file of a built-in dataset (default: CONVKIT_DATA, ~/.convkit/datasets, /usr/share/datasets, then download)." };
         var epochs = new Option<int>("--epochs") { Description = "Epochs to train.", DefaultValueFactory = _ => 10 };
         var batchSize = new Option<int>("--batch-size") { Description = "Samples per gradient step.", DefaultValueFactory = _ => 64 };
         var optimizer = new Option<string>("--optimizer") { Description = "sgd, adam, adamw or rmsprop.", DefaultValueFactory = _ => "adam" };
@@ -42,12 +42,13 @@ public static class TrainCommand
         var threads = ThreadsOption.Create("every logical processor");
         var nproc = DistributedTraining.CreateNprocOption();
         var transfer = new TrainTransferOptions.Set();
-        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads, nproc }.Concat(transfer.All))
+        var folder = new TrainDataOptions.Set();
+        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads, nproc }.Concat(transfer.All).Concat(folder.All))
             command.Options.Add(o);
         command.SetAction(parse => console.Guard(() => Run(console, new TrainSettings(
             parse.GetValue(model)!, parse.GetValue(dataset), parse.GetValue(data), parse.GetValue(epochs), parse.GetValue(batchSize),
             parse.GetValue(optimizer)!, parse.GetValue(lr), parse.GetValue(augment), parse.GetValue(validationSplit),
-            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads), Nproc = parse.GetValue(nproc), Tokens = parse.Tokens.Select(t => t.Value).ToArray(), Transfer = transfer.Read(parse) })));
+            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads), Nproc = parse.GetValue(nproc), Tokens = parse.Tokens.Select(t => t.Value).ToArray(), Transfer = transfer.Read(parse), Folder = folder.Read(parse) })));
         return command;
     }
 
@@ -69,6 +70,9 @@ public static class TrainCommand
 
         /// <summary>Transfer learning: <c>--weights</c>, <c>--freeze-backbone</c>, <c>--fine-tune-epochs</c>, <c>--fine-tune-lr</c>.</summary>
         public TrainTransferSettings Transfer { get; init; } = TrainTransferSettings.None;
+
+        /// <summary>The options for <c>--data DIR</c> of class folders (<c>--val-data</c>, <c>--image-size</c>, <c>--cache</c>, <c>--workers</c>).</summary>
+        public TrainDataSettings Folder { get; init; } = new();
     }
 
     /// <summary>What a run writes in its folder; <c>--overwrite</c> removes these and nothing else.</summary>
@@ -102,6 +106,10 @@ public static class TrainCommand
         }
         if (s.DataPath is { } d && !File.Exists(d) && !Directory.Exists(d))
             throw new InvalidOptionException("--data", $"--data '{d}' does not exist.");
+        var layout = TrainDataOptions.Detect(s.DataPath);
+        if (layout == TrainDataOptions.Layout.ClassFolders && s.Dataset is not null)
+            throw new InvalidOptionException("--dataset", $"--dataset {s.Dataset} names a built-in dataset, but --data '{s.DataPath}' is a folder of class folders; give one or the other.");
+        TrainDataOptions.Validate(s.Folder, layout);
         if (s.OutputFolder is { } o)
         {
             if (string.IsNullOrWhiteSpace(o)) throw new InvalidOptionException("--out", "--out must name a folder; received an empty value.");
@@ -188,6 +196,12 @@ public static class TrainCommand
     {
         Validate(s);
         DistributedTraining.Validate(s.Nproc);
+        if (TrainDataOptions.Detect(s.DataPath) == TrainDataOptions.Layout.ClassFolders)
+        {
+            if (s.Nproc is not null)
+                throw new InvalidOptionException("--nproc", "--nproc trains the built-in datasets only; --data names a folder of class folders, which trains in one process (leave out --nproc).");
+            return RunFolder(console, s);
+        }
         if (s.Nproc is { } ranks)
             return DistributedTraining.Launch(console, ranks, DistributedTraining.RankArguments(s.Tokens, s.Threads is null ? Math.Max(1, Environment.ProcessorCount / ranks) : null));
         using var rank = DistributedTraining.Join(); // WORLD_SIZE set: this process is one rank of a group

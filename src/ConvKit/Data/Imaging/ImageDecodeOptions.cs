@@ -22,6 +22,12 @@ public sealed record ImageDecodeOptions
     /// </summary>
     public double MaxAspectRatio { get; init; } = DefaultMaxAspectRatio;
 
+    /// <summary>
+    /// Turn the image as the EXIF orientation tag says it is displayed (what phones write instead of rotating the
+    /// pixels). Off by default, as in torchvision's <c>decode_image</c>; the image datasets turn it on.
+    /// </summary>
+    public bool ApplyExifOrientation { get; init; }
+
     /// <summary>The defaults.</summary>
     public static ImageDecodeOptions Default { get; } = new();
 

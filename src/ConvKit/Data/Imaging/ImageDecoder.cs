@@ -17,8 +17,9 @@ namespace ConvKit.Data.Imaging;
 /// Refused with <see cref="ImageDecodeException"/> (the message names the file): a missing file, a directory, an
 /// unreadable file, an empty or unknown file, a header declaring more pixels than the budget or an aspect ratio beyond
 /// the bound, truncated data (JPEG/PNG/BMP/GIF data ending early, a PNG without its IEND chunk), and corrupt data the
-/// decoder detects (a PNG chunk whose CRC does not match, invalid compressed data). Colour profiles and EXIF
-/// orientation are ignored, as in torchvision's <c>decode_image</c> and StbImageSharp; alpha is dropped unpremultiplied.
+/// decoder detects (a PNG chunk whose CRC does not match, invalid compressed data). Colour profiles are ignored, and so
+/// is EXIF orientation unless <see cref="ImageDecodeOptions.ApplyExifOrientation"/> (as torchvision's <c>decode_image</c>
+/// and StbImageSharp); alpha is dropped unpremultiplied, except for 4 channels.
 /// </remarks>
 public static partial class ImageDecoder
 {
@@ -34,16 +35,16 @@ public static partial class ImageDecoder
 
     /// <summary>Decodes an image file to <paramref name="channels"/> 8-bit channels (1: grey, 3: RGB).</summary>
     /// <param name="path">The image file.</param>
-    /// <param name="channels">1 for grey (luma as StbImageSharp computes it: (77 R + 150 G + 29 B) / 256), 3 for RGB.</param>
+    /// <param name="channels">1 for grey (luma as StbImageSharp computes it: (77 R + 150 G + 29 B) / 256), 3 for RGB, 4 for RGBA (unpremultiplied; opaque formats get alpha 255).</param>
     /// <param name="options">Limits; null for <see cref="ImageDecodeOptions.Default"/>.</param>
     /// <returns>The pixels.</returns>
     /// <exception cref="ImageDecodeException">The file is missing, a directory, unreadable, not an image, over the
     /// budget, too elongated, truncated or corrupt.</exception>
-    /// <exception cref="InvalidOptionException"><paramref name="channels"/> is not 1 or 3, or the options are invalid.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="channels"/> is not 1, 3 or 4, or the options are invalid.</exception>
     public static DecodedImage Decode(string path, int channels, ImageDecodeOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (channels is not (1 or 3)) throw new InvalidOptionException(nameof(channels), $"channels must be 1 (grey) or 3 (RGB); received {channels}.");
+        if (channels is not (1 or 3 or 4)) throw new InvalidOptionException(nameof(channels), $"channels must be 1 (grey), 3 (RGB) or 4 (RGBA); received {channels}.");
         options ??= ImageDecodeOptions.Default;
         options.Validate();
         // The header is checked on the first 64 KiB, before the rest of the file is read: a huge file that is not an
@@ -61,16 +62,16 @@ public static partial class ImageDecoder
     /// <summary>Decodes an image held in memory; <paramref name="name"/> names it in errors.</summary>
     /// <param name="name">What to call the image in error messages (a file name, a request id).</param>
     /// <param name="data">The encoded image.</param>
-    /// <param name="channels">1 for grey, 3 for RGB.</param>
+    /// <param name="channels">1 for grey, 3 for RGB, 4 for RGBA.</param>
     /// <param name="options">Limits; null for the defaults.</param>
     /// <returns>The pixels.</returns>
     /// <exception cref="ImageDecodeException">Not an image, over the budget, too elongated, truncated or corrupt.</exception>
-    /// <exception cref="InvalidOptionException"><paramref name="channels"/> is not 1 or 3, or the options are invalid.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="channels"/> is not 1, 3 or 4, or the options are invalid.</exception>
     public static DecodedImage Decode(string name, byte[] data, int channels, ImageDecodeOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(data);
-        if (channels is not (1 or 3)) throw new InvalidOptionException(nameof(channels), $"channels must be 1 (grey) or 3 (RGB); received {channels}.");
+        if (channels is not (1 or 3 or 4)) throw new InvalidOptionException(nameof(channels), $"channels must be 1 (grey), 3 (RGB) or 4 (RGBA); received {channels}.");
         options ??= ImageDecodeOptions.Default;
         options.Validate();
         var header = ImageHeader.TryRead(data, out var reason) ?? throw new ImageDecodeException(name, reason);
@@ -133,6 +134,11 @@ public static partial class ImageDecoder
                 throw new ImageDecodeException(name, $"unsupported {Name(header.Format)} ({Describe(result)})");
             if (result != SKCodecResult.Success)
                 throw new ImageDecodeException(name, $"corrupt {Name(header.Format)} ({Describe(result)})");
+            if (options.ApplyExifOrientation && codec.EncodedOrigin is not (SKEncodedOrigin.TopLeft or 0))
+            {
+                var (oriented, w, h) = Orient(buffer, info.Width, info.Height, codec.EncodedOrigin);
+                return new DecodedImage(w, h, channels, ToChannels(oriented, channels));
+            }
             return new DecodedImage(info.Width, info.Height, channels, ToChannels(buffer, channels));
         }
     }
@@ -148,9 +154,41 @@ public static partial class ImageDecoder
         _ => "decoder result " + r,
     };
 
-    /// <summary>RGBA to RGB (alpha dropped) or to StbImageSharp's luma, in place in a new, smaller array.</summary>
+    /// <summary>
+    /// Turns RGBA pixels as stored into the image as displayed (EXIF orientation 2-8: mirrors, rotations by 90, 180 and
+    /// 270 degrees, transpositions); orientations 5-8 swap width and height.
+    /// </summary>
+    internal static (byte[] Pixels, int Width, int Height) Orient(byte[] rgba, int width, int height, SKEncodedOrigin origin)
+    {
+        bool swap = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+        int ow = swap ? height : width, oh = swap ? width : height;
+        var dst = GC.AllocateUninitializedArray<byte>(rgba.Length);
+        var src32 = MemoryMarshal.Cast<byte, int>(rgba.AsSpan());
+        var dst32 = MemoryMarshal.Cast<byte, int>(dst.AsSpan());
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++)
+            {
+                // Display pixel (x, y) comes from stored pixel (sx, sy).
+                var (sx, sy) = origin switch
+                {
+                    SKEncodedOrigin.TopRight => (width - 1 - x, y),
+                    SKEncodedOrigin.BottomRight => (width - 1 - x, height - 1 - y),
+                    SKEncodedOrigin.BottomLeft => (x, height - 1 - y),
+                    SKEncodedOrigin.LeftTop => (y, x),
+                    SKEncodedOrigin.RightTop => (y, height - 1 - x),
+                    SKEncodedOrigin.RightBottom => (width - 1 - y, height - 1 - x),
+                    SKEncodedOrigin.LeftBottom => (width - 1 - y, x),
+                    _ => (x, y),
+                };
+                dst32[y * ow + x] = src32[sy * width + sx];
+            }
+        return (dst, ow, oh);
+    }
+
+    /// <summary>RGBA to RGB (alpha dropped) or to StbImageSharp's luma, in place in a new, smaller array; RGBA as is.</summary>
     static byte[] ToChannels(byte[] rgba, int channels)
     {
+        if (channels == 4) return rgba;
         int n = rgba.Length / 4;
         var dst = GC.AllocateUninitializedArray<byte>(n * channels);
         if (channels == 3)

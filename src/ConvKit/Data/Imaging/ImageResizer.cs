@@ -55,11 +55,17 @@ public static class ImageResizer
         Require.Positive(width);
         if (destination.Length != height * width * image.Channels)
             throw new InvalidOptionException(nameof(destination), $"destination holds {destination.Length} values, the crop needs {height * width * image.Channels}.");
+        ResizeCenterCrop(image, height, width, antialias: true, destination);
+    }
+
+    /// <summary><see cref="ResizeCenterCrop(DecodedImage, int, int, Span{float})"/> with antialiasing on request.</summary>
+    internal static void ResizeCenterCrop(DecodedImage image, int height, int width, bool antialias, Span<float> destination)
+    {
         long ih = image.Height, iw = image.Width;
         double scale = Math.Max((double)height / ih, (double)width / iw);
         long rh = Math.Max(height, (long)Math.Round(ih * scale)), rw = Math.Max(width, (long)Math.Round(iw * scale));
         int top = (int)((rh - height) / 2), left = (int)((rw - width) / 2);
-        Resample(image, checked((int)rh), checked((int)rw), top, left, height, width, antialias: true, destination);
+        Resample(image, checked((int)rh), checked((int)rw), top, left, height, width, antialias, destination);
     }
 
     /// <summary>Output pixels [top, top + outH) x [left, left + outW) of the image resized to (fullH, fullW).</summary>
