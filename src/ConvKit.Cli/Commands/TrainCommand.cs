@@ -40,9 +40,10 @@ public static class TrainCommand
         var command = new Command("train", "Train a zoo model on a dataset, evaluate it on the test split and save it.");
         command.Arguments.Add(model);
         var threads = ThreadsOption.Create("every logical processor");
-        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads })
+        var resume = TrainResume.CreateOption();
+        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads, resume })
             command.Options.Add(o);
-        command.SetAction(parse => console.Guard(() => Run(console, new TrainSettings(
+        command.SetAction(parse => console.Guard(() => Run(console, parse.GetValue(resume) is { } run ? TrainResume.Load(parse, run, verbose) : new TrainSettings(
             parse.GetValue(model)!, parse.GetValue(dataset), parse.GetValue(data), parse.GetValue(epochs), parse.GetValue(batchSize),
             parse.GetValue(optimizer)!, parse.GetValue(lr), parse.GetValue(augment), parse.GetValue(validationSplit),
             parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads) })));
@@ -58,10 +59,13 @@ public static class TrainCommand
 
         /// <summary>CPU threads per operation (<c>--threads</c>); null for every logical processor.</summary>
         public int? Threads { get; init; }
+
+        /// <summary>The run folder to continue (<c>--resume</c>; see <see cref="TrainResume"/>); null for a new run.</summary>
+        public string? Resume { get; init; }
     }
 
     /// <summary>What a run writes in its folder; <c>--overwrite</c> removes these and nothing else.</summary>
-    static readonly string[] RunFiles = ["summary.txt", "history.csv", "history.json", "loss.png", "accuracy.png"];
+    static readonly string[] RunFiles = ["summary.txt", "history.csv", "history.json", "loss.png", "accuracy.png", TrainResume.SettingsFile];
     const string TensorBoardFolder = "tensorboard";
 
     /// <summary>
@@ -90,7 +94,7 @@ public static class TrainCommand
         }
         if (s.DataPath is { } d && !File.Exists(d) && !Directory.Exists(d))
             throw new ConvKitException($"--data '{d}' does not exist.");
-        if (s.OutputFolder is { } o)
+        if (s.OutputFolder is { } o && s.Resume is null)
         {
             if (string.IsNullOrWhiteSpace(o)) throw new ConvKitException("--out must name a folder; received an empty value.");
             if (File.Exists(o)) throw new ConvKitException($"--out '{o}' is a file; name a folder (new or empty, or add --overwrite to replace an earlier run).");
@@ -121,7 +125,7 @@ public static class TrainCommand
             var name = Path.GetFileName(e);
             if (name.StartsWith(Saving.AtomicFile.TempPrefix, StringComparison.Ordinal)) continue;
             if (File.Exists(e) && RunFiles.Contains(name)) continue;
-            if (Directory.Exists(e) && name == TensorBoardFolder) continue;
+            if (Directory.Exists(e) && name is TensorBoardFolder or TrainResume.CheckpointFolder) continue;
             if (Directory.Exists(e) && name == TrainedModelFolder.RunModelFolder)
             {
                 foreach (var m in Directory.EnumerateFileSystemEntries(e))
@@ -197,7 +201,8 @@ public static class TrainCommand
         if (s.Augment)
             trainee = new Sequential([new Input(inputShape), new RandomFlip("horizontal", seed: s.Seed), new RandomTranslation(0.1, 0.1, seed: s.Seed + 1), net], name: info.Name + "_augmented");
         var summary = trainee.Summary();
-        PrepareOutput(outDir, s.Overwrite);
+        if (s.Resume is null) PrepareOutput(outDir, s.Overwrite);
+        TrainResume.Save(outDir, s, Backend.Threads);
         console.Output.Write(summary);
         WriteText(Path.Combine(outDir, "summary.txt"), summary);
 
@@ -223,6 +228,9 @@ public static class TrainCommand
             nanGuard, // Keras leaves it out by default; a CLI run that diverged is stopped, not continued for hours
             tensorBoard,
         };
+        var (backup, epochHistory, stop) = TrainResume.Callbacks(outDir);
+        using var stopOnSignal = stop;
+        callbacks.AddRange([backup, epochHistory, stop]);
         var clock = Stopwatch.StartNew();
         History history;
         try
@@ -235,6 +243,13 @@ public static class TrainCommand
             // TensorBoard's event files are the only ones written during training.
             throw TensorBoardFailed(outDir, e);
         }
+        catch (TrainingStoppedException e)
+        {
+            return TrainResume.ReportStopped(console, e);
+        }
+        if (backup.ResumedFromEpoch is { } resumedFrom) console.Output.WriteLine($"Resumed from the checkpoint of epoch {resumedFrom}.");
+        int epochsRun = history.Epoch.Count;
+        history = epochHistory.Full;
         var trainTime = clock.Elapsed;
 
         bool finite = ModelIsFinite(net);
@@ -257,7 +272,6 @@ public static class TrainCommand
         };
         if (finite) TrainedModelFolder.Save(modelDir, net, trainedInfo);
         else net.Save(Path.Combine(modelDir, NonFiniteModelFile));
-        WriteText(Path.Combine(outDir, "history.csv"), HistoryCsv(history));
         WriteText(Path.Combine(outDir, "history.json"), HistoryJson(history, testResult, trainTime.TotalSeconds));
         HistoryPlot.Save(outDir, history, $"{info.Name} on {datasetInfo.Name}");
 
@@ -276,7 +290,7 @@ public static class TrainCommand
         table.AddRow("model", info.Name);
         table.AddRow("dataset", datasetInfo.Name);
         table.AddRow("epochs", history.Epoch.Count.ToString(CultureInfo.InvariantCulture));
-        table.AddRow("training time", $"{trainTime.TotalSeconds:F1} s ({train.Count * (1 - s.ValidationSplit) * history.Epoch.Count / trainTime.TotalSeconds:F0} images/s)");
+        table.AddRow("training time", $"{trainTime.TotalSeconds:F1} s ({train.Count * (1 - s.ValidationSplit) * epochsRun / trainTime.TotalSeconds:F0} images/s)");
         if (history.Values.TryGetValue("val_accuracy", out var va)) table.AddRow("validation accuracy", $"{va[^1]:P2}");
         table.AddRow("[bold]test accuracy[/]", $"[bold]{testResult["accuracy"]:P2}[/]");
         table.AddRow("test loss", $"{testResult["loss"]:F4}");
