@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CLI="$ROOT/src/ConvKit.Cli/bin/Release/net10.0/ConvKit.Cli.dll"
+CLI="${CONVKIT_CLI:-$ROOT/src/ConvKit.Cli/bin/Release/net10.0/ConvKit.Cli.dll}"  # CONVKIT_CLI: another build of the CLI
 [ -f "$CLI" ] || { echo "build first: dotnet build src/ConvKit.Cli -c Release" >&2; exit 2; }
 WORK=$(mktemp -d /tmp/convkit-killresume-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
