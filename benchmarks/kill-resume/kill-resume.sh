@@ -57,7 +57,13 @@ for i in $(seq 1 "$N"); do
   wait "$pid" 2>/dev/null || true
   done_epochs=$( [ -f "$run/history.csv" ] && echo $(( $(wc -l < "$run/history.csv") - 1 )) || echo 0)
   t0=$(date +%s.%N)
-  dotnet "$CLI" train --resume "$run" --verbose 0 > "$run.resume.log" 2>&1 || { echo "trial $i: resume failed"; cat "$run.resume.log"; fail=1; continue; }
+  if [ -f "$run/train-settings.json" ]; then
+    dotnet "$CLI" train --resume "$run" --verbose 0 > "$run.resume.log" 2>&1 || { echo "trial $i: resume failed"; cat "$run.resume.log"; fail=1; continue; }
+  else
+    # Killed before the run wrote its settings (while loading): nothing to resume, the run starts again.
+    killed="$killed, before the run folder was set up: started again"
+    dotnet "$CLI" train "${ARGS[@]}" --out "$run" --overwrite > "$run.resume.log" 2>&1 || { echo "trial $i: restart failed"; cat "$run.resume.log"; fail=1; continue; }
+  fi
   resume_seconds=$(echo "$(date +%s.%N) - $t0" | bc)
   sha=$(weights_sha "$run")
   if [ "$sha" = "$ref" ]; then verdict=identical; else verdict="DIFFERENT ($sha)"; fail=1; fi

@@ -27,6 +27,7 @@ public static class Program
         root.Subcommands.Add(EvaluateCommand.Create(console));
         root.Subcommands.Add(ExportCommand.Create(console));
         root.Subcommands.Add(PredictCommand.Create(console));
+        root.Subcommands.Add(ExplainCommand.Create(console));
         return root;
     }
 }
