@@ -125,7 +125,7 @@ public static class TrainCommand
             var name = Path.GetFileName(e);
             if (name.StartsWith(Saving.AtomicFile.TempPrefix, StringComparison.Ordinal)) continue;
             if (File.Exists(e) && RunFiles.Contains(name)) continue;
-            if (Directory.Exists(e) && name is TensorBoardFolder or TrainResume.CheckpointFolder) continue;
+            if (Directory.Exists(e) && name is TensorBoardFolder or TrainResume.CheckpointFolder or EvaluationReportFiles.Folder) continue;
             if (Directory.Exists(e) && name == TrainedModelFolder.RunModelFolder)
             {
                 foreach (var m in Directory.EnumerateFileSystemEntries(e))
