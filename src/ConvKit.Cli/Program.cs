@@ -29,6 +29,7 @@ public static class Program
         root.Subcommands.Add(PredictCommand.Create(console));
         root.Subcommands.Add(ServeCommand.Create(console));
         root.Subcommands.Add(ImportCommand.Create(console));
+        root.Subcommands.Add(ExplainCommand.Create(console));
         return root;
     }
 }

@@ -17,9 +17,13 @@ public static class EvaluateCommand
         var dataset = new Option<string?>("--dataset") { Description = "Dataset whose test split to use (default: the one it was trained on)." };
         var data = new Option<string?>("--data") { Description = "Folder or file holding the dataset." };
         var batchSize = new Option<int>("--batch-size") { Description = "Samples per batch.", DefaultValueFactory = _ => 256 };
-        var command = new Command("evaluate", "Evaluate a trained model on a dataset's test split.");
+        var report = new Option<string?>("--report") { Description = "Folder for the evaluation report (confusion matrix, per-class metrics, mistakes, Grad-CAM; default: <run>/evaluation when the model is a run or model folder)." };
+        var topK = new Option<int>("--top-k") { Description = "k of the top-k accuracy in the report.", DefaultValueFactory = _ => 5 };
+        var mistakes = new Option<int>("--mistakes") { Description = "Most confident mistakes shown in the report's mistakes.png.", DefaultValueFactory = _ => 24 };
+        var gradCam = new Option<int>("--grad-cam") { Description = "Test images shown with Grad-CAM heatmaps in the report's gradcam.png (0: none).", DefaultValueFactory = _ => 12 };
+        var command = new Command("evaluate", "Evaluate a trained model on a dataset's test split or a folder of class subfolders, and write an evaluation report.");
         command.Arguments.Add(folder);
-        foreach (var o in new Option[] { dataset, data, batchSize, weights }) command.Options.Add(o);
+        foreach (var o in new Option[] { dataset, data, batchSize, weights, report, topK, mistakes, gradCam }) command.Options.Add(o);
         var threads = ThreadsOption.Create();
         command.Options.Add(threads);
         command.SetAction(parse => console.Guard(() =>
@@ -30,6 +34,8 @@ public static class EvaluateCommand
             var dataPath = parse.GetValue(data);
             if (dataPath is not null && !File.Exists(dataPath) && !Directory.Exists(dataPath))
                 throw new InvalidOptionException("--data", $"--data '{dataPath}' does not exist.");
+            var reportOptions = new EvaluateReport.Options(parse.GetValue(report), parse.GetValue(topK), parse.GetValue(mistakes), parse.GetValue(gradCam));
+            reportOptions.Validate();
             DatasetInfo? named = null;
             if (parse.GetValue(dataset) is { } dn)
             {
@@ -38,6 +44,9 @@ public static class EvaluateCommand
             }
             using var resolved = ModelResolver.Resolve(parse.GetValue(folder)!, parse.GetValue(weights));
             var model = resolved.Model;
+            var reportFolder = EvaluateReport.Folder(parse.GetValue(folder)!, reportOptions);
+            if (dataPath is not null && FolderReportImages.IsClassFolderLayout(dataPath))
+                return EvaluateReport.OnFolder(console, resolved, dataPath, batch, reportFolder, reportOptions);
             {
                 // Keras evaluates compiled models; the optimizer plays no part here.
                 model.Compile(optimizer: "sgd", loss: "sparse_categorical_crossentropy", metrics: ["accuracy"]);
@@ -61,6 +70,11 @@ public static class EvaluateCommand
                 {
                     console.Error.WriteLine($"error: the evaluation of '{resolved.Source}' gave non-finite values: the model outputs NaN or infinity.");
                     return 1;
+                }
+                if (reportFolder is not null)
+                {
+                    var names = resolved.ClassNames ?? t.ClassNames;
+                    EvaluateReport.Write(console, model, new TensorReportImages(t.Images, t.Labels), names, batch, reportFolder, reportOptions);
                 }
             }
             return 0;

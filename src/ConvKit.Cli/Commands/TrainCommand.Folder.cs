@@ -68,7 +68,8 @@ public static partial class TrainCommand
         var net = ModelRegistry.Create(info.Name, new ModelOptions { InputShape = inputShape, Classes = classes });
         TrainTransferOptions.Apply(console, net, s.Transfer);
         var summary = net.Summary();
-        PrepareOutput(outDir, s.Overwrite);
+        if (s.Resume is null) PrepareOutput(outDir, s.Overwrite);
+        TrainResume.Save(outDir, s, Backend.Threads);
         console.Output.Write(summary);
         WriteText(Path.Combine(outDir, "summary.txt"), summary);
         net.Compile(optimizer: MakeOptimizer(s.Optimizer, s.LearningRate), loss: "sparse_categorical_crossentropy", metrics: ["accuracy"]);
@@ -96,6 +97,9 @@ public static partial class TrainCommand
             nanGuard,
             tensorBoard,
         };
+        var (backup, epochHistory, stop) = TrainResume.Callbacks(outDir);
+        using var stopOnSignal = stop;
+        callbacks.AddRange([backup, epochHistory, stop]);
         var clock = Stopwatch.StartNew();
         History history;
         try
@@ -109,6 +113,12 @@ public static partial class TrainCommand
         {
             throw TensorBoardFailed(outDir, e);
         }
+        catch (TrainingStoppedException e)
+        {
+            return TrainResume.ReportStopped(console, e);
+        }
+        if (backup.ResumedFromEpoch is { } resumedFrom) console.Output.WriteLine($"Resumed from the checkpoint of epoch {resumedFrom}.");
+        history = epochHistory.Full;
         var trainTime = clock.Elapsed;
 
         bool finite = ModelIsFinite(net);

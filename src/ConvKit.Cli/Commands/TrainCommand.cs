@@ -43,9 +43,10 @@ public static partial class TrainCommand
         var nproc = DistributedTraining.CreateNprocOption();
         var transfer = new TrainTransferOptions.Set();
         var folder = new TrainDataOptions.Set();
-        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads, nproc }.Concat(transfer.All).Concat(folder.All))
+        var resume = TrainResume.CreateOption();
+        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads, nproc, resume }.Concat(transfer.All).Concat(folder.All))
             command.Options.Add(o);
-        command.SetAction(parse => console.Guard(() => Run(console, new TrainSettings(
+        command.SetAction(parse => console.Guard(() => Run(console, parse.GetValue(resume) is { } run ? TrainResume.Load(parse, run, verbose) : new TrainSettings(
             parse.GetValue(model)!, parse.GetValue(dataset), parse.GetValue(data), parse.GetValue(epochs), parse.GetValue(batchSize),
             parse.GetValue(optimizer)!, parse.GetValue(lr), parse.GetValue(augment), parse.GetValue(validationSplit),
             parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads), Nproc = parse.GetValue(nproc), Tokens = parse.Tokens.Select(t => t.Value).ToArray(), Transfer = transfer.Read(parse), Folder = folder.Read(parse) })));
@@ -73,10 +74,13 @@ public static partial class TrainCommand
 
         /// <summary>The options for <c>--data DIR</c> of class folders (<c>--val-data</c>, <c>--image-size</c>, <c>--cache</c>, <c>--workers</c>).</summary>
         public TrainDataSettings Folder { get; init; } = new();
+
+        /// <summary>The run folder to continue (<c>--resume</c>; see <see cref="TrainResume"/>); null for a new run.</summary>
+        public string? Resume { get; init; }
     }
 
     /// <summary>What a run writes in its folder; <c>--overwrite</c> removes these and nothing else.</summary>
-    static readonly string[] RunFiles = ["summary.txt", "history.csv", "history.json", "loss.png", "accuracy.png", DistributedTraining.CheckpointFile];
+    static readonly string[] RunFiles = ["summary.txt", "history.csv", "history.json", "loss.png", "accuracy.png", DistributedTraining.CheckpointFile, TrainResume.SettingsFile];
     const string TensorBoardFolder = "tensorboard";
 
     /// <summary>
@@ -110,7 +114,7 @@ public static partial class TrainCommand
         if (layout == TrainDataOptions.Layout.ClassFolders && s.Dataset is not null)
             throw new InvalidOptionException("--dataset", $"--dataset {s.Dataset} names a built-in dataset, but --data '{s.DataPath}' is a folder of class folders; give one or the other.");
         TrainDataOptions.Validate(s.Folder, layout);
-        if (s.OutputFolder is { } o)
+        if (s.OutputFolder is { } o && s.Resume is null)
         {
             if (string.IsNullOrWhiteSpace(o)) throw new InvalidOptionException("--out", "--out must name a folder; received an empty value.");
             if (File.Exists(o)) throw new InvalidOptionException("--out", $"--out '{o}' is a file; name a folder (new or empty, or add --overwrite to replace an earlier run).");
@@ -141,7 +145,7 @@ public static partial class TrainCommand
             var name = Path.GetFileName(e);
             if (name.StartsWith(Saving.AtomicFile.TempPrefix, StringComparison.Ordinal)) continue;
             if (File.Exists(e) && RunFiles.Contains(name)) continue;
-            if (Directory.Exists(e) && name == TensorBoardFolder) continue;
+            if (Directory.Exists(e) && name is TensorBoardFolder or TrainResume.CheckpointFolder or EvaluationReportFiles.Folder) continue;
             if (Directory.Exists(e) && name == TrainedModelFolder.RunModelFolder)
             {
                 foreach (var m in Directory.EnumerateFileSystemEntries(e))
@@ -202,6 +206,8 @@ public static partial class TrainCommand
                 throw new InvalidOptionException("--nproc", "--nproc trains the built-in datasets only; --data names a folder of class folders, which trains in one process (leave out --nproc).");
             return RunFolder(console, s);
         }
+        if (s.Resume is not null && s.Nproc is not null)
+            throw new InvalidOptionException("--resume", $"--resume '{s.Resume}' is a run trained with --nproc {s.Nproc}; resuming a multi-process run is not supported yet (its last checkpoint loads with --weights).");
         if (s.Nproc is { } ranks)
             return DistributedTraining.Launch(console, ranks, DistributedTraining.RankArguments(s.Tokens, s.Threads is null ? Math.Max(1, Environment.ProcessorCount / ranks) : null));
         using var rank = DistributedTraining.Join(); // WORLD_SIZE set: this process is one rank of a group
@@ -229,7 +235,8 @@ public static partial class TrainCommand
         if (s.Augment)
             trainee = new Sequential([new Input(inputShape), new RandomFlip("horizontal", seed: s.Seed), new RandomTranslation(0.1, 0.1, seed: s.Seed + 1), net], name: info.Name + "_augmented");
         var summary = trainee.Summary();
-        PrepareOutput(outDir, s.Overwrite);
+        if (s.Resume is null) PrepareOutput(outDir, s.Overwrite);
+        TrainResume.Save(outDir, s, Backend.Threads);
         console.Output.Write(summary);
         WriteText(Path.Combine(outDir, "summary.txt"), summary);
 
@@ -256,6 +263,9 @@ public static partial class TrainCommand
             tensorBoard,
         };
         rank?.Attach(trainee, callbacks, outDir);
+        var (backup, epochHistory, stop) = TrainResume.Callbacks(outDir);
+        using var stopOnSignal = stop;
+        callbacks.AddRange([backup, epochHistory, stop]);
         var clock = Stopwatch.StartNew();
         History history;
         try
@@ -271,6 +281,13 @@ public static partial class TrainCommand
             // TensorBoard's event files are the only ones written during training.
             throw TensorBoardFailed(outDir, e);
         }
+        catch (TrainingStoppedException e)
+        {
+            return TrainResume.ReportStopped(console, e);
+        }
+        if (backup.ResumedFromEpoch is { } resumedFrom) console.Output.WriteLine($"Resumed from the checkpoint of epoch {resumedFrom}.");
+        int epochsRun = history.Epoch.Count;
+        history = epochHistory.Full;
         var trainTime = clock.Elapsed;
 
         bool finite = ModelIsFinite(net);
@@ -293,7 +310,6 @@ public static partial class TrainCommand
         };
         if (finite) TrainedModelFolder.Save(modelDir, net, trainedInfo);
         else net.Save(Path.Combine(modelDir, NonFiniteModelFile));
-        WriteText(Path.Combine(outDir, "history.csv"), HistoryCsv(history));
         WriteText(Path.Combine(outDir, "history.json"), HistoryJson(history, testResult, trainTime.TotalSeconds));
         HistoryPlot.Save(outDir, history, $"{info.Name} on {datasetInfo.Name}");
 
@@ -312,7 +328,7 @@ public static partial class TrainCommand
         table.AddRow("model", info.Name);
         table.AddRow("dataset", datasetInfo.Name);
         table.AddRow("epochs", history.Epoch.Count.ToString(CultureInfo.InvariantCulture));
-        table.AddRow("training time", $"{trainTime.TotalSeconds:F1} s ({train.Count * (1 - s.ValidationSplit) * history.Epoch.Count / trainTime.TotalSeconds:F0} images/s)");
+        table.AddRow("training time", $"{trainTime.TotalSeconds:F1} s ({train.Count * (1 - s.ValidationSplit) * epochsRun / trainTime.TotalSeconds:F0} images/s)");
         if (history.Values.TryGetValue("val_accuracy", out var va)) table.AddRow("validation accuracy", $"{va[^1]:P2}");
         table.AddRow("[bold]test accuracy[/]", $"[bold]{testResult["accuracy"]:P2}[/]");
         table.AddRow("test loss", $"{testResult["loss"]:F4}");

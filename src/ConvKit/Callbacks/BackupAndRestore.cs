@@ -102,7 +102,8 @@ public sealed class BackupAndRestore : Callback
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new ConvKitException($"BackupAndRestore could not write '{store.LatestPath}': {e.Message}", e);
+            // The cause without the temp file's name: the checkpoint is what could not be written.
+            throw new ConvKitException($"BackupAndRestore cannot write '{store.LatestPath}': {AtomicFile.Explain(e, store.LatestPath)}", e);
         }
         finally
         {

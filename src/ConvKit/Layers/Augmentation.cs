@@ -22,6 +22,9 @@ public abstract class RandomAugmentation : Layer
     /// <summary>This layer's random generator.</summary>
     protected Generator Generator { get; }
 
+    // A training checkpoint saves and restores it, so a resumed run draws the same augmentations.
+    internal Generator CheckpointedGenerator => Generator;
+
     /// <inheritdoc/>
     public override Shape ComputeOutputShape(Shape inputShape)
     {

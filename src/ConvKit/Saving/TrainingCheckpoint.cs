@@ -10,7 +10,7 @@ namespace ConvKit.Saving;
 
 /// <summary>
 /// A training checkpoint: weights (keyed as <see cref="Model.SaveWeights"/>), the optimizer's state tensors, the
-/// learning rate, epochs completed, optimizer steps, whether training was stopped, torch's global RNG state, the Fit
+/// learning rate, epochs completed, optimizer steps, whether training was stopped, torch's global RNG state, the generators of the random augmentation layers, the Fit
 /// shuffle generator's state and the state of the Fit's <see cref="IStatefulCallback"/>s, in one safetensors file.
 /// Non-weight tensors live under <see cref="ReservedPrefix"/> (layer names cannot contain '.').
 /// Restoring it and continuing gives the same weights, bit for bit, as a run that was never interrupted (CPU).
@@ -23,6 +23,8 @@ public static class TrainingCheckpoint
     const string OptimizerPrefix = ReservedPrefix + "optimizer/";
     const string TorchRng = ReservedPrefix + "rng/torch";
     const string ShuffleRng = ReservedPrefix + "rng/shuffle";
+    // One per random augmentation layer, in the order of a depth-first walk of the model's layers.
+    const string AugmentationRng = ReservedPrefix + "rng/augmentation/";
     /// <summary>Metadata key of the number of epochs completed.</summary>
     public const string EpochKey = "convkit.epoch";
     const string StepKey = "convkit.step";
@@ -71,6 +73,9 @@ public static class TrainingCheckpoint
         }
         owned.Add(tensors[TorchRng] = torch.random.get_rng_state());
         if (model.FitGenerator is { } g) owned.Add(tensors[ShuffleRng] = g.get_state());
+        var augmentations = Augmentations(model);
+        for (int i = 0; i < augmentations.Count; i++)
+            owned.Add(tensors[AugmentationRng + i.ToString(CultureInfo.InvariantCulture)] = augmentations[i].CheckpointedGenerator.get_state());
         CaptureCallbacks(model.FitCallbacks, tensors, meta);
         return (tensors, meta, owned);
     }
@@ -214,7 +219,25 @@ public static class TrainingCheckpoint
         if (meta.TryGetValue(StopTrainingKey, out var stop) && stop == "true") model.StopTraining = true;
         if (tensors.TryGetValue(TorchRng, out var rng)) torch.random.set_rng_state(rng);
         if (tensors.TryGetValue(ShuffleRng, out var sh) && model.FitGenerator is { } g) g.set_state(sh);
+        var augmentations = Augmentations(model);
+        for (int i = 0; i < augmentations.Count; i++)
+            if (tensors.TryGetValue(AugmentationRng + i.ToString(CultureInfo.InvariantCulture), out var a))
+                augmentations[i].CheckpointedGenerator.set_state(a);
         return epoch;
+    }
+
+    static List<Layers.RandomAugmentation> Augmentations(Layers.Layer root)
+    {
+        var found = new List<Layers.RandomAugmentation>();
+        var seen = new HashSet<Layers.Layer>(ReferenceEqualityComparer.Instance);
+        void Walk(Layers.Layer layer)
+        {
+            if (!seen.Add(layer)) return;
+            if (layer is Layers.RandomAugmentation r) found.Add(r);
+            foreach (var child in layer.SubLayers) Walk(child);
+        }
+        Walk(root);
+        return found;
     }
 
     static List<TorchSharp.Modules.OptimizerState> States(optim.Optimizer o) => o is TorchSharp.Modules.OptimizerHelper h
