@@ -89,6 +89,16 @@ public static class TrainResume
         }
         if (s is null || s.Model is null || s.Optimizer is null)
             throw new ConvKitException($"--resume: '{path}' is not valid: it needs \"Model\" and \"Optimizer\".");
+        if (s.Transfer is { FineTuneEpochs: > 0 } && File.Exists(CheckpointPath(runFolder)))
+        {
+            // A two-phase run resumes inside its first phase (the frozen backbone); a checkpoint from the fine-tuning
+            // phase holds the optimizer state of the unfrozen weights, which the first phase cannot take.
+            var loaded = new CheckpointStore(CheckpointPath(runFolder)).LoadLatestValid();
+            foreach (var t in loaded.Tensors.Values) t.Dispose();
+            if (loaded.Metadata.TryGetValue(TrainingCheckpoint.EpochKey, out var e) && int.TryParse(e, System.Globalization.CultureInfo.InvariantCulture, out int done) && done > s.Epochs)
+                throw new InvalidOptionException("--resume", $"--resume '{runFolder}' stopped in its fine-tuning phase (epoch {done} of {s.Epochs + s.Transfer.FineTuneEpochs}); " +
+                    $"resuming inside the fine-tuning phase is not supported yet. Its last checkpoint loads with --weights '{CheckpointPath(runFolder)}'.");
+        }
         return s with { OutputFolder = runFolder, Resume = runFolder, Overwrite = false };
     }
 
@@ -146,12 +156,26 @@ public sealed class EpochHistoryFile : Callback
     /// <inheritdoc/>
     public override void OnTrainBegin(Logs logs)
     {
+        var earlier = full;
         full = new History();
         full.OnTrainBegin(new Logs());
         int done = backup?.ResumedFromEpoch ?? 0;
         if (done > 0 && File.Exists(Path_))
+        {
             foreach (var (epoch, row) in ReadCsv(Path_))
                 if (epoch < done) full.OnEpochEnd(epoch, row);
+        }
+        else
+        {
+            // A second Fit of the same run in this process (the fine-tuning phase) continues the first one's history.
+            for (int i = 0; i < earlier.Epoch.Count; i++)
+            {
+                var row = new Logs();
+                foreach (var (key, values) in earlier.Values)
+                    if (i < values.Count) row[key] = values[i];
+                full.OnEpochEnd(earlier.Epoch[i], row);
+            }
+        }
     }
 
     /// <inheritdoc/>

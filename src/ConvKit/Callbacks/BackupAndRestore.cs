@@ -60,6 +60,9 @@ public sealed class BackupAndRestore : Callback
         var keep = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         try
         {
+            // A backup of epoch <= this Fit's initial epoch was written by an earlier Fit of the same run (e.g. the
+            // frozen phase before fine-tuning): this Fit starts from where that one ended, with its own optimizer.
+            if (model.FitInitialEpoch > 0 && TrainingCheckpoint.EpochOf(loaded.Metadata, loaded.Path) <= model.FitInitialEpoch) return;
             var states = TrainingCheckpoint.CallbackStates(model.FitCallbacks, loaded.Tensors, loaded.Metadata, loaded.Path);
             int epoch = TrainingCheckpoint.Restore(model, loaded.Tensors, loaded.Metadata, loaded.Path);
             model.ResumeInitialEpoch = epoch;

@@ -166,13 +166,21 @@ public static class TrainingCheckpoint
         return result;
     }
 
-    /// <summary>Restores what <see cref="Capture"/> saved, except the callbacks' states (see <see cref="CallbackStates"/>);
-    /// returns the epochs completed.</summary>
-    internal static int Restore(Model model, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> meta, string file)
+    /// <summary>The epochs completed that a training checkpoint's metadata records.</summary>
+    /// <exception cref="CheckpointException">The file is not a training checkpoint or its epoch is missing or invalid.</exception>
+    internal static int EpochOf(IReadOnlyDictionary<string, string> meta, string file)
     {
         if (ModelFormat.Kind(meta, file) != "checkpoint") throw new CheckpointException($"'{file}' is not a training checkpoint.");
         if (!meta.TryGetValue(EpochKey, out var e) || !int.TryParse(e, CultureInfo.InvariantCulture, out int epoch) || epoch < 0)
             throw new CheckpointException($"'{file}': missing or invalid '{EpochKey}' metadata.");
+        return epoch;
+    }
+
+    /// <summary>Restores what <see cref="Capture"/> saved, except the callbacks' states (see <see cref="CallbackStates"/>);
+    /// returns the epochs completed.</summary>
+    internal static int Restore(Model model, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> meta, string file)
+    {
+        int epoch = EpochOf(meta, file);
         var weights = tensors.Where(p => !p.Key.StartsWith(ReservedPrefix, StringComparison.Ordinal)).ToDictionary(p => p.Key, p => p.Value);
         // Validate the optimizer part before touching anything.
         var opt = model.Optimizer;

@@ -119,6 +119,7 @@ public partial class Model
         FitGenerator = generator;
         FitCallbacks = cbs.Callbacks;
         ResumeInitialEpoch = null;
+        FitInitialEpoch = initialEpoch;
         try
         {
             cbs.TrainBegin(emptyLogs);

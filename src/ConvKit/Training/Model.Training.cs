@@ -53,6 +53,10 @@ public partial class Model
 
     internal int? ResumeInitialEpoch { get; set; }
 
+    // The initial epoch the running Fit was called with: a backup written at or before it belongs to an earlier Fit
+    // (the first phase of a two-phase fine-tuning run, whose optimizer trained other weights) and is not restored.
+    internal int FitInitialEpoch { get; private set; }
+
     /// <summary>
     /// Configures the model for training, Keras' <c>compile</c>:
     /// <c>model.Compile(optimizer: "adam", loss: "sparse_categorical_crossentropy", metrics: ["accuracy"])</c>.
@@ -208,6 +212,7 @@ public partial class Model
         FitGenerator = generator;
         FitCallbacks = cbs.Callbacks;
         ResumeInitialEpoch = null;
+        FitInitialEpoch = initialEpoch;
         try
         {
             cbs.TrainBegin(emptyLogs);
