@@ -25,8 +25,11 @@ public static class ImportCommand
         var command = new Command("import", "Import an ONNX model into a ConvKit model folder (trainable weights, NCHW semantics kept; predict takes images as usual).");
         command.Arguments.Add(file);
         foreach (var o in new Option[] { outDir, preprocess, labels, inputShape, globalPooling }) command.Options.Add(o);
+        var threads = ThreadsOption.Create();
+        command.Options.Add(threads);
         command.SetAction(parse => console.Guard(() =>
         {
+            ThreadsOption.Apply(parse, threads);
             var source = parse.GetValue(file)!;
             var folder = parse.GetValue(outDir)!;
             if (File.Exists(Path.Combine(folder, TrainedModelFolder.ModelFile)))
