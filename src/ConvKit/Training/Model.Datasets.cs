@@ -268,23 +268,38 @@ public partial class Model
     /// row; <see cref="DataLoader.Skipped"/> names them. The caller owns the result.
     /// </summary>
     /// <param name="x">The batches (labels are ignored).</param>
+    /// <param name="verbose">Keras' verbose: <see cref="Verbosity.Silent"/> (0, what <see cref="Verbosity.Auto"/>, the
+    /// default, means here), <see cref="Verbosity.ProgressBar"/> (1), <see cref="Verbosity.OneLinePerEpoch"/> (2), as the
+    /// tensor overload.</param>
+    /// <param name="callbacks">Callbacks called around each of the loader's batches.</param>
     /// <returns>Outputs (N, ...) in Keras' layout.</returns>
     /// <exception cref="ShapeException">The x do not fit the model.</exception>
-    public Tensor Predict(DataLoader x)
+    public Tensor Predict(DataLoader x, Verbosity verbose = default, IEnumerable<Callback>? callbacks = null)
     {
         ArgumentNullException.ThrowIfNull(x);
         ThrowIfDisposed();
         EnsureBuiltForLoader(x, "x");
+        int level = verbose.Level(auto: 0);
+        var cbs = new CallbackList(callbacks, this, new TrainingParams(1, x.BatchesPerEpoch, level, x.Count, x.BatchSize), addHistory: false, addProgbar: level > 0);
+        var emptyLogs = new Logs();
         var inference = inferenceSlot.Acquire(this, graph, InferenceOptimizations);
         var parts = new List<Tensor>();
         try
         {
+            cbs.PredictBegin(emptyLogs);
+            int b = 0;
             foreach (var (xRaw, yRaw) in x.Epoch(0))
             {
                 using (xRaw)
                 using (yRaw)
+                {
+                    cbs.PredictBatchBegin(b, emptyLogs);
                     parts.Add(PredictWith(inference, xRaw, (int)xRaw.shape[0], 0, null));
+                    cbs.PredictBatchEnd(b, emptyLogs);
+                    b++;
+                }
             }
+            cbs.PredictEnd(emptyLogs);
             if (parts.Count == 0)
             {
                 using var none = empty([0, x.Source.Height, x.Source.Width, x.Source.Channels]);

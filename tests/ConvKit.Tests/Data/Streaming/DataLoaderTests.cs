@@ -301,6 +301,31 @@ public class DataLoaderTests
         var weights = Assert.Throws<InvalidOptionException>(() => model.Fit(loader, verbose: 0, classWeight: new Dictionary<int, double> { [-1] = 2 }));
         Assert.Contains("class_weight", weights.Message);
         Assert.Contains("steps per epoch", Assert.Throws<InvalidOptionException>(() => loader.Batches(0, maxBatches: 0)).Message);
+        Assert.Contains("verbose", Assert.Throws<InvalidOptionException>(() => model.Predict(loader, verbose: 7)).Message);
+    }
+
+    sealed class PredictBatches : ConvKit.Callbacks.Callback
+    {
+        public readonly List<string> Calls = [];
+        public override void OnPredictBegin(ConvKit.Callbacks.Logs logs) => Calls.Add("begin");
+        public override void OnPredictBatchEnd(int batch, ConvKit.Callbacks.Logs logs) => Calls.Add(batch.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        public override void OnPredictEnd(ConvKit.Callbacks.Logs logs) => Calls.Add("end");
+    }
+
+    [Fact]
+    public void PredictOverALoaderCallsCallbacksPerLoaderBatchAndPrintsWithVerbose()
+    {
+        var model = SmallCnn();
+        using var loader = new DataLoader(new SyntheticSource(10), batchSize: 4, shuffle: false, workers: 0);
+        var seen = new PredictBatches();
+        var output = new StringWriter();
+        var bar = new ConvKit.Callbacks.ProgbarLogger(output, interactive: false);
+        using var silent = model.Predict(loader, callbacks: [seen, bar]); // Auto: silent in Predict, as the tensor overload
+        Assert.Equal(new[] { "begin", "0", "1", "2", "end" }, seen.Calls);
+        Assert.Equal(0, output.ToString().Length);
+        using var shown = model.Predict(loader, verbose: 1, callbacks: [bar]);
+        Assert.Contains("3/3", output.ToString());
+        Assert.Equal(silent.data<float>().ToArray(), shown.data<float>().ToArray());
     }
 
     [Fact]
