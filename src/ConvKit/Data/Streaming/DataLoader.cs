@@ -150,8 +150,18 @@ public sealed class DataLoader : IDisposable
     /// <summary>Files met so far that could not be decoded (sample index to message), left out of their batches.</summary>
     public IReadOnlyDictionary<int, string> Skipped => skipped;
 
-    /// <summary>Where warnings go (undecodable files, the count at the end of an epoch); default standard error.</summary>
+    /// <summary>
+    /// Where warnings go (undecodable files, the count at the end of an epoch); default standard error. The workers
+    /// write to it one line at a time under the loader's lock, so a writer that is not thread-safe (a StringWriter) is fine.
+    /// </summary>
     public TextWriter? Warnings { get; set; } = DefaultOutput.Error;
+
+    readonly Lock warningsGate = new();
+
+    void Warn(string line)
+    {
+        lock (warningsGate) Warnings?.WriteLine(line);
+    }
 
     /// <summary>Time the consumer of the last or current epoch spent waiting for a batch.</summary>
     public TimeSpan DataWait { get; private set; }
@@ -243,7 +253,7 @@ public sealed class DataLoader : IDisposable
             }
             int newSkips = skipped.Count - skippedBefore;
             if (newSkips > 0)
-                Warnings?.WriteLine($"warning: {skipped.Count} of {Count} files could not be decoded and were skipped (this epoch met {newSkips} for the first time).");
+                Warn($"warning: {skipped.Count} of {Count} files could not be decoded and were skipped (this epoch met {newSkips} for the first time).");
         }
         finally
         {
@@ -304,7 +314,7 @@ public sealed class DataLoader : IDisposable
         }
         catch (ImageDecodeException e)
         {
-            if (skipped.TryAdd(index, e.Message)) Warnings?.WriteLine($"warning: skipped {e.Message}");
+            if (skipped.TryAdd(index, e.Message)) Warn($"warning: skipped {e.Message}");
             if (cacheState is not null) Volatile.Write(ref cacheState[index], 2);
             return false;
         }

@@ -156,6 +156,33 @@ public class DataLoaderTests
         Assert.Equal("", warnings.ToString());
     }
 
+    /// <summary>A writer that is not thread-safe and records whether two threads were ever inside it at once.</summary>
+    sealed class OverlapDetectingWriter : StringWriter
+    {
+        int inside;
+        public bool Overlapped { get; private set; }
+        public override void WriteLine(string? value)
+        {
+            if (Interlocked.Increment(ref inside) > 1) Overlapped = true;
+            Thread.Sleep(2);
+            base.WriteLine(value);
+            Interlocked.Decrement(ref inside);
+        }
+    }
+
+    [Fact]
+    [Trait("Catalogue", "Hostile")]
+    public void WorkersWriteWarningsOneAtATime_SoAStringWriterIsSafe()
+    {
+        var source = new SyntheticSource(64);
+        source.Broken.UnionWith(Enumerable.Range(0, 64).Where(i => i % 2 == 0));
+        var warnings = new OverlapDetectingWriter();
+        using var loader = new DataLoader(source, batchSize: 2, workers: 4, prefetch: 16) { Warnings = warnings };
+        Assert.Equal(32, Epoch(loader, 0).Sum(b => b.Count));
+        Assert.False(warnings.Overlapped, "two workers wrote a warning at the same time");
+        Assert.Equal(33, warnings.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+    }
+
     [Fact]
     [Trait("Catalogue", "Hostile")]
     public void OtherFailuresEndTheEpochWithTheirException()
