@@ -24,11 +24,12 @@ public static class ImportCommand
         var globalPooling = new Option<bool>("--global-pooling") { Description = "Turn a pooling whose window covers its whole input into global pooling, so other input sizes work." };
         var command = new Command("import", "Import an ONNX model into a ConvKit model folder (trainable weights, NCHW semantics kept; predict takes images as usual).");
         command.Arguments.Add(file);
+        foreach (var o in new Option[] { outDir, preprocess, labels, inputShape, globalPooling }) command.Options.Add(o);
         var threads = ThreadsOption.Create();
-        foreach (var o in new Option[] { outDir, preprocess, labels, inputShape, globalPooling, threads }) command.Options.Add(o);
+        command.Options.Add(threads);
         command.SetAction(parse => console.Guard(() =>
         {
-            ThreadsOption.Apply(parse, threads); // import traces each layer once to infer its shapes
+            ThreadsOption.Apply(parse, threads);
             var source = parse.GetValue(file)!;
             var folder = parse.GetValue(outDir)!;
             if (File.Exists(Path.Combine(folder, TrainedModelFolder.ModelFile)))

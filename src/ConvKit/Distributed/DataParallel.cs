@@ -34,11 +34,11 @@ public sealed class DataParallel
     /// <summary>Creates the strategy over a joined group.</summary>
     /// <param name="group">The process group (not owned: dispose it yourself after training).</param>
     /// <param name="bucketBytes">Approximate size of one gradient all-reduce (PyTorch DDP's default is 25 MB).</param>
-    /// <exception cref="ArgumentOutOfRangeException">bucketBytes is below 1 KiB.</exception>
+    /// <exception cref="InvalidOptionException">bucketBytes is below 1 KiB.</exception>
     public DataParallel(ProcessGroup group, long bucketBytes = 25L << 20)
     {
         ArgumentNullException.ThrowIfNull(group);
-        if (bucketBytes < 1024) throw new ArgumentOutOfRangeException(nameof(bucketBytes), $"bucketBytes must be at least 1024; received {bucketBytes}.");
+        if (bucketBytes < 1024) throw new InvalidOptionException(nameof(bucketBytes), $"bucketBytes must be at least 1024; received {bucketBytes}.");
         Group = group;
         BucketBytes = bucketBytes;
     }

@@ -165,7 +165,8 @@ public sealed unsafe class ProcessGroup : IDisposable
     /// <summary>Combines <paramref name="tensor"/> across the ranks, in place: afterwards every rank holds the sum (or mean).</summary>
     /// <param name="tensor">A contiguous CPU tensor of float32, float64, int32 or int64, the same shape on every rank.</param>
     /// <param name="operation">Sum or average.</param>
-    /// <exception cref="ArgumentException">The tensor is not contiguous, not on the CPU or of another dtype.</exception>
+    /// <exception cref="UnsupportedException">The tensor is not on the CPU or of another dtype.</exception>
+    /// <exception cref="ShapeException">The tensor is not contiguous.</exception>
     /// <exception cref="DistributedException">A peer left, the timeout passed, or the group is closed.</exception>
     public void AllReduce(Tensor tensor, ReduceOperation operation = ReduceOperation.Sum)
     {
@@ -180,12 +181,14 @@ public sealed unsafe class ProcessGroup : IDisposable
     }
 
     /// <summary>Copies <paramref name="tensor"/> of rank <paramref name="root"/> into the same tensor on every rank.</summary>
-    /// <exception cref="ArgumentException">As <see cref="AllReduce"/>, or the root is out of range.</exception>
+    /// <exception cref="UnsupportedException">As <see cref="AllReduce"/>.</exception>
+    /// <exception cref="ShapeException">As <see cref="AllReduce"/>.</exception>
+    /// <exception cref="InvalidOptionException">The root is out of range.</exception>
     /// <exception cref="DistributedException">As <see cref="AllReduce"/>.</exception>
     public void Broadcast(Tensor tensor, int root = 0)
     {
         CheckTensor(tensor, nameof(Broadcast));
-        if (root < 0 || root >= WorldSize) throw new ArgumentException($"root must be a rank in [0, {WorldSize - 1}]; received {root}.", nameof(root));
+        if (root < 0 || root >= WorldSize) throw new InvalidOptionException(nameof(root), $"root must be a rank in [0, {WorldSize - 1}]; received {root}.");
         Run("broadcast", (h, e, n) => C10dBridge.Broadcast(h, tensor.Handle, root, e, n));
     }
 
@@ -222,11 +225,11 @@ public sealed unsafe class ProcessGroup : IDisposable
     {
         ArgumentNullException.ThrowIfNull(tensor);
         if (tensor.device_type != DeviceType.CPU)
-            throw new ArgumentException($"{op}: the tensor must be on the CPU; it is on {tensor.device}.", nameof(tensor));
+            throw new UnsupportedException($"{op}: the tensor must be on the CPU; it is on {tensor.device}.");
         if (!tensor.is_contiguous())
-            throw new ArgumentException($"{op}: the tensor must be contiguous (call .contiguous()).", nameof(tensor));
+            throw new ShapeException($"{op}: the tensor must be contiguous (call .contiguous()).");
         if (tensor.dtype is not (ScalarType.Float32 or ScalarType.Float64 or ScalarType.Int32 or ScalarType.Int64))
-            throw new ArgumentException($"{op}: dtype {tensor.dtype} is not supported; use float32, float64, int32 or int64.", nameof(tensor));
+            throw new UnsupportedException($"{op}: dtype {tensor.dtype} is not supported; use float32, float64, int32 or int64.");
     }
 
     /// <summary>Leaves the group: stops Gloo's threads and closes the connections. Idempotent.</summary>

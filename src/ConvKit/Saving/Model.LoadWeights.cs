@@ -21,11 +21,13 @@ public partial class Model
     /// allow it, or holds NaN/Inf (the message names the file, layer and weight).</exception>
     /// <exception cref="WrongFileFormatException">The file is of another kind than <paramref name="format"/> (or one
     /// ConvKit does not read, such as a torch.save .pth: convert it to safetensors).</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="path"/> is empty.</exception>
     /// <exception cref="ConvKitException">The file or folder does not exist or cannot be read, the model is not built, or an
     /// option does not apply to the format.</exception>
     public WeightsLoadReport LoadWeights(string path, WeightsFormat format = WeightsFormat.Auto, LoadWeightsOptions? options = null)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(path);
+        if (path.Length == 0) throw new InvalidOptionException(nameof(path), "LoadWeights: path is empty; pass a weights file or a run folder.");
         var o = options ?? LoadWeightsOptions.Default;
         if (!Enum.IsDefined(format)) throw new ConvKitException($"LoadWeights: unknown weights format {(int)format}.");
         bool isDir = Directory.Exists(path);

@@ -19,7 +19,8 @@ public partial class Model
     /// </summary>
     /// <param name="x">The training batches (x in Keras' layout (N, H, W, C), int64 labels).</param>
     /// <param name="epochs">Index of the last epoch (1-based, from <paramref name="initialEpoch"/>).</param>
-    /// <param name="verbose">0 silent, 1 progress bar, 2 one line per epoch.</param>
+    /// <param name="verbose">Keras' verbose: <see cref="Verbosity.Silent"/> (0), <see cref="Verbosity.ProgressBar"/> (1,
+    /// what <see cref="Verbosity.Auto"/>, the default, means here), <see cref="Verbosity.OneLinePerEpoch"/> (2).</param>
     /// <param name="callbacks">Callbacks called during training.</param>
     /// <param name="validationData">Batches evaluated at the end of every epoch (logged with a <c>val_</c> prefix).</param>
     /// <param name="stepsPerEpoch">Batches per epoch (Keras' steps_per_epoch): the first ones of each epoch's order; null for all.</param>
@@ -27,25 +28,26 @@ public partial class Model
     /// <param name="initialEpoch">Epoch at which to start (to resume a run; the order of epoch e is the same in every run).</param>
     /// <returns>The per-epoch logs.</returns>
     /// <exception cref="ConvKitException">The model is not compiled, or the x do not fit it.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">A numeric argument is out of range.</exception>
+    /// <exception cref="InvalidOptionException">A numeric argument is out of range, or a class_weight key is negative.</exception>
     /// <exception cref="TargetException">The labels do not fit the loss, a metric or the output (checked before any step).</exception>
-    public History Fit(DataLoader x, int epochs = 1, int verbose = 1, IEnumerable<Callback>? callbacks = null,
+    public History Fit(DataLoader x, int epochs = 1, Verbosity verbose = default, IEnumerable<Callback>? callbacks = null,
         DataLoader? validationData = null, int? stepsPerEpoch = null, IReadOnlyDictionary<int, double>? classWeight = null, int initialEpoch = 0)
     {
         ArgumentNullException.ThrowIfNull(x);
         ThrowIfDisposed();
         RequireCompiled("Fit");
-        if (epochs < 0) throw new ArgumentOutOfRangeException(nameof(epochs), $"epochs must be >= 0; received {epochs}.");
-        if (initialEpoch < 0) throw new ArgumentOutOfRangeException(nameof(initialEpoch), $"initial_epoch must be >= 0; received {initialEpoch}.");
-        if (stepsPerEpoch is < 1) throw new ArgumentOutOfRangeException(nameof(stepsPerEpoch), $"steps_per_epoch must be positive; received {stepsPerEpoch}.");
-        if (verbose is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(verbose), $"verbose must be 0, 1 or 2; received {verbose}.");
+        if (epochs < 0) throw new InvalidOptionException(nameof(epochs), $"epochs must be >= 0; received {epochs}.");
+        if (initialEpoch < 0) throw new InvalidOptionException(nameof(initialEpoch), $"initial_epoch must be >= 0; received {initialEpoch}.");
+        if (stepsPerEpoch is < 1) throw new InvalidOptionException(nameof(stepsPerEpoch), $"steps_per_epoch must be positive; received {stepsPerEpoch}.");
+        if (classWeight is not null && classWeight.Keys.Any(k => k < 0))
+            throw new InvalidOptionException(nameof(classWeight), $"model '{Name}': class_weight keys must be class indices >= 0.");
         EnsureBuiltForLoader(x, "x");
         if (validationData is not null) EnsureBuiltForLoader(validationData, "validation_data");
         BeginFit();
         bool wasTraining = training;
         try
         {
-            return FitLoaderCore(x, epochs, verbose, callbacks, validationData, stepsPerEpoch, classWeight, initialEpoch);
+            return FitLoaderCore(x, epochs, verbose.Level(auto: 1), callbacks, validationData, stepsPerEpoch, classWeight, initialEpoch);
         }
         catch (ExternalException e)
         {
@@ -96,7 +98,6 @@ public partial class Model
         Tensor? weightTable = null;
         if (classWeight is not null)
         {
-            if (classWeight.Keys.Any(k => k < 0)) throw new ArgumentException($"model '{Name}': class_weight keys must be class indices >= 0.", nameof(classWeight));
             var table = new float[Math.Max(x.ClassNames.Count, classWeight.Keys.DefaultIfEmpty(0).Max() + 1)];
             for (int c = 0; c < table.Length; c++) table[c] = classWeight.TryGetValue(c, out var w) ? (float)w : 1f;
             weightTable = tensor(table, device: device);
@@ -177,18 +178,19 @@ public partial class Model
     /// in inference mode. Undecodable files are left out, as in training.
     /// </summary>
     /// <param name="x">The batches.</param>
-    /// <param name="verbose">0 silent, 1 progress bar.</param>
+    /// <param name="verbose">Keras' verbose: <see cref="Verbosity.Silent"/> (0), <see cref="Verbosity.ProgressBar"/> (1,
+    /// what <see cref="Verbosity.Auto"/>, the default, means here), <see cref="Verbosity.OneLinePerEpoch"/> (2).</param>
     /// <param name="callbacks">Callbacks called around each batch.</param>
     /// <param name="steps">Batches to evaluate; null for all.</param>
     /// <returns>{"loss": ..., metric: ...}.</returns>
     /// <exception cref="ConvKitException">The model is not compiled, or the x do not fit it.</exception>
-    public IReadOnlyDictionary<string, double> Evaluate(DataLoader x, int verbose = 1, IEnumerable<Callback>? callbacks = null, int? steps = null)
+    /// <exception cref="InvalidOptionException"><paramref name="steps"/> is not positive.</exception>
+    public IReadOnlyDictionary<string, double> Evaluate(DataLoader x, Verbosity verbose = default, IEnumerable<Callback>? callbacks = null, int? steps = null)
     {
         ArgumentNullException.ThrowIfNull(x);
         ThrowIfDisposed();
         RequireCompiled("Evaluate");
-        if (verbose is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(verbose), $"model '{Name}': Evaluate's verbose must be 0, 1 or 2; received {verbose}.");
-        if (steps is < 1) throw new ArgumentOutOfRangeException(nameof(steps), $"model '{Name}': Evaluate's steps must be positive; received {steps}.");
+        if (steps is < 1) throw new InvalidOptionException(nameof(steps), $"model '{Name}': Evaluate's steps must be positive; received {steps}.");
         EnsureBuiltForLoader(x, "x");
         using var guard = BeginInference("Evaluate");
         try
@@ -201,7 +203,8 @@ public partial class Model
                 TargetValidation.Check(this, loss!, metrics, yAll, "Evaluate");
             }
             int n = Math.Min(steps ?? int.MaxValue, x.BatchesPerEpoch);
-            var cbs = new CallbackList(callbacks, this, new TrainingParams(1, n, verbose, Math.Min((long)n * x.BatchSize, x.Count), x.BatchSize), addHistory: false, addProgbar: verbose > 0);
+            int level = verbose.Level(auto: 1);
+            var cbs = new CallbackList(callbacks, this, new TrainingParams(1, n, level, Math.Min((long)n * x.BatchSize, x.Count), x.BatchSize), addHistory: false, addProgbar: level > 0);
             var head = FusedHeadFor(loss!);
             if (metrics.All(m => !compiledMetrics.Contains(m))) return RunTestLoader(x, n, cbs, head, metrics, new Mean("loss"));
             lock (compiledMetrics) return RunTestLoader(x, n, cbs, head, metrics, new Mean("loss"));
@@ -266,23 +269,38 @@ public partial class Model
     /// row; <see cref="DataLoader.Skipped"/> names them. The caller owns the result.
     /// </summary>
     /// <param name="x">The batches (labels are ignored).</param>
+    /// <param name="verbose">Keras' verbose: <see cref="Verbosity.Silent"/> (0, what <see cref="Verbosity.Auto"/>, the
+    /// default, means here), <see cref="Verbosity.ProgressBar"/> (1), <see cref="Verbosity.OneLinePerEpoch"/> (2), as the
+    /// tensor overload.</param>
+    /// <param name="callbacks">Callbacks called around each of the loader's batches.</param>
     /// <returns>Outputs (N, ...) in Keras' layout.</returns>
     /// <exception cref="ShapeException">The x do not fit the model.</exception>
-    public Tensor Predict(DataLoader x)
+    public Tensor Predict(DataLoader x, Verbosity verbose = default, IEnumerable<Callback>? callbacks = null)
     {
         ArgumentNullException.ThrowIfNull(x);
         ThrowIfDisposed();
         EnsureBuiltForLoader(x, "x");
+        int level = verbose.Level(auto: 0);
+        var cbs = new CallbackList(callbacks, this, new TrainingParams(1, x.BatchesPerEpoch, level, x.Count, x.BatchSize), addHistory: false, addProgbar: level > 0);
+        var emptyLogs = new Logs();
         var inference = inferenceSlot.Acquire(this, graph, InferenceOptimizations);
         var parts = new List<Tensor>();
         try
         {
+            cbs.PredictBegin(emptyLogs);
+            int b = 0;
             foreach (var (xRaw, yRaw) in x.Epoch(0))
             {
                 using (xRaw)
                 using (yRaw)
+                {
+                    cbs.PredictBatchBegin(b, emptyLogs);
                     parts.Add(PredictWith(inference, xRaw, (int)xRaw.shape[0], 0, null));
+                    cbs.PredictBatchEnd(b, emptyLogs);
+                    b++;
+                }
             }
+            cbs.PredictEnd(emptyLogs);
             if (parts.Count == 0)
             {
                 using var none = empty([0, x.Source.Height, x.Source.Width, x.Source.Channels]);

@@ -57,7 +57,7 @@ public class LibraryMisuseTests
         ["Predict: int64 images"] = new(typeof(ConvKitException), f => f.Model.Predict(zeros([2, 28, 28, 1], dtype: int64)), "float inputs", "Int64"),
         ["Predict: boolean images"] = new(typeof(ConvKitException), f => f.Model.Predict(zeros([2, 28, 28, 1], dtype: ScalarType.Bool)), "float inputs", "Bool"),
         ["Predict: a disposed tensor"] = new(typeof(ObjectDisposedException), f => f.Model.Predict(Disposed()), "disposed tensor", "lenet"),
-        ["Predict: null"] = new(typeof(ArgumentNullException), f => f.Model.Predict(null!), "x"),
+        ["Predict: null"] = new(typeof(ArgumentNullException), f => f.Model.Predict((Tensor)null!), "x"),
         // Predict: arguments
         ["Predict: batch size 0"] = new(typeof(InvalidOptionException), f => f.Model.Predict(f.X, batchSize: 0), "batch_size", "received 0"),
         ["Predict: batch size -4"] = new(typeof(InvalidOptionException), f => f.Model.Predict(f.X, batchSize: -4), "batch_size", "received -4"),

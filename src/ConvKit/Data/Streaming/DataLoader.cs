@@ -68,17 +68,17 @@ public sealed class DataLoader : IDisposable
     /// <param name="cache">Keep decoded samples (before augmentation) in memory or on disk.</param>
     /// <param name="cacheDirectory">Folder of the disk cache's temporary file (default: the system's temporary folder).</param>
     /// <param name="rescale">Factor applied to the uint8 pixels (default 1/255, giving [0, 1]).</param>
-    /// <exception cref="ArgumentOutOfRangeException">A count is out of range, or an augmentation factor is.</exception>
+    /// <exception cref="InvalidOptionException">A count is out of range, or an augmentation factor is.</exception>
     /// <exception cref="DatasetFormatException">The source has no samples.</exception>
     public DataLoader(SampleSource source, int batchSize = 32, bool shuffle = true, long seed = 0, int? workers = null, int? prefetch = null,
         ImageAugmentation? augmentation = null, DatasetCache cache = DatasetCache.None, string? cacheDirectory = null, float rescale = 1f / 255f)
     {
         ArgumentNullException.ThrowIfNull(source);
-        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, $"batch_size must be positive; received {batchSize}.");
-        if (workers is < 0 or > 256) throw new ArgumentOutOfRangeException(nameof(workers), workers, $"workers must be between 0 and 256; received {workers}.");
-        if (prefetch is < 1 or > 1024) throw new ArgumentOutOfRangeException(nameof(prefetch), prefetch, $"prefetch must be between 1 and 1024; received {prefetch}.");
-        if (!float.IsFinite(rescale)) throw new ArgumentOutOfRangeException(nameof(rescale), rescale, "rescale must be finite.");
-        if (!Enum.IsDefined(cache)) throw new ArgumentOutOfRangeException(nameof(cache), cache, "cache must be None, Memory or Disk.");
+        if (batchSize <= 0) throw new InvalidOptionException(nameof(batchSize), $"batch_size must be positive; received {batchSize}.");
+        if (workers is < 0 or > 256) throw new InvalidOptionException(nameof(workers), $"workers must be between 0 and 256; received {workers}.");
+        if (prefetch is < 1 or > 1024) throw new InvalidOptionException(nameof(prefetch), $"prefetch must be between 1 and 1024; received {prefetch}.");
+        if (!float.IsFinite(rescale)) throw new InvalidOptionException(nameof(rescale), $"rescale must be finite; received {rescale}.");
+        if (!Enum.IsDefined(cache)) throw new InvalidOptionException(nameof(cache), $"cache must be None, Memory or Disk; received {(int)cache}.");
         augmentation?.Validate();
         if (source.Count == 0) throw new DatasetFormatException("the dataset has no samples.");
         Source = source;
@@ -150,8 +150,18 @@ public sealed class DataLoader : IDisposable
     /// <summary>Files met so far that could not be decoded (sample index to message), left out of their batches.</summary>
     public IReadOnlyDictionary<int, string> Skipped => skipped;
 
-    /// <summary>Where warnings go (undecodable files, the count at the end of an epoch); default standard error.</summary>
+    /// <summary>
+    /// Where warnings go (undecodable files, the count at the end of an epoch); default standard error. The workers
+    /// write to it one line at a time under the loader's lock, so a writer that is not thread-safe (a StringWriter) is fine.
+    /// </summary>
     public TextWriter? Warnings { get; set; } = DefaultOutput.Error;
+
+    readonly Lock warningsGate = new();
+
+    void Warn(string line)
+    {
+        lock (warningsGate) Warnings?.WriteLine(line);
+    }
 
     /// <summary>Time the consumer of the last or current epoch spent waiting for a batch.</summary>
     public TimeSpan DataWait { get; private set; }
@@ -192,19 +202,20 @@ public sealed class DataLoader : IDisposable
     /// <summary>One epoch as raw batches (no tensors): see <see cref="Epoch"/>.</summary>
     /// <param name="epoch">Epoch (0-based).</param>
     /// <param name="maxBatches">Stop after this many batches; null for all.</param>
-    /// <exception cref="InvalidOperationException">Another enumeration of this loader is running.</exception>
+    /// <exception cref="ConvKitException">Another enumeration of this loader is running.</exception>
+    /// <exception cref="InvalidOptionException"><paramref name="epoch"/> is negative or <paramref name="maxBatches"/> not positive.</exception>
     public IEnumerable<DataBatch> Batches(int epoch = 0, int? maxBatches = null)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        if (epoch < 0) throw new ArgumentOutOfRangeException(nameof(epoch), epoch, "epoch must be >= 0.");
-        if (maxBatches is < 1) throw new ArgumentOutOfRangeException(nameof(maxBatches), maxBatches, "steps per epoch must be positive.");
+        if (epoch < 0) throw new InvalidOptionException(nameof(epoch), $"epoch must be >= 0; received {epoch}.");
+        if (maxBatches is < 1) throw new InvalidOptionException(nameof(maxBatches), $"steps per epoch must be positive; received {maxBatches}.");
         return Run(epoch, Math.Min(maxBatches ?? int.MaxValue, BatchesPerEpoch));
     }
 
     IEnumerable<DataBatch> Run(int epoch, int batches)
     {
         if (Interlocked.Exchange(ref enumerating, 1) != 0)
-            throw new InvalidOperationException("this DataLoader is already being enumerated (one epoch at a time per loader).");
+            throw new ConvKitException("this DataLoader is already being enumerated (one epoch at a time per loader).");
         int skippedBefore = skipped.Count;
         DataWait = TimeSpan.Zero;
         SamplesDelivered = 0;
@@ -242,7 +253,7 @@ public sealed class DataLoader : IDisposable
             }
             int newSkips = skipped.Count - skippedBefore;
             if (newSkips > 0)
-                Warnings?.WriteLine($"warning: {skipped.Count} of {Count} files could not be decoded and were skipped (this epoch met {newSkips} for the first time).");
+                Warn($"warning: {skipped.Count} of {Count} files could not be decoded and were skipped (this epoch met {newSkips} for the first time).");
         }
         finally
         {
@@ -303,7 +314,7 @@ public sealed class DataLoader : IDisposable
         }
         catch (ImageDecodeException e)
         {
-            if (skipped.TryAdd(index, e.Message)) Warnings?.WriteLine($"warning: skipped {e.Message}");
+            if (skipped.TryAdd(index, e.Message)) Warn($"warning: skipped {e.Message}");
             if (cacheState is not null) Volatile.Write(ref cacheState[index], 2);
             return false;
         }

@@ -34,13 +34,13 @@ public sealed record ImageAugmentation
     public static ImageAugmentation Default { get; } = new() { HorizontalFlip = true, Translation = 0.1, Zoom = 0.1, Rotation = 0.05 };
 
     /// <summary>Checks the factors.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">A factor is negative, not finite, or (zoom, contrast) not below 1.</exception>
+    /// <exception cref="InvalidOptionException">A factor is negative, not finite, or (zoom, contrast) not below 1.</exception>
     public void Validate()
     {
         static void Check(double v, string name, double max)
         {
             if (!double.IsFinite(v) || v < 0 || v > max)
-                throw new ArgumentOutOfRangeException(name, v, $"augmentation {name} must be between 0 and {max}; received {v}.");
+                throw new InvalidOptionException(name, $"augmentation {name} must be between 0 and {max}; received {v}.");
         }
         Check(Rotation, nameof(Rotation), 1);
         Check(Zoom, nameof(Zoom), 0.99);

@@ -59,7 +59,7 @@ public static class ImageDatasets
     /// <exception cref="DatasetNotFoundException">The folder does not exist.</exception>
     /// <exception cref="DatasetFormatException">No class folder, a single class, an empty class folder, no images, a
     /// class name not found, or a symbolic-link loop; the message names the folder.</exception>
-    /// <exception cref="ArgumentException">A validation split without a subset or seed, or a subset without a split.</exception>
+    /// <exception cref="InvalidOptionException">A validation split without a subset or seed, or a subset without a split.</exception>
     public static DataLoader ImageDatasetFromDirectory(string directory, int batchSize = 32, (int Height, int Width)? imageSize = null,
         ColorMode colorMode = ColorMode.Rgb, bool shuffle = true, long? seed = null, double validationSplit = 0, DatasetSubset? subset = null,
         bool cropToAspectRatio = false, bool antialias = true, bool followLinks = false, IReadOnlyList<string>? classNames = null,
@@ -114,14 +114,14 @@ public static class ImageDatasets
     static void CheckSplit(double validationSplit, DatasetSubset? subset, bool shuffle, long? seed)
     {
         if (!(validationSplit >= 0 && validationSplit < 1))
-            throw new ArgumentOutOfRangeException(nameof(validationSplit), validationSplit, $"validation_split must be in [0, 1); received {validationSplit}.");
+            throw new InvalidOptionException(nameof(validationSplit), $"validation_split must be in [0, 1); received {validationSplit}.");
         if (validationSplit > 0 && subset is null)
-            throw new ArgumentException("validation_split is set: pass subset (Training or Validation) to choose the part to load.", nameof(subset));
+            throw new InvalidOptionException(nameof(subset), "validation_split is set: pass subset (Training or Validation) to choose the part to load.");
         if (subset is not null && validationSplit == 0)
-            throw new ArgumentException("subset is set but validation_split is 0: set validation_split.", nameof(validationSplit));
-        if (subset is { } s && !Enum.IsDefined(s)) throw new ArgumentOutOfRangeException(nameof(subset), s, "subset must be Training or Validation.");
+            throw new InvalidOptionException(nameof(validationSplit), "subset is set but validation_split is 0: set validation_split.");
+        if (subset is { } s && !Enum.IsDefined(s)) throw new InvalidOptionException(nameof(subset), $"subset must be Training or Validation; received {(int)s}.");
         if (validationSplit > 0 && shuffle && seed is null)
-            throw new ArgumentException("validation_split with shuffling needs a seed, so that the training and validation subsets do not overlap.", nameof(seed));
+            throw new InvalidOptionException(nameof(seed), "validation_split with shuffling needs a seed, so that the training and validation subsets do not overlap.");
     }
 
     /// <summary>

@@ -36,22 +36,22 @@ public sealed class ImageFileSource : SampleSource
     /// (Keras' crop_to_aspect_ratio) instead of stretching.</param>
     /// <param name="antialias">Widen the resize filter when downscaling (on by default, as torchvision v2).</param>
     /// <param name="decodeOptions">Pixel budget and aspect-ratio bound; EXIF orientation is always applied.</param>
-    /// <exception cref="ArgumentOutOfRangeException">The size is not positive, the colour mode unknown, or a label out of range.</exception>
+    /// <exception cref="InvalidOptionException">The size is not positive, the colour mode unknown, or a label out of range.</exception>
     public ImageFileSource(IReadOnlyList<(string Path, int Label)> files, IReadOnlyList<string> classNames, (int Height, int Width) imageSize,
         ColorMode colorMode = ColorMode.Rgb, bool cropToAspectRatio = false, bool antialias = true, ImageDecodeOptions? decodeOptions = null)
     {
         ArgumentNullException.ThrowIfNull(files);
         ArgumentNullException.ThrowIfNull(classNames);
         if (imageSize.Height <= 0 || imageSize.Width <= 0)
-            throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize, $"image_size must be positive; received {imageSize.Height}x{imageSize.Width}.");
+            throw new InvalidOptionException(nameof(imageSize), $"image_size must be positive; received {imageSize.Height}x{imageSize.Width}.");
         if (imageSize.Height > 8192 || imageSize.Width > 8192)
-            throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize, $"image_size must be at most 8192x8192; received {imageSize.Height}x{imageSize.Width}.");
-        if (!Enum.IsDefined(colorMode)) throw new ArgumentOutOfRangeException(nameof(colorMode), colorMode, "color_mode must be Grayscale, Rgb or Rgba.");
+            throw new InvalidOptionException(nameof(imageSize), $"image_size must be at most 8192x8192; received {imageSize.Height}x{imageSize.Width}.");
+        if (!Enum.IsDefined(colorMode)) throw new InvalidOptionException(nameof(colorMode), $"color_mode must be Grayscale, Rgb or Rgba; received {(int)colorMode}.");
         this.files = files.ToArray();
         this.classNames = classNames.ToArray();
         foreach (var (path, label) in this.files)
             if (label < 0 || label >= this.classNames.Length)
-                throw new ArgumentOutOfRangeException(nameof(files), label, $"'{ImageDecodeException.Sanitize(path)}' has label {label}; there are {this.classNames.Length} classes.");
+                throw new InvalidOptionException(nameof(files), $"'{ImageDecodeException.Sanitize(path)}' has label {label}; there are {this.classNames.Length} classes.");
         (height, width) = imageSize;
         ColorMode = colorMode;
         CropToAspectRatio = cropToAspectRatio;

@@ -156,6 +156,33 @@ public class DataLoaderTests
         Assert.Equal("", warnings.ToString());
     }
 
+    /// <summary>A writer that is not thread-safe and records whether two threads were ever inside it at once.</summary>
+    sealed class OverlapDetectingWriter : StringWriter
+    {
+        int inside;
+        public bool Overlapped { get; private set; }
+        public override void WriteLine(string? value)
+        {
+            if (Interlocked.Increment(ref inside) > 1) Overlapped = true;
+            Thread.Sleep(2);
+            base.WriteLine(value);
+            Interlocked.Decrement(ref inside);
+        }
+    }
+
+    [Fact]
+    [Trait("Catalogue", "Hostile")]
+    public void WorkersWriteWarningsOneAtATime_SoAStringWriterIsSafe()
+    {
+        var source = new SyntheticSource(64);
+        source.Broken.UnionWith(Enumerable.Range(0, 64).Where(i => i % 2 == 0));
+        var warnings = new OverlapDetectingWriter();
+        using var loader = new DataLoader(source, batchSize: 2, workers: 4, prefetch: 16) { Warnings = warnings };
+        Assert.Equal(32, Epoch(loader, 0).Sum(b => b.Count));
+        Assert.False(warnings.Overlapped, "two workers wrote a warning at the same time");
+        Assert.Equal(33, warnings.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+    }
+
     [Fact]
     [Trait("Catalogue", "Hostile")]
     public void OtherFailuresEndTheEpochWithTheirException()
@@ -214,9 +241,9 @@ public class DataLoaderTests
     public void BadArgumentsAreNamed()
     {
         var source = new SyntheticSource(5);
-        Assert.Contains("batch_size", Assert.Throws<ArgumentOutOfRangeException>(() => new DataLoader(source, batchSize: 0)).Message);
-        Assert.Contains("workers", Assert.Throws<ArgumentOutOfRangeException>(() => new DataLoader(source, workers: -1)).Message);
-        Assert.Contains("Zoom", Assert.Throws<ArgumentOutOfRangeException>(() => new DataLoader(source, augmentation: new ImageAugmentation { Zoom = 2 })).Message);
+        Assert.Contains("batch_size", Assert.Throws<InvalidOptionException>(() => new DataLoader(source, batchSize: 0)).Message);
+        Assert.Contains("workers", Assert.Throws<InvalidOptionException>(() => new DataLoader(source, workers: -1)).Message);
+        Assert.Contains("Zoom", Assert.Throws<InvalidOptionException>(() => new DataLoader(source, augmentation: new ImageAugmentation { Zoom = 2 })).Message);
         Assert.Contains("no samples", Assert.Throws<DatasetFormatException>(() => new DataLoader(new SyntheticSource(0))).Message);
         var dir = Path.Combine(Path.GetTempPath(), "convkit-no-such-dir-" + Guid.NewGuid().ToString("N"));
         Assert.Contains(dir, Assert.Throws<DatasetFormatException>(() => new DataLoader(source, cache: DatasetCache.Disk, cacheDirectory: dir)).Message);
@@ -280,5 +307,63 @@ public class DataLoaderTests
         using var loader = new DataLoader(new SyntheticSource(10, height: 9), batchSize: 4);
         var e = Assert.Throws<ShapeException>(() => model.Fit(loader, verbose: 0));
         Assert.Contains("(None, 9, 5, 3)", e.Message);
+    }
+
+    [Fact]
+    [Trait("Catalogue", "Hostile")]
+    public void LoaderOverloadsTakeVerbosityAndRefuseBadArgumentsByName()
+    {
+        var model = SmallCnn();
+        model.Compile(optimizer: new SGD(learningRate: 0.01), loss: "sparse_categorical_crossentropy");
+        using var loader = new DataLoader(new SyntheticSource(8), batchSize: 4, workers: 0);
+        // The same Verbosity as the tensor overloads: ints 0-2, Auto (default), named levels.
+        Assert.Contains("verbose", Assert.Throws<InvalidOptionException>(() => model.Fit(loader, verbose: 3)).Message);
+        Assert.Contains("verbose", Assert.Throws<InvalidOptionException>(() => model.Evaluate(loader, verbose: -1)).Message);
+        Assert.Single(model.Fit(loader, epochs: 1, verbose: Verbosity.Silent).Epoch);
+        Assert.Single(model.Evaluate(loader, verbose: Verbosity.Parse("0")));
+        var epochs = Assert.Throws<InvalidOptionException>(() => model.Fit(loader, epochs: -1));
+        Assert.Equal("epochs", epochs.Option);
+        var steps = Assert.Throws<InvalidOptionException>(() => model.Evaluate(loader, steps: 0));
+        Assert.Equal("steps", steps.Option);
+        var weights = Assert.Throws<InvalidOptionException>(() => model.Fit(loader, verbose: 0, classWeight: new Dictionary<int, double> { [-1] = 2 }));
+        Assert.Contains("class_weight", weights.Message);
+        Assert.Contains("steps per epoch", Assert.Throws<InvalidOptionException>(() => loader.Batches(0, maxBatches: 0)).Message);
+        Assert.Contains("verbose", Assert.Throws<InvalidOptionException>(() => model.Predict(loader, verbose: 7)).Message);
+    }
+
+    sealed class PredictBatches : ConvKit.Callbacks.Callback
+    {
+        public readonly List<string> Calls = [];
+        public override void OnPredictBegin(ConvKit.Callbacks.Logs logs) => Calls.Add("begin");
+        public override void OnPredictBatchEnd(int batch, ConvKit.Callbacks.Logs logs) => Calls.Add(batch.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        public override void OnPredictEnd(ConvKit.Callbacks.Logs logs) => Calls.Add("end");
+    }
+
+    [Fact]
+    public void PredictOverALoaderCallsCallbacksPerLoaderBatchAndPrintsWithVerbose()
+    {
+        var model = SmallCnn();
+        using var loader = new DataLoader(new SyntheticSource(10), batchSize: 4, shuffle: false, workers: 0);
+        var seen = new PredictBatches();
+        var output = new StringWriter();
+        var bar = new ConvKit.Callbacks.ProgbarLogger(output, interactive: false);
+        using var silent = model.Predict(loader, callbacks: [seen, bar]); // Auto: silent in Predict, as the tensor overload
+        Assert.Equal(new[] { "begin", "0", "1", "2", "end" }, seen.Calls);
+        Assert.Equal(0, output.ToString().Length);
+        using var shown = model.Predict(loader, verbose: 1, callbacks: [bar]);
+        Assert.Contains("3/3", output.ToString());
+        Assert.Equal(silent.data<float>().ToArray(), shown.data<float>().ToArray());
+    }
+
+    [Fact]
+    [Trait("Catalogue", "Hostile")]
+    public void ALoaderEnumeratedTwiceAtOnceIsRefusedWithAConvKitError()
+    {
+        using var loader = new DataLoader(new SyntheticSource(8), batchSize: 4, workers: 0);
+        using var first = loader.Batches(0).GetEnumerator();
+        Assert.True(first.MoveNext());
+        using var second = loader.Batches(0).GetEnumerator();
+        var e = Assert.Throws<ConvKitException>(() => second.MoveNext());
+        Assert.Contains("already being enumerated", e.Message);
     }
 }

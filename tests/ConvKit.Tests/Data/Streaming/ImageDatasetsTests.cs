@@ -104,11 +104,11 @@ public class ImageDatasetsTests
     {
         using var tmp = new TempFolder();
         for (int i = 0; i < 4; i++) Write(tmp[$"{i % 2}/{i}.png"], Solid(2, 2, 3, 1, 2, 3), 2, 2);
-        Assert.Contains("seed", Assert.Throws<ArgumentException>(() => ImageDatasets.ImageDatasetFromDirectory(tmp.Path, validationSplit: 0.5, subset: DatasetSubset.Training)).Message);
-        Assert.Contains("subset", Assert.Throws<ArgumentException>(() => ImageDatasets.ImageDatasetFromDirectory(tmp.Path, validationSplit: 0.5, seed: 1)).Message);
-        Assert.Contains("validation_split", Assert.Throws<ArgumentException>(() => ImageDatasets.ImageDatasetFromDirectory(tmp.Path, subset: DatasetSubset.Validation, seed: 1)).Message);
+        Assert.Contains("seed", Assert.Throws<InvalidOptionException>(() => ImageDatasets.ImageDatasetFromDirectory(tmp.Path, validationSplit: 0.5, subset: DatasetSubset.Training)).Message);
+        Assert.Contains("subset", Assert.Throws<InvalidOptionException>(() => ImageDatasets.ImageDatasetFromDirectory(tmp.Path, validationSplit: 0.5, seed: 1)).Message);
+        Assert.Contains("validation_split", Assert.Throws<InvalidOptionException>(() => ImageDatasets.ImageDatasetFromDirectory(tmp.Path, subset: DatasetSubset.Validation, seed: 1)).Message);
         Assert.Contains("empty training or validation", Assert.Throws<DatasetFormatException>(() => ImageDatasets.ImageDatasetFromDirectory(tmp.Path, validationSplit: 0.1, subset: DatasetSubset.Validation, seed: 1)).Message);
-        Assert.Contains("image_size", Assert.Throws<ArgumentOutOfRangeException>(() => ImageDatasets.ImageDatasetFromDirectory(tmp.Path, imageSize: (0, 3))).Message);
+        Assert.Contains("image_size", Assert.Throws<InvalidOptionException>(() => ImageDatasets.ImageDatasetFromDirectory(tmp.Path, imageSize: (0, 3))).Message);
     }
 
     /// <summary>Inserts an EXIF APP1 segment with the orientation tag right after a JPEG's SOI marker.</summary>
