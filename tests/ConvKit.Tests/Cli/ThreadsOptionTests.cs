@@ -11,7 +11,7 @@ public class ThreadsOptionTests
     {
         var root = Program.BuildRootCommand(new CliConsole(TextWriter.Null, TextWriter.Null));
         var with = root.Subcommands.Where(c => c.Options.Any(o => o.Name == "--threads")).Select(c => c.Name).Order();
-        Assert.Equal(["evaluate", "export", "import", "predict", "serve", "summary", "train"], with);
+        Assert.Equal(["evaluate", "explain", "export", "import", "predict", "serve", "summary", "train"], with);
         Assert.Equal(["models"], root.Subcommands.Select(c => c.Name).Except(with));
     }
 
