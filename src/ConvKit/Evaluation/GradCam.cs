@@ -161,7 +161,7 @@ public sealed class GradCam
     /// <param name="channels">1 or 3.</param>
     /// <param name="heatmap">Values in [0, 1], (height, width) row-major.</param>
     /// <param name="minSize">Smallest side of the picture written.</param>
-    /// <exception cref="ArgumentException">Sizes do not match.</exception>
+    /// <exception cref="InvalidOptionException">Sizes do not match.</exception>
     public static byte[] OverlayPng(ReadOnlySpan<float> rgb, int height, int width, int channels, ReadOnlySpan<float> heatmap, int minSize = 224)
     {
         using var bitmap = Overlay(rgb, height, width, channels, heatmap, minSize);
@@ -170,11 +170,11 @@ public sealed class GradCam
     }
 
     /// <summary>The picture of <see cref="OverlayPng"/> as a bitmap (the caller disposes it).</summary>
-    /// <exception cref="ArgumentException">Sizes do not match.</exception>
+    /// <exception cref="InvalidOptionException">Sizes do not match.</exception>
     public static SKBitmap Overlay(ReadOnlySpan<float> rgb, int height, int width, int channels, ReadOnlySpan<float> heatmap, int minSize)
     {
         if (channels is not (1 or 3) || rgb.Length != height * width * channels || heatmap.Length != height * width)
-            throw new ArgumentException($"overlay: {rgb.Length} pixel values and {heatmap.Length} heatmap values do not fit a {height}x{width}x{channels} image.");
+            throw new InvalidOptionException("rgb", $"overlay: {rgb.Length} pixel values and {heatmap.Length} heatmap values do not fit a {height}x{width}x{channels} image.");
         int scale = Math.Max(1, (minSize + Math.Min(height, width) - 1) / Math.Min(height, width));
         var bitmap = new SKBitmap(width * scale, height * scale, SKColorType.Rgba8888, SKAlphaType.Opaque);
         var pixels = new byte[bitmap.Width * bitmap.Height * 4];
