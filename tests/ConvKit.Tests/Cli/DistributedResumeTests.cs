@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using ConvKit.Cli.Commands;
+using Xunit.Abstractions;
+
+namespace ConvKit.Tests.Cli;
+
+/// <summary><c>convkit train --resume RUN</c> of a run trained with <c>--nproc 2</c>: the launcher and its ranks killed
+/// (SIGKILL) or the launcher stopped (SIGTERM) inside epoch 2, then resumed on two ranks, against an uninterrupted
+/// two-rank run; and the world-size check of a rank that resumes.</summary>
+public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
+{
+    readonly string dir = Directory.CreateTempSubdirectory("convkit-distresume-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+    }
+
+    static string Cli => Path.Combine(AppContext.BaseDirectory, "ConvKit.Cli");
+
+    static Process Start(IEnumerable<string> args, IDictionary<string, string>? env = null)
+    {
+        var psi = new ProcessStartInfo(Cli) { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("train");
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var v in ConvKit.Distributed.DistributedEnvironment.Variables) psi.Environment.Remove(v);
+        if (env is not null)
+            foreach (var (k, v) in env) psi.Environment[k] = v;
+        return Process.Start(psi)!;
+    }
+
+    static (int Code, string Out, string Err) Finish(Process p)
+    {
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(5)), "convkit train did not finish within 5 minutes");
+        return (p.ExitCode, o.Result, e.Result);
+    }
+
+    const int Epochs = 3;
+
+    string[] NewRun(string data, string run) => ["lenet5", "--data", data, "--epochs", Epochs.ToString(CultureInfo.InvariantCulture),
+        "--batch-size", "8", "--threads", "1", "--nproc", "2", "--verbose", "2", "--seed", "11", "--out", run];
+
+    static bool Running(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException) { return false; }
+    }
+
+    /// <summary>Starts a two-rank run, waits for the second epoch line plus <paramref name="delay"/>, then SIGKILLs the
+    /// launcher and both ranks or SIGTERMs the launcher; returns the exit code, stderr and the ranks' pids.</summary>
+    async Task<(int Code, string Err, int[] Ranks)> RunAndStop(string[] args, TimeSpan delay, bool sigkill)
+    {
+        using var p = Start(args);
+        var err = p.StandardError.ReadToEndAsync();
+        int seen = 0;
+        int[] ranks = [];
+        string? line;
+        while (seen < 2 && (line = await p.StandardOutput.ReadLineAsync()) is not null)
+        {
+            if (line.StartsWith("Epoch ", StringComparison.Ordinal)) seen++;
+            var m = Regex.Match(line, @"Launched 2 ranks \(pids (\d+), (\d+)\)");
+            if (m.Success) ranks = [int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)];
+        }
+        Assert.Equal(2, ranks.Length);
+        await Task.Delay(delay);
+        if (sigkill)
+        {
+            // The whole run at once, as a scheduler killing the job's process group would (the launcher shares the
+            // test host's group here, so the three processes are killed by pid).
+            using var kill = Process.Start("kill", ["-KILL", p.Id.ToString(CultureInfo.InvariantCulture), .. ranks.Select(r => r.ToString(CultureInfo.InvariantCulture))])!;
+            kill.WaitForExit();
+        }
+        else
+        {
+            using var kill = Process.Start("kill", ["-TERM", p.Id.ToString(CultureInfo.InvariantCulture)])!;
+            kill.WaitForExit();
+        }
+        _ = p.StandardOutput.ReadToEndAsync();
+        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(2)), "the launcher did not stop");
+        return (p.ExitCode, await err, ranks);
+    }
+
+    [Fact, Trait("Category", "Slow"), Trait("Catalogue", "Hostile")]
+    public async Task TwoRankRunsKilledOrTerminatedInEpochTwoResumeOnTwoRanksBitIdentically()
+    {
+        var data = DistributedTrainTests.FashionMnistSubset(1200, 50);
+        try
+        {
+            var reference = Path.Combine(dir, "reference");
+            using (var p = Start(NewRun(data, reference)))
+            {
+                var (code, _, err) = Finish(p);
+                Assert.True(code == 0, err);
+            }
+            var expected = TrainResumeTests.WeightsSha256(Path.Combine(reference, "model", "model.safetensors"));
+            using (var settings = JsonDocument.Parse(File.ReadAllText(Path.Combine(reference, TrainResume.SettingsFile))))
+                Assert.Equal(2, settings.RootElement.GetProperty("Nproc").GetInt32());
+
+            foreach (bool sigkill in new[] { true, false })
+            {
+                var run = Path.Combine(dir, sigkill ? "killed" : "terminated");
+                var (code, err, ranks) = await RunAndStop(NewRun(data, run), TimeSpan.FromMilliseconds(sigkill ? 150 : 20), sigkill);
+                output.WriteLine($"{(sigkill ? "SIGKILL" : "SIGTERM")}: exit {code}\n{err}");
+                if (sigkill) Assert.Equal(137, code);
+                else
+                {
+                    Assert.True(code == TrainResume.TerminatedExitCode, err);
+                    Assert.Contains("stopped: SIGTERM passed on to the 2 ranks", err);
+                    Assert.Contains("SIGTERM received; training stopped after batch", err); // rank 0 stopped cleanly
+                    Assert.DoesNotContain("   at ", err);
+                }
+                Assert.True(SpinWait.SpinUntil(() => !ranks.Any(Running), TimeSpan.FromSeconds(30)), "a rank outlived the launcher");
+                // Stopped inside epoch 2: rank 0 checkpointed epoch 1 only.
+                Assert.Single(EpochHistoryFile.ReadCsv(Path.Combine(run, "history.csv")));
+                Assert.False(File.Exists(Path.Combine(run, "model", "model.safetensors")));
+
+                using (var p = Start(["--resume", run, "--verbose", "0"]))
+                {
+                    var (c, o, e) = Finish(p);
+                    Assert.True(c == 0, e + o);
+                    Assert.Contains("Launched 2 ranks", o);
+                    Assert.Contains("Resumed from the checkpoint of epoch 1.", o);
+                }
+                Assert.Equal(expected, TrainResumeTests.WeightsSha256(Path.Combine(run, "model", "model.safetensors")));
+                Assert.Equal(Enumerable.Range(0, Epochs), EpochHistoryFile.ReadCsv(Path.Combine(run, "history.csv")).Select(r => r.Epoch));
+                Tmpfs.AssertNoStrayFiles(run);
+            }
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+        }
+    }
+
+    /// <summary>A run folder whose settings say it was trained with <paramref name="nproc"/> ranks (null: one process).</summary>
+    string SettingsOnly(int? nproc)
+    {
+        var run = Path.Combine(dir, $"run{nproc}");
+        Directory.CreateDirectory(run);
+        TrainResume.Save(run, new TrainCommand.TrainSettings("lenet5", null, null, 3, 8, "adam", null, false, 0, 7, run, 0) { Nproc = nproc }, 1);
+        return run;
+    }
+
+    static Dictionary<string, string> World(int size) => new()
+    {
+        ["MASTER_ADDR"] = "127.0.0.1", ["MASTER_PORT"] = "29999", ["WORLD_SIZE"] = size.ToString(CultureInfo.InvariantCulture),
+        ["RANK"] = "0", ["LOCAL_RANK"] = "0",
+    };
+
+    [Theory, Trait("Catalogue", "Hostile")]
+    [InlineData(2, 3, "was trained with world size 2 (--nproc 2); this rank joins a group of world size 3 (WORLD_SIZE)")]
+    [InlineData(null, 2, "was trained with world size 1 (one process); this rank joins a group of world size 2 (WORLD_SIZE)")]
+    public void ARankResumingARunOfAnotherWorldSizeIsRefusedNamingBothSizes(int? trained, int world, string expected)
+    {
+        var run = SettingsOnly(trained);
+        var before = Directory.GetFileSystemEntries(run).Order().ToArray();
+        using var p = Start(["--resume", run], World(world));
+        var (code, _, err) = Finish(p);
+        Assert.Equal(1, code);
+        Assert.Contains($"--resume '{run}' {expected}", err);
+        Assert.Contains("A run resumes with its own world size only", err);
+        Assert.DoesNotContain("   at ", err);
+        Assert.Equal(before, Directory.GetFileSystemEntries(run).Order().ToArray());
+    }
+}
