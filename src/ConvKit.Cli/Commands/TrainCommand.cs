@@ -215,6 +215,7 @@ public static partial class TrainCommand
         var info = ModelRegistry.Get(s.Model);
         var datasetInfo = Datasets.Get(s.Dataset ?? DefaultDataset(info));
         var outDir = s.OutputFolder ?? Path.Combine("runs", $"{info.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
+        var runDir = outDir; // named in a rank's stop message: the run folder, not its scratch folder
         if (rank is not null) outDir = rank.OutputFolder(outDir);
         Backend.Threads = s.Threads ?? Math.Clamp(Environment.ProcessorCount, 1, Backend.MaxThreads);
         Backend.SetSeed(s.Seed);
@@ -264,7 +265,7 @@ public static partial class TrainCommand
             tensorBoard,
         };
         rank?.Attach(trainee, callbacks, outDir);
-        var (backup, epochHistory, stop) = TrainResume.Callbacks(outDir);
+        var (backup, epochHistory, stop) = TrainResume.Callbacks(outDir, runDir);
         using var stopOnSignal = stop;
         callbacks.AddRange([backup, epochHistory, stop]);
         var clock = Stopwatch.StartNew();

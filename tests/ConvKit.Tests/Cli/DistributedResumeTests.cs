@@ -102,13 +102,14 @@ public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
                 Assert.True(code == 0, err);
             }
             var expected = TrainResumeTests.WeightsSha256(Path.Combine(reference, "model", "model.safetensors"));
+            output.WriteLine($"uninterrupted 2-rank run: weights SHA-256 {expected}");
             using (var settings = JsonDocument.Parse(File.ReadAllText(Path.Combine(reference, TrainResume.SettingsFile))))
                 Assert.Equal(2, settings.RootElement.GetProperty("Nproc").GetInt32());
 
             foreach (bool sigkill in new[] { true, false })
             {
                 var run = Path.Combine(dir, sigkill ? "killed" : "terminated");
-                var (code, err, ranks) = await RunAndStop(NewRun(data, run), TimeSpan.FromMilliseconds(sigkill ? 150 : 20), sigkill);
+                var (code, err, ranks) = await RunAndStop(NewRun(data, run), TimeSpan.FromMilliseconds(sigkill ? 100 : 20), sigkill);
                 output.WriteLine($"{(sigkill ? "SIGKILL" : "SIGTERM")}: exit {code}\n{err}");
                 if (sigkill) Assert.Equal(137, code);
                 else
@@ -117,6 +118,8 @@ public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
                     Assert.Contains("stopped: SIGTERM passed on to the 2 ranks", err);
                     Assert.Contains("SIGTERM received; training stopped after batch", err); // rank 0 stopped cleanly
                     Assert.DoesNotContain("   at ", err);
+                    // A rank that stopped names the run to resume, never its own scratch folder.
+                    Assert.DoesNotContain("--resume " + Path.Combine(Path.GetTempPath(), "convkit-rank"), err);
                 }
                 Assert.True(SpinWait.SpinUntil(() => !ranks.Any(Running), TimeSpan.FromSeconds(30)), "a rank outlived the launcher");
                 // Stopped inside epoch 2: rank 0 checkpointed epoch 1 only.
@@ -130,7 +133,9 @@ public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
                     Assert.Contains("Launched 2 ranks", o);
                     Assert.Contains("Resumed from the checkpoint of epoch 1.", o);
                 }
-                Assert.Equal(expected, TrainResumeTests.WeightsSha256(Path.Combine(run, "model", "model.safetensors")));
+                var resumed = TrainResumeTests.WeightsSha256(Path.Combine(run, "model", "model.safetensors"));
+                output.WriteLine($"resumed after {(sigkill ? "SIGKILL" : "SIGTERM")}: weights SHA-256 {resumed}");
+                Assert.Equal(expected, resumed);
                 Assert.Equal(Enumerable.Range(0, Epochs), EpochHistoryFile.ReadCsv(Path.Combine(run, "history.csv")).Select(r => r.Epoch));
                 Tmpfs.AssertNoStrayFiles(run);
             }
