@@ -124,6 +124,7 @@ public static class DistributedTraining
                 psi.Environment["WORLD_SIZE"] = nproc.ToString(CultureInfo.InvariantCulture);
                 psi.Environment["RANK"] = r.ToString(CultureInfo.InvariantCulture);
                 psi.Environment["LOCAL_RANK"] = r.ToString(CultureInfo.InvariantCulture);
+                psi.Environment[LauncherPidVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
                 var p = new Process { StartInfo = psi };
                 int rank = r;
                 p.OutputDataReceived += (_, e) =>
@@ -189,6 +190,29 @@ public static class DistributedTraining
 
     const int SigTerm = 15;
 
+    /// <summary>Set by <see cref="Launch"/> in every rank: the launcher's pid. A rank whose launcher is gone (killed
+    /// alone, e.g. SIGKILL) sends itself SIGTERM, so it stops after its batch instead of training on, orphaned, into
+    /// the run folder a resume would use.</summary>
+    public const string LauncherPidVariable = "CONVKIT_LAUNCHER_PID";
+
+    [DllImport("libc", EntryPoint = "getppid")]
+    static extern int GetParentPid();
+
+    /// <summary>Watches the launcher named by <see cref="LauncherPidVariable"/>, if any; null otherwise.</summary>
+    static Timer? WatchLauncher()
+    {
+        if (!OperatingSystem.IsLinux() || !int.TryParse(Environment.GetEnvironmentVariable(LauncherPidVariable), NumberStyles.None, CultureInfo.InvariantCulture, out int launcher))
+            return null;
+        int signalled = 0;
+        return new Timer(_ =>
+        {
+            // Once the launcher dies, this process is re-parented (to init or a subreaper).
+            if (GetParentPid() == launcher || Interlocked.Exchange(ref signalled, 1) == 1) return;
+            Console.Error.WriteLine($"the launcher (pid {launcher}) is gone; stopping this rank after its batch.");
+            Kill(Environment.ProcessId, SigTerm);
+        }, null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+    }
+
     [DllImport("libc", EntryPoint = "kill")]
     static extern int Kill(int pid, int signal);
 
@@ -236,6 +260,8 @@ public static class DistributedTraining
     /// <summary>This process' part of a distributed run.</summary>
     public sealed class RankSession : IDisposable
     {
+        readonly Timer? launcherWatch = WatchLauncher();
+
         internal RankSession(ProcessGroup group)
         {
             Group = group;
@@ -304,6 +330,7 @@ public static class DistributedTraining
         /// <summary>Leaves the group and removes the scratch folder.</summary>
         public void Dispose()
         {
+            launcherWatch?.Dispose();
             Group.Dispose();
             if (ScratchFolder is not null)
             {

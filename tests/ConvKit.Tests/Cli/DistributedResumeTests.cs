@@ -8,8 +8,8 @@ using Xunit.Abstractions;
 namespace ConvKit.Tests.Cli;
 
 /// <summary><c>convkit train --resume RUN</c> of a run trained with <c>--nproc 2</c>: the launcher and its ranks killed
-/// (SIGKILL) or the launcher stopped (SIGTERM) inside epoch 2, then resumed on two ranks, against an uninterrupted
-/// two-rank run; and the world-size check of a rank that resumes.</summary>
+/// (SIGKILL), the launcher stopped (SIGTERM) or the launcher alone killed inside epoch 2, then resumed on two ranks,
+/// against an uninterrupted two-rank run; and the world-size check of a rank that resumes.</summary>
 public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
 {
     readonly string dir = Directory.CreateTempSubdirectory("convkit-distresume-").FullName;
@@ -56,8 +56,9 @@ public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>Starts a two-rank run, waits for the second epoch line plus <paramref name="delay"/>, then SIGKILLs the
-    /// launcher and both ranks or SIGTERMs the launcher; returns the exit code, stderr and the ranks' pids.</summary>
-    async Task<(int Code, string Err, int[] Ranks)> RunAndStop(string[] args, TimeSpan delay, bool sigkill)
+    /// launcher and both ranks ("killed"), SIGTERMs the launcher ("terminated") or SIGKILLs the launcher alone
+    /// ("orphaned"); returns the exit code, stderr and the ranks' pids.</summary>
+    async Task<(int Code, string Err, int[] Ranks)> RunAndStop(string[] args, TimeSpan delay, string how)
     {
         using var p = Start(args);
         var err = p.StandardError.ReadToEndAsync();
@@ -72,7 +73,8 @@ public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
         }
         Assert.Equal(2, ranks.Length);
         await Task.Delay(delay);
-        if (sigkill)
+        if (how == "orphaned") p.Kill();
+        else if (how == "killed")
         {
             // The whole run at once, as a scheduler killing the job's process group would (the launcher shares the
             // test host's group here, so the three processes are killed by pid).
@@ -90,7 +92,7 @@ public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact, Trait("Category", "Slow"), Trait("Catalogue", "Hostile")]
-    public async Task TwoRankRunsKilledOrTerminatedInEpochTwoResumeOnTwoRanksBitIdentically()
+    public async Task TwoRankRunsKilledTerminatedOrOrphanedInEpochTwoResumeOnTwoRanksBitIdentically()
     {
         var data = DistributedTrainTests.FashionMnistSubset(1200, 50);
         try
@@ -106,12 +108,12 @@ public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
             using (var settings = JsonDocument.Parse(File.ReadAllText(Path.Combine(reference, TrainResume.SettingsFile))))
                 Assert.Equal(2, settings.RootElement.GetProperty("Nproc").GetInt32());
 
-            foreach (bool sigkill in new[] { true, false })
+            foreach (var how in new[] { "killed", "terminated", "orphaned" })
             {
-                var run = Path.Combine(dir, sigkill ? "killed" : "terminated");
-                var (code, err, ranks) = await RunAndStop(NewRun(data, run), TimeSpan.FromMilliseconds(sigkill ? 100 : 20), sigkill);
-                output.WriteLine($"{(sigkill ? "SIGKILL" : "SIGTERM")}: exit {code}\n{err}");
-                if (sigkill) Assert.Equal(137, code);
+                var run = Path.Combine(dir, how);
+                var (code, err, ranks) = await RunAndStop(NewRun(data, run), TimeSpan.FromMilliseconds(how == "terminated" ? 20 : 100), how);
+                output.WriteLine($"{how}: exit {code}\n{err}");
+                if (how != "terminated") Assert.Equal(137, code);
                 else
                 {
                     Assert.True(code == TrainResume.TerminatedExitCode, err);
@@ -121,9 +123,12 @@ public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
                     // A rank that stopped names the run to resume, never its own scratch folder.
                     Assert.DoesNotContain("--resume " + Path.Combine(Path.GetTempPath(), "convkit-rank"), err);
                 }
-                Assert.True(SpinWait.SpinUntil(() => !ranks.Any(Running), TimeSpan.FromSeconds(30)), "a rank outlived the launcher");
-                // Stopped inside epoch 2: rank 0 checkpointed epoch 1 only.
-                Assert.Single(EpochHistoryFile.ReadCsv(Path.Combine(run, "history.csv")));
+                // Orphaned ranks notice within a second that their launcher is gone and stop after their batch.
+                Assert.True(SpinWait.SpinUntil(() => !ranks.Any(Running), TimeSpan.FromSeconds(30)), "a rank outlived the launcher by 30 s");
+                // Stopped inside epoch 2 (orphaned: epoch 2 or 3): rank 0 checkpointed the epochs before.
+                int done = EpochHistoryFile.ReadCsv(Path.Combine(run, "history.csv")).Count;
+                if (how == "orphaned") Assert.InRange(done, 1, Epochs - 1);
+                else Assert.Equal(1, done);
                 Assert.False(File.Exists(Path.Combine(run, "model", "model.safetensors")));
 
                 using (var p = Start(["--resume", run, "--verbose", "0"]))
@@ -131,10 +136,10 @@ public class DistributedResumeTests(ITestOutputHelper output) : IDisposable
                     var (c, o, e) = Finish(p);
                     Assert.True(c == 0, e + o);
                     Assert.Contains("Launched 2 ranks", o);
-                    Assert.Contains("Resumed from the checkpoint of epoch 1.", o);
+                    Assert.Contains($"Resumed from the checkpoint of epoch {done}.", o);
                 }
                 var resumed = TrainResumeTests.WeightsSha256(Path.Combine(run, "model", "model.safetensors"));
-                output.WriteLine($"resumed after {(sigkill ? "SIGKILL" : "SIGTERM")}: weights SHA-256 {resumed}");
+                output.WriteLine($"resumed ({how}, from epoch {done}): weights SHA-256 {resumed}");
                 Assert.Equal(expected, resumed);
                 Assert.Equal(Enumerable.Range(0, Epochs), EpochHistoryFile.ReadCsv(Path.Combine(run, "history.csv")).Select(r => r.Epoch));
                 Tmpfs.AssertNoStrayFiles(run);
