@@ -198,6 +198,7 @@ public static partial class TrainCommand
     /// <summary>Runs a training job; returns the exit code.</summary>
     public static int Run(CliConsole console, TrainSettings s)
     {
+        s = DistributedTraining.CheckResume(s);
         Validate(s);
         DistributedTraining.Validate(s.Nproc);
         if (TrainDataOptions.Detect(s.DataPath) == TrainDataOptions.Layout.ClassFolders)
@@ -206,14 +207,15 @@ public static partial class TrainCommand
                 throw new InvalidOptionException("--nproc", "--nproc trains the built-in datasets only; --data names a folder of class folders, which trains in one process (leave out --nproc).");
             return RunFolder(console, s);
         }
-        if (s.Resume is not null && s.Nproc is not null)
-            throw new InvalidOptionException("--resume", $"--resume '{s.Resume}' is a run trained with --nproc {s.Nproc}; resuming a multi-process run is not supported yet (its last checkpoint loads with --weights).");
         if (s.Nproc is { } ranks)
-            return DistributedTraining.Launch(console, ranks, DistributedTraining.RankArguments(s.Tokens, s.Threads is null ? Math.Max(1, Environment.ProcessorCount / ranks) : null));
+            return DistributedTraining.Launch(console, ranks, s.Resume is { } run ? DistributedTraining.ResumeArguments(run, s.Verbose)
+                : DistributedTraining.RankArguments(s.Tokens, s.Threads is null ? Math.Max(1, Environment.ProcessorCount / ranks) : null));
         using var rank = DistributedTraining.Join(); // WORLD_SIZE set: this process is one rank of a group
+        if (rank is not null) s = rank.Prepare(s);
         var info = ModelRegistry.Get(s.Model);
         var datasetInfo = Datasets.Get(s.Dataset ?? DefaultDataset(info));
         var outDir = s.OutputFolder ?? Path.Combine("runs", $"{info.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
+        var runDir = outDir; // named in a rank's stop message: the run folder, not its scratch folder
         if (rank is not null) outDir = rank.OutputFolder(outDir);
         Backend.Threads = s.Threads ?? Math.Clamp(Environment.ProcessorCount, 1, Backend.MaxThreads);
         Backend.SetSeed(s.Seed);
@@ -263,7 +265,7 @@ public static partial class TrainCommand
             tensorBoard,
         };
         rank?.Attach(trainee, callbacks, outDir);
-        var (backup, epochHistory, stop) = TrainResume.Callbacks(outDir);
+        var (backup, epochHistory, stop) = TrainResume.Callbacks(outDir, runDir);
         using var stopOnSignal = stop;
         callbacks.AddRange([backup, epochHistory, stop]);
         var clock = Stopwatch.StartNew();

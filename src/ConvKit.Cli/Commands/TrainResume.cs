@@ -113,10 +113,13 @@ public static class TrainResume
     /// The callbacks that make a run resumable, in order: the checkpointer, then the per-epoch history writer, then the
     /// signal handler (dispose it after Fit).
     /// </summary>
-    public static (BackupAndRestore Backup, EpochHistoryFile History, StopOnSignal Stop) Callbacks(string runFolder)
+    /// <param name="runFolder">The folder this process writes to.</param>
+    /// <param name="reportedRunFolder">The run folder a stop message names, when it differs from
+    /// <paramref name="runFolder"/> (a distributed rank other than 0 writes to a scratch folder; the run is rank 0's).</param>
+    public static (BackupAndRestore Backup, EpochHistoryFile History, StopOnSignal Stop) Callbacks(string runFolder, string? reportedRunFolder = null)
     {
         var backup = new BackupAndRestore(Path.Combine(runFolder, CheckpointFolder), deleteCheckpoint: false);
-        return (backup, new EpochHistoryFile(Path.Combine(runFolder, "history.csv"), backup), new StopOnSignal(runFolder));
+        return (backup, new EpochHistoryFile(Path.Combine(runFolder, "history.csv"), backup), new StopOnSignal(reportedRunFolder ?? runFolder));
     }
 
     /// <summary>Prints what a stop did and what a resume will redo; returns the exit code.</summary>
