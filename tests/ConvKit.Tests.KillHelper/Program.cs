@@ -1,5 +1,5 @@
 // Child process for CheckpointStoreKillTests ("<checkpoint path>"), FitKillTests ("fit <dir>") and AtomicFileCleanupTests
-// ("stall <path>"), SIGKILLed by them.
+// ("stall <path>"), SIGKILLed by them, and OpenMpTuningTests ("omp-tuning").
 // CheckpointStore mode saves checkpoints in a loop.
 // Each checkpoint holds a step counter and a weight vector filled with that step, so a torn or mixed file is
 // detectable; it resumes from the newest valid checkpoint so the parent can check steps never go backwards.
@@ -14,6 +14,17 @@ using static TorchSharp.torch;
 if (args[0] == "fit")
 {
     FitUntilKilled(args[1]);
+    return;
+}
+if (args[0] == "omp-tuning")
+{
+    // "omp-tuning": what ConvKit decided about libgomp in a process started with the parent's environment variables.
+    ConvKit.Native.TorchNative.Initialize();
+    using (var t = ones(64, 64)) using (var product = t.matmul(t)) { } // libtorch and its libgomp load here
+    bool gompLoaded = File.ReadAllText("/proc/self/maps").Contains("/libgomp", StringComparison.Ordinal);
+    string? spin = System.Runtime.InteropServices.Marshal.PtrToStringAnsi(getenv("GOMP_SPINCOUNT"));
+    Console.Out.WriteLine($"OpenMpTuning={ConvKit.Native.TorchNative.OpenMpTuning ?? "null"}; C environment GOMP_SPINCOUNT={spin ?? "null"}"
+        + (gompLoaded ? "" : "; libgomp not loaded"));
     return;
 }
 if (args[0] == "stall")
@@ -81,3 +92,6 @@ static void FitUntilKilled(string dir)
     model.Fit(x, y, batchSize: 16, epochs: 1_000_000, verbose: 0, seed: 9,
         callbacks: [saving, backup, new ModelCheckpoint(Path.Combine(dir, "model.safetensors"), monitor: "loss"), report]);
 }
+
+[System.Runtime.InteropServices.DllImport("libc", EntryPoint = "getenv")]
+static extern IntPtr getenv(string name);

@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using ConvKit.Native;
+using ConvKit.Tests.Saving;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Native;
@@ -131,5 +133,28 @@ public class MallocTuningTests
         TorchNative.Initialize();
         if (!OperatingSystem.IsLinux() || TorchNative.MallocTuningDeclined()) Assert.Null(TorchNative.MallocTuning);
         else Assert.Equal("glibc malloc: mmap threshold 32 MiB, trim threshold 256 MiB", TorchNative.MallocTuning);
+    }
+}
+
+public class OpenMpTuningTests
+{
+    // Child processes: ConvKit decides once, when it is first used, before libtorch (and its libgomp) loads.
+    [Theory]
+    [InlineData(null, null, "OpenMpTuning=libgomp: GOMP_SPINCOUNT=0 (idle threads sleep instead of spinning); C environment GOMP_SPINCOUNT=0")]
+    [InlineData("OMP_WAIT_POLICY", "ACTIVE", "OpenMpTuning=null; C environment GOMP_SPINCOUNT=null")]
+    [InlineData("GOMP_SPINCOUNT", "300000", "OpenMpTuning=null; C environment GOMP_SPINCOUNT=300000")]
+    [InlineData("CONVKIT_OMP_TUNING", "0", "OpenMpTuning=null; C environment GOMP_SPINCOUNT=null")]
+    public void LibgompSpinningIsTurnedOffUnlessTheUserChose(string? variable, string? value, string expected)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        var psi = KillHelperProcess.StartInfo(["omp-tuning"]);
+        foreach (var name in new[] { "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "CONVKIT_OMP_TUNING" }) psi.Environment.Remove(name);
+        if (variable is not null) psi.Environment[variable] = value;
+        using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd();
+        string error = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0, error);
+        Assert.Equal(expected, output.Trim());
     }
 }

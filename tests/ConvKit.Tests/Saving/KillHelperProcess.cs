@@ -95,7 +95,7 @@ sealed class KillHelperProcess : IDisposable
         process.Dispose();
     }
 
-    static ProcessStartInfo StartInfo(string[] args)
+    internal static ProcessStartInfo StartInfo(string[] args)
     {
         // tests/ConvKit.Tests/bin/<Config>/<tfm>/ -> tests/ConvKit.Tests.KillHelper/bin/<Config>/<tfm>/
         var baseDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
