@@ -126,7 +126,7 @@ foreach (int concurrency in levels)
                 if (response.StatusCode == HttpStatusCode.OK)
                 {
                     Interlocked.Increment(ref ok);
-                    if (expected is not null && !Read(response, answer).AsSpan().SequenceEqual(expected[which])) Interlocked.Increment(ref mismatches);
+                    if (expected is not null && !SameBits(Read(response, answer), expected[which])) Interlocked.Increment(ref mismatches);
                 }
                 else if (response.StatusCode == HttpStatusCode.ServiceUnavailable) Interlocked.Increment(ref busy);
                 else Interlocked.Increment(ref other);
@@ -165,6 +165,10 @@ string JsonBody(float[] x) => JsonSerializer.Serialize(new
 {
     inputs = new[] { new { name = "input", shape = new[] { 1 }.Concat(shape).ToArray(), datatype = "FP32", data = x } },
 });
+
+// Bit for bit (float equality would take -0 for 0 and refuse NaN for NaN).
+static bool SameBits(float[] a, float[] b) =>
+    System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(a.AsSpan()).SequenceEqual(System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(b.AsSpan()));
 
 static float[] Read(HttpResponseMessage response, byte[] body)
 {

@@ -111,7 +111,11 @@ public sealed class ConvKitServer : IAsyncDisposable
             {
                 var clock = Stopwatch.StartNew();
                 model.WarmUp(1, options.MaxBatch);
-                log.LogInformation("model {Model} ready after {WarmUpMs} ms of warm-up", model.Name, clock.ElapsedMilliseconds);
+                if (model.BatchVariance is { } variance)
+                    log.LogWarning("model {Model} is not batch-invariant here: {Variance}; it is served one request per forward pass so that answers equal Predict's (--no-batch-invariance batches it anyway)",
+                        model.Name, variance);
+                log.LogInformation("model {Model} ready after {WarmUpMs} ms of warm-up; batch-invariant {BatchInvariant}", model.Name, clock.ElapsedMilliseconds,
+                    model.Inference.BatchInvariant && model.MayBatch);
             }
         });
     }

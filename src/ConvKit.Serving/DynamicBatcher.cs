@@ -54,7 +54,8 @@ public sealed class DynamicBatcher : IDisposable
 
     /// <summary>
     /// Queues <paramref name="samples"/> samples and returns their outputs (row-major floats) once their batch ran.
-    /// Bit-identical to <see cref="Models.Inference.InferenceModel.Predict"/> on the same input alone.
+    /// With a batch-invariant model (the default), each sample's output is bit-identical to
+    /// <see cref="Models.Inference.InferenceModel.Predict"/> on that sample alone.
     /// </summary>
     /// <param name="input">Row-major floats, <c>samples x SampleSize</c>; not copied, not to be written afterwards.</param>
     /// <param name="samples">Samples in <paramref name="input"/>; more than --max-batch run as a batch of their own.</param>
@@ -95,7 +96,8 @@ public sealed class DynamicBatcher : IDisposable
             batch.Add(first);
             int samples = first.Samples;
             long deadline = first.Enqueued + maxDelayTicks;
-            while (samples < maxBatch)
+            int limit = model.MayBatch ? maxBatch : 1;
+            while (samples < limit)
             {
                 long wait = deadline - Stopwatch.GetTimestamp();
                 Job? next;
@@ -105,7 +107,7 @@ public sealed class DynamicBatcher : IDisposable
                 }
                 else if (!queue.TryTake(out next, TimeSpan.FromTicks(Math.Max(1, wait * TimeSpan.TicksPerSecond / Stopwatch.Frequency)))) break;
                 if (Skip(next)) continue;
-                if (samples + next.Samples > maxBatch)
+                if (samples + next.Samples > limit)
                 {
                     carry = next;
                     break;

@@ -29,9 +29,13 @@ public sealed class ServedModel : IDisposable
     /// <param name="classNames">Class names in output order; null for ImageNet's when the model has 1000 classes, else
     /// <c>class N</c>.</param>
     /// <param name="ownsModel">Dispose the model with this object.</param>
+    /// <param name="batchInvariant">Compute each sample's answer as Predict on that sample alone would, bit for bit,
+    /// whatever batch it runs in (<see cref="InferenceModel.BatchInvariant"/>; checked at <see cref="WarmUp"/>);
+    /// false lets libtorch round by batch size (answers then differ from Predict by an ulp or two).</param>
     /// <exception cref="ServingOptionException">The name is not usable in a URL, or the model has several inputs or
     /// outputs, or an input shape that is not fully defined.</exception>
-    public ServedModel(string name, Model model, Preprocessing preprocessing = Preprocessing.None, IReadOnlyList<string>? classNames = null, bool ownsModel = false)
+    public ServedModel(string name, Model model, Preprocessing preprocessing = Preprocessing.None, IReadOnlyList<string>? classNames = null, bool ownsModel = false,
+        bool batchInvariant = true)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (string.IsNullOrEmpty(name) || name.Length > 128 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-') || name is "." or "..")
@@ -55,17 +59,18 @@ public sealed class ServedModel : IDisposable
             ClassNames = classNames ?? (k == 1000 ? ImageClassifier.ImageNetClasses : Enumerable.Range(0, k).Select(i => $"class {i}").ToArray());
             if (ClassNames.Count != k) throw new ServingOptionException("MODEL", $"model '{name}' has {k} outputs but {ClassNames.Count} class names");
         }
-        Inference = model.AsInferenceModel();
+        Inference = model.AsInferenceModel(InferenceEngine.TorchSharp, batchInvariant);
     }
 
     /// <summary>Serves what <see cref="ModelResolver"/> found (a zoo name, a run folder, a model folder or file), taking
     /// over its model.</summary>
     /// <param name="name">The name in URLs.</param>
     /// <param name="resolved">The resolved model; its model is released to this object.</param>
-    public static ServedModel FromResolved(string name, ResolvedModel resolved)
+    /// <param name="batchInvariant">See the constructor.</param>
+    public static ServedModel FromResolved(string name, ResolvedModel resolved, bool batchInvariant = true)
     {
         ArgumentNullException.ThrowIfNull(resolved);
-        var served = new ServedModel(name, resolved.Model, resolved.Preprocessing, resolved.ClassNames, ownsModel: true);
+        var served = new ServedModel(name, resolved.Model, resolved.Preprocessing, resolved.ClassNames, ownsModel: true, batchInvariant);
         resolved.Release();
         return served;
     }
@@ -100,8 +105,23 @@ public sealed class ServedModel : IDisposable
     /// <summary>Whether warm-up has run: <c>/v2/models/NAME/ready</c> answers 200 and requests are taken.</summary>
     public bool IsReady => ready;
 
+    /// <summary>
+    /// Whether batches may hold several requests: true unless the model is batch-invariant by request and
+    /// <see cref="WarmUp"/> found a batch whose rows differ from the samples run alone (<see cref="BatchVariance"/>);
+    /// such a model is then served one request per forward pass, so that its answers still equal Predict's.
+    /// </summary>
+    public bool MayBatch => batchVariance is null;
+
+    /// <summary>What <see cref="WarmUp"/> found when the batch-invariant model's batched rows differed from its samples
+    /// run alone (batch size, row, largest difference); null when they agreed bit for bit or were not checked.</summary>
+    public string? BatchVariance => batchVariance;
+
+    volatile string? batchVariance;
+
     /// <summary>Runs the model once per batch size in <paramref name="batchSizes"/> on zeros (first calls pack kernels
-    /// and size oneDNN's caches), then marks the model ready.</summary>
+    /// and size oneDNN's caches), then marks the model ready. A batch-invariant model (the default) is then checked on
+    /// random inputs: rows of a batch of 2 and of the largest size given (rows 0-7 and the last) must equal, bit for
+    /// bit, those samples run alone; where one does not, the model is served one request per pass (<see cref="MayBatch"/>).</summary>
     public void WarmUp(params int[] batchSizes)
     {
         foreach (int n in batchSizes.Distinct())
@@ -109,7 +129,33 @@ public sealed class ServedModel : IDisposable
             using var x = zeros([n, .. InputShape.Dims.ToArray().Select(d => (long)d)]);
             using var y = Inference.Predict(x, n);
         }
+        int largest = batchSizes.DefaultIfEmpty(1).Max();
+        if (Inference.BatchInvariant && largest > 1) batchVariance = CheckBatchInvariance(largest);
         ready = true;
+    }
+
+    /// <summary>Runs random samples (fixed seed) as batches of 2 and <paramref name="largest"/>, and rows 0-7 and the
+    /// last of those batches alone (a batch size's rounding shows on every row; this bounds the warm-up of a large
+    /// model with a large --max-batch); null when every compared row agrees bit for bit, else what differed.</summary>
+    string? CheckBatchInvariance(int largest)
+    {
+        using var scope = NewDisposeScope();
+        using var generator = new Generator(0x5e12e);
+        var x = rand([largest, .. InputShape.Dims.ToArray().Select(d => (long)d)], generator: generator);
+        var alone = new Dictionary<int, Tensor>();
+        foreach (int n in new[] { 2, largest }.Distinct())
+        {
+            var batch = Inference.Predict(x.narrow(0, 0, n), n);
+            foreach (int i in Enumerable.Range(0, Math.Min(n, 8)).Append(n - 1).Distinct())
+            {
+                if (!alone.TryGetValue(i, out var single)) alone[i] = single = Inference.Predict(x.narrow(0, i, 1).clone(), 1);
+                var row = batch.narrow(0, i, 1);
+                if (row.shape.SequenceEqual(single.shape) && row.eq(single).all().item<bool>()) continue;
+                double diff = row.shape.SequenceEqual(single.shape) ? row.sub(single).abs().max().item<float>() : double.NaN;
+                return $"in a batch of {n}, sample {i}'s outputs differ from the same sample run alone (by up to {diff:G3})";
+            }
+        }
+        return null;
     }
 
     /// <summary>Runs one batch of <paramref name="samples"/> samples (row-major floats, Keras layout).</summary>

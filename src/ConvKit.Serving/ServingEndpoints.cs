@@ -95,7 +95,8 @@ internal sealed class ServingEndpoints(IReadOnlyDictionary<string, (ServedModel 
             var (model, endpoint) = Labels(c.Request.Path);
             if (endpoint is not null) metrics.Request(model!, endpoint, c.Response.StatusCode, seconds);
             if (c.Response.StatusCode >= 400)
-                log.LogWarning("{Method} {Path} -> {Status} in {ElapsedMs:0.0} ms: {Error}", c.Request.Method, InferProtocol.Clip(c.Request.Path.Value), c.Response.StatusCode, seconds * 1000, error);
+                log.LogWarning("{Method} {Path} -> {Status} in {ElapsedMs:0.0} ms: {Error}", c.Request.Method, InferProtocol.Clip(c.Request.Path.Value), c.Response.StatusCode, seconds * 1000,
+                    error ?? Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(c.Response.StatusCode)); // a readiness 503 has no exception
             else if (log.IsEnabled(LogLevel.Debug))
                 log.LogDebug("{Method} {Path} -> {Status} in {ElapsedMs:0.0} ms", c.Request.Method, c.Request.Path.Value, c.Response.StatusCode, seconds * 1000);
         }

@@ -7,7 +7,7 @@ namespace ConvKit.Cli.Commands;
 
 /// <summary>
 /// <c>convkit serve MODEL_OR_RUN... [--port 8080] [--host 127.0.0.1] [--max-batch] [--max-delay-ms] [--workers]
-/// [--queue] [--threads]</c>: an Open Inference Protocol (KServe v2) server for one or more models, with dynamic
+/// [--queue] [--no-batch-invariance] [--threads]</c>: an Open Inference Protocol (KServe v2) server for one or more models, with dynamic
 /// batching, an image endpoint and Prometheus metrics, until SIGTERM or Ctrl+C (which drain in-flight requests).
 /// </summary>
 public static class ServeCommand
@@ -32,11 +32,12 @@ public static class ServeCommand
         var maxPixels = new Option<long>("--max-pixels") { Description = "Pixel budget of an uploaded image, checked on its header before decoding.", DefaultValueFactory = _ => defaults.MaxPixels };
         var timeout = new Option<double>("--timeout-s") { Description = "Seconds allowed per request, from its body's first byte to its answer (408 / 504 beyond).", DefaultValueFactory = _ => defaults.RequestTimeout.TotalSeconds };
         var apiKeyFile = new Option<string?>("--api-key-file") { Description = "A file holding an API key: requests (but health checks) must then send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'." };
+        var noBatchInvariance = new Option<bool>("--no-batch-invariance") { Description = "Let answers depend on the batch they run in (by an ulp or two; Dense layers then run as one matrix product per batch). By default each answer is bit-identical to 'predict' on that input alone, checked at warm-up." };
         var logFormat = new Option<string>("--log-format") { Description = "Log lines on standard error: json (structured, one object per line) or text.", DefaultValueFactory = _ => "json" };
         logFormat.AcceptOnlyFromAmong("json", "text");
         var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2 REST: /v2/models/NAME/infer with JSON or binary tensors), plus /v2/models/NAME/classify for JPEG/PNG images and Prometheus /metrics. Requests are batched dynamically. SIGTERM or Ctrl+C stops taking requests, answers those in flight and exits 0.");
         command.Arguments.Add(models);
-        foreach (var o in new Option[] { weights, port, host, maxBatch, maxDelay, workers, queue, maxBody, maxPixels, timeout, apiKeyFile, logFormat }) command.Options.Add(o);
+        foreach (var o in new Option[] { weights, port, host, maxBatch, maxDelay, workers, queue, maxBody, maxPixels, timeout, apiKeyFile, noBatchInvariance, logFormat }) command.Options.Add(o);
         var threads = ThreadsOption.Create();
         command.Options.Add(threads);
         command.SetAction(parse => console.Guard(() =>
@@ -70,7 +71,7 @@ public static class ServeCommand
                     var resolved = ModelResolver.Resolve(source, parse.GetValue(weights));
                     try
                     {
-                        served.Add(ServedModel.FromResolved(name ?? DefaultName(resolved), resolved));
+                        served.Add(ServedModel.FromResolved(name ?? DefaultName(resolved), resolved, batchInvariant: !parse.GetValue(noBatchInvariance)));
                     }
                     finally
                     {

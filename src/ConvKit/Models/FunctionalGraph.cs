@@ -318,19 +318,50 @@ internal sealed class FunctionalGraph
             || t == typeof(AveragePooling2D) || t == typeof(AvgPool2D) || t == typeof(ZeroPadding2D));
 
     /// <summary>Runs the graph layer by layer on internal-layout tensors (inputs stay owned by the caller).</summary>
-    public Tensor[] Run(IReadOnlyList<Tensor> inputs) => Execute(inputs, steps, null, fuseRelu: false, VerifiedConvolution.ChannelsFirstActive);
+    public Tensor[] Run(IReadOnlyList<Tensor> inputs, bool batchInvariant = false) =>
+        Execute(inputs, steps, null, fuseRelu: false, VerifiedConvolution.ChannelsFirstActive, batchInvariant);
 
     /// <summary>
     /// Runs the inference plan (<see cref="InferencePlan"/>) on internal-layout tensors, the fused convolution of step
     /// i with <paramref name="kernels"/>[i]. Called by <see cref="InferenceModel"/>, inside its inference context.
     /// </summary>
-    internal Tensor[] RunPlan(IReadOnlyList<Tensor> inputs, Plan plan, ConvolutionKernels?[] kernels, bool fuseRelu)
+    /// <remarks><paramref name="batchInvariant"/>: Dense layers run sample by sample (see <see cref="RowByRow"/>).</remarks>
+    internal Tensor[] RunPlan(IReadOnlyList<Tensor> inputs, Plan plan, ConvolutionKernels?[] kernels, bool fuseRelu, bool batchInvariant = false)
     {
         bool channelsFirst = plan.ChannelsFirst && inputs.Count > 0 && inputs[0].dim() > 0 && inputs[0].shape[0] <= ChannelsFirstMaxBatch;
-        return Execute(inputs, plan.Steps, kernels, fuseRelu, channelsFirst);
+        return Execute(inputs, plan.Steps, kernels, fuseRelu, channelsFirst, batchInvariant);
     }
 
-    Tensor[] Execute(IReadOnlyList<Tensor> inputs, Step[] schedule, ConvolutionKernels?[]? kernels, bool fuseRelu, bool channelsFirst)
+    /// <summary>
+    /// A Dense layer's output computed one sample at a time: libtorch's matrix product (MKL's SGEMM, or its
+    /// matrix-vector product for one row) sums each output in an order that depends on the number of rows, so row i of
+    /// a batch differs from the same sample run alone by an ulp or two. Run as a batch of one each (on a fresh,
+    /// aligned copy, as a sample alone would be), every row is bit-identical to Predict on that sample alone.
+    /// </summary>
+    static Tensor RowByRow(Layer dense, Tensor x)
+    {
+        long n = x.shape[0];
+        if (n <= 1) return dense.Call(x);
+        var rows = new Tensor[n];
+        try
+        {
+            for (long i = 0; i < n; i++)
+            {
+                using var view = x.narrow(0, i, 1);
+                using var row = view.clone();
+                rows[i] = dense.Call(row);
+                if (ReferenceEquals(rows[i], row)) rows[i] = row.alias();
+            }
+            return cat(rows, 0);
+        }
+        finally
+        {
+            foreach (var r in rows) r?.Dispose();
+        }
+    }
+
+    Tensor[] Execute(IReadOnlyList<Tensor> inputs, Step[] schedule, ConvolutionKernels?[]? kernels, bool fuseRelu, bool channelsFirst,
+        bool batchInvariant = false)
     {
         var values = new Tensor?[slotCount];
         for (int i = 0; i < inputSlots.Length; i++) values[inputSlots[i]] = inputs[i];
@@ -359,7 +390,7 @@ internal sealed class FunctionalGraph
             else if (step.Inputs.Length == 1)
             {
                 var x = values[step.Inputs[0]]!;
-                output = step.Layer.Call(x);
+                output = batchInvariant && step.Layer is Dense && x.dim() > 1 ? RowByRow(step.Layer, x) : step.Layer.Call(x);
                 // A layer may hand back its input (dropout in inference, linear activation): give the output its own
                 // handle so that freeing the input cannot kill it.
                 if (ReferenceEquals(output, x)) output = x.alias();

@@ -29,4 +29,23 @@ public partial class Model
         if (!IsBuilt) throw NotBuilt();
         return new InferenceModel(this, graph, InferenceOptimizations, engine);
     }
+
+    /// <summary>
+    /// <see cref="AsInferenceModel(Inference.InferenceEngine)"/>, optionally batch-invariant: with
+    /// <paramref name="batchInvariant"/> each sample's output does not depend on the batch it runs in (Dense layers run
+    /// sample by sample; see <see cref="InferenceModel.BatchInvariant"/>), so a server that batches requests answers
+    /// each bit for bit as <c>Predict</c> on that input alone would. A
+    /// batch-invariant inference model computes on ConvKit's plan (TorchSharp engine) whatever
+    /// <paramref name="engine"/> says (<see cref="InferenceModel.EngineFallbackReason"/> tells).
+    /// </summary>
+    /// <param name="engine">The engine to compute with.</param>
+    /// <param name="batchInvariant">Whether outputs must not depend on the batch size.</param>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    /// <exception cref="GraphException">The model is not built yet.</exception>
+    public InferenceModel AsInferenceModel(InferenceEngine engine, bool batchInvariant)
+    {
+        ThrowIfDisposed();
+        if (!IsBuilt) throw NotBuilt();
+        return new InferenceModel(this, graph, InferenceOptimizations, engine, batchInvariant);
+    }
 }

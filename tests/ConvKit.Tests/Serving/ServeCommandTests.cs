@@ -28,6 +28,16 @@ public class ServeCommandTests
     }
 
     [Fact]
+    public void NoBatchInvarianceIsAnOptionOfServe()
+    {
+        // Parsed with the others: the refusal is about --max-batch, not an unrecognized --no-batch-invariance.
+        var error = new StringWriter();
+        Assert.Equal(1, ConvKit.Cli.Program.Run(["serve", "lenet5", "--no-batch-invariance", "--max-batch", "0", "--port", "0"], new StringWriter(), error));
+        Assert.Contains("error: --max-batch must be between 1 and 4096; received 0.", error.ToString());
+        Assert.DoesNotContain("no-batch-invariance", error.ToString());
+    }
+
+    [Fact]
     public void AnUnknownModelIsRefusedByName()
     {
         var error = new StringWriter();
@@ -80,6 +90,8 @@ public class ServeCommandTests
                 var lines = stderr.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.Trim().Length > 0).ToArray();
                 Assert.NotEmpty(lines);
                 Assert.All(lines, l => System.Text.Json.JsonDocument.Parse(l).Dispose());
+                // The warm-up checked the served model and found it batch-invariant (the default).
+                Assert.Contains(lines, l => l.Contains("batch-invariant True", StringComparison.Ordinal));
             }
         }
         finally

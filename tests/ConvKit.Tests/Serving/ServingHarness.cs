@@ -44,7 +44,11 @@ sealed class ServingHarness : IAsyncDisposable
     }
 
     /// <summary>Starts a server for <paramref name="zooNames"/> (served under those names) and waits for warm-up.</summary>
-    public static async Task<ServingHarness> StartAsync(ServingOptions? options = null, params string[] zooNames)
+    public static Task<ServingHarness> StartAsync(ServingOptions? options = null, params string[] zooNames) =>
+        StartAsync(options, batchInvariant: true, zooNames);
+
+    /// <summary>Starts a server for <paramref name="zooNames"/>, batch-invariant or not (<c>--no-batch-invariance</c>).</summary>
+    public static async Task<ServingHarness> StartAsync(ServingOptions? options, bool batchInvariant, params string[] zooNames)
     {
         options = (options ?? new ServingOptions()) with { Port = 0 };
         var served = new List<ServedModel>();
@@ -53,7 +57,7 @@ sealed class ServingHarness : IAsyncDisposable
         {
             var model = CreateModel(name, 7);
             refs[name] = model;
-            served.Add(new ServedModel(name, model, Preprocessing.None, ownsModel: true));
+            served.Add(new ServedModel(name, model, Preprocessing.None, ownsModel: true, batchInvariant: batchInvariant));
         }
         var server = ConvKitServer.Create(served, options);
         await server.StartAsync();
@@ -73,6 +77,14 @@ sealed class ServingHarness : IAsyncDisposable
             using var y = m.Predict(x);
             return y.contiguous().data<float>().ToArray();
         }
+    }
+
+    /// <summary>Single-threaded Predict on each sample of <paramref name="input"/> alone, concatenated: what a
+    /// batch-invariant server answers, whatever batch the samples ran in.</summary>
+    public float[] ExpectedAlone(string model, float[] input, int samples)
+    {
+        int size = input.Length / samples;
+        return Enumerable.Range(0, samples).SelectMany(i => Expected(model, input[(i * size)..((i + 1) * size)], 1)).ToArray();
     }
 
     public static float[] RandomInput(Model model, int samples, int seed)

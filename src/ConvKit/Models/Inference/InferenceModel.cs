@@ -46,9 +46,11 @@ public sealed class InferenceModel : IDisposable
     OrtSession? ort;
     readonly object decideGate = new();
 
-    internal InferenceModel(Model model, FunctionalGraph? graph, bool optimized, InferenceEngine engine = InferenceEngine.TorchSharp)
+    internal InferenceModel(Model model, FunctionalGraph? graph, bool optimized, InferenceEngine engine = InferenceEngine.TorchSharp,
+        bool batchInvariant = false)
     {
         this.model = model;
+        BatchInvariant = batchInvariant;
         this.graph = graph;
         Optimized = optimized && graph is not null;
         weights = model.Weights.Select(w => w.Value).ToArray();
@@ -80,6 +82,11 @@ public sealed class InferenceModel : IDisposable
         if (engine != InferenceEngine.TorchSharp && !Optimized)
         {
             EngineFallbackReason = $"model '{model.Name}' runs every layer as written (InferenceOptimizations is off, or the model has no functional graph); only the TorchSharp engine does that.";
+            decision = UseTorch;
+        }
+        else if (engine != InferenceEngine.TorchSharp && batchInvariant)
+        {
+            EngineFallbackReason = "batch-invariant inference runs on ConvKit's plan only (ONNX Runtime's matrix products, like MKL's, round by batch size).";
             decision = UseTorch;
         }
         else if (engine == InferenceEngine.OnnxRuntime)
@@ -122,6 +129,17 @@ public sealed class InferenceModel : IDisposable
     public bool Optimized { get; }
 
     internal FunctionalGraph? Graph => graph;
+
+    /// <summary>
+    /// Whether each sample's output is meant not to depend on the batch it runs in: Dense layers then run sample by
+    /// sample (libtorch's matrix product rounds differently for different row counts), so that row i of a batch is
+    /// bit-identical to Predict on that sample alone. ConvKit's packed convolutions, pooling, global pooling, softmax
+    /// and element-wise layers are batch-invariant as they are (measured on ResNet-20's and LeNet-5's shapes); other
+    /// paths (convolutions run as a matrix product, the ONNX Runtime engine) are not guaranteed to be, so a caller
+    /// that relies on it should check its model once (as <c>convkit serve</c> does at warm-up). Costs one small
+    /// matrix-vector product per sample and Dense layer instead of one matrix product per batch.
+    /// </summary>
+    public bool BatchInvariant { get; }
 
     /// <summary>Whether packed convolutions may apply a following ReLU as oneDNN's post-op (tests and benchmarks compare
     /// with it off).</summary>
@@ -272,14 +290,14 @@ public sealed class InferenceModel : IDisposable
     {
         using var inference = InferenceContext.Enter();
         using var noGrad = no_grad();
-        if (plan is null) return graph is not null ? graph.Run(inputs) : [.. model.ForwardLayers(inputs)];
+        if (plan is null) return graph is not null ? graph.Run(inputs, BatchInvariant) : [.. model.ForwardLayers(inputs)];
         bool fuseRelu = hasFusedRelu && FuseReluPostOps && !nonFiniteWeights && AllFinite(inputs);
-        var outputs = graph!.RunPlan(inputs, plan, kernels, fuseRelu);
+        var outputs = graph!.RunPlan(inputs, plan, kernels, fuseRelu, BatchInvariant);
         if (!fuseRelu || AllFinite(outputs)) return outputs;
         // A value overflowed to infinity inside the network, and a fused ReLU may have turned a NaN made from it into
         // 0: run again with the ReLUs on their own.
         foreach (var o in outputs) o.Dispose();
-        return graph.RunPlan(inputs, plan, kernels, fuseRelu: false);
+        return graph.RunPlan(inputs, plan, kernels, fuseRelu: false, BatchInvariant);
     }
 
     /// <summary>
