@@ -268,8 +268,9 @@ internal sealed class QdqGraph
     {
         using var b = new OnnxGraphBuilder(ModelName + "_calibration", opset);
         b.AddInput(Input.Name, Dims(Input));
-        foreach (var (name, (data, dims)) in floats) b.AddInitializer(name, data, dims);
-        foreach (var (name, (data, dims)) in longs) b.AddInitializer(name, data, dims);
+        var used = new HashSet<string>(CalibrationNodes().SelectMany(n => n.Inputs), StringComparer.Ordinal);
+        foreach (var (name, (data, dims)) in floats) if (used.Contains(name)) b.AddInitializer(name, data, dims);
+        foreach (var (name, (data, dims)) in longs) if (used.Contains(name)) b.AddInitializer(name, data, dims);
         // The calibration graph keeps the ReLUs the plan folds into quantizers: their outputs are what is calibrated.
         foreach (var n in CalibrationNodes()) b.AddNode(n.Op, n.Inputs, n.Outputs, n.Attributes, name: n.Name);
         b.AddOutput(Output.Name, Dims(Output));

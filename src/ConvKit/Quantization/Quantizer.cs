@@ -69,6 +69,7 @@ public static class Quantizer
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
             // Basic only: the extra outputs must stay what the FP32 graph computes.
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
         using var session = new InferenceSession(bytes, so);
         var names = graph.Calibrated.ToArray();
