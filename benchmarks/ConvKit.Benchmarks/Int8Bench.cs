@@ -17,7 +17,7 @@ namespace ConvKit.Benchmarks;
 /// Predict (TorchSharp engine), ConvKit Predict (ONNX Runtime engine), raw ORT FP32 on ConvKit's export, QuantizedModel.Predict
 /// and raw ORT on the int8 graph, for lenet5 b128, resnet20 b128 and resnet50 b16 (random weights: speed only).
 ///   dotnet run --project benchmarks/ConvKit.Benchmarks -c Release -- --int8 [--only accuracy,lenet5,resnet20,resnet50]
-///       [--threads 2] [--rounds 3] [--seconds 3] [--epochs 2] [--resnet-train 20000] [--calibration 500] [--method minmax|percentile]
+///       [--threads 2] [--rounds 3] [--seconds 3] [--epochs 2] [--resnet-train 20000] [--calibration 500] [--method minmax|percentile (default: both)]
 /// </summary>
 static class Int8Bench
 {
@@ -26,7 +26,7 @@ static class Int8Bench
         string[] only = ["accuracy", "lenet5", "resnet20", "resnet50"];
         int threads = 2, rounds = 3, epochs = 2, resnetTrain = 20000, calibration = 500;
         double seconds = 3;
-        var method = CalibrationMethod.MinMax;
+        CalibrationMethod? method = null;   // both
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -58,7 +58,7 @@ static class Int8Bench
 
     static string Uptime() => File.Exists("/proc/loadavg") ? "load average " + string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "";
 
-    static void Accuracy(string name, ModelOptions options, int trainCount, int epochs, int calibration, CalibrationMethod method)
+    static void Accuracy(string name, ModelOptions options, int trainCount, int epochs, int calibration, CalibrationMethod? method)
     {
         var (train, test) = Datasets.FashionMnist.Load();
         manual_seed(42);
@@ -70,16 +70,20 @@ static class Int8Bench
         var sw = Stopwatch.StartNew();
         model.Fit(xTrain, yTrain, batchSize: 64, epochs: epochs, verbose: 0);
         Console.WriteLine($"{name}: trained {epochs} epochs on {trainCount} Fashion-MNIST images in {sw.Elapsed.TotalSeconds:F0} s");
-        sw.Restart();
-        using var q = Quantizer.Quantize(model, xTrain, new QuantizationOptions { Samples = calibration, Method = method });
-        Console.WriteLine($"{name}: quantized ({q.Calibration}) in {sw.Elapsed.TotalSeconds:F1} s, {q.SizeInBytes / 1024.0:F0} KB");
         double a32 = model.Evaluate(xTest, test.Labels, batchSize: 256, verbose: 0)["accuracy"];
-        double a8 = q.Evaluate(xTest, test.Labels, batchSize: 256)["accuracy"];
         using var p32 = model.Predict(xTest, batchSize: 256);
-        using var p8 = q.Predict(xTest, batchSize: 256);
-        using var agree = p32.argmax(1).eq(p8.argmax(1)).to(float32).mean();
-        Console.WriteLine(FormattableString.Invariant(
-            $"ACCURACY {name} fp32={a32 * 100:F2}% int8={a8 * 100:F2}% drop={(a32 - a8) * 100:F2} points top1_agreement={agree.item<float>() * 100:F2}% (test split, {xTest.shape[0]} images)"));
+        using var top32 = p32.argmax(1);
+        foreach (var m in method is { } only ? [only] : new[] { CalibrationMethod.MinMax, CalibrationMethod.Percentile })
+        {
+            sw.Restart();
+            using var q = Quantizer.Quantize(model, xTrain, new QuantizationOptions { Samples = calibration, Method = m });
+            Console.WriteLine($"{name}: quantized ({q.Calibration}) in {sw.Elapsed.TotalSeconds:F1} s, {q.SizeInBytes / 1024.0:F0} KB");
+            double a8 = q.Evaluate(xTest, test.Labels, batchSize: 256)["accuracy"];
+            using var p8 = q.Predict(xTest, batchSize: 256);
+            using var agree = top32.eq(p8.argmax(1)).to(float32).mean();
+            Console.WriteLine(FormattableString.Invariant(
+                $"ACCURACY {name} {m} fp32={a32 * 100:F2}% int8={a8 * 100:F2}% drop={(a32 - a8) * 100:F2} points top1_agreement={agree.item<float>() * 100:F2}% (test split, {xTest.shape[0]} images)"));
+        }
     }
 
     static void Speed(string name, int batch, int size, int channels, int threads, int rounds, double seconds)
@@ -94,6 +98,13 @@ static class Int8Bench
         using var q = Quantizer.Quantize(model, calibration, new QuantizationOptions { BatchSize = batch });
         var path = Path.Combine(Path.GetTempPath(), $"convkit-int8-bench-{Environment.ProcessId}.onnx");
         q.Save(path);
+        var optimized = path + ".optimized.onnx";
+        using (var dump = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, OptimizedModelFilePath = optimized })
+        using (new InferenceSession(path, dump)) { }
+        // What ORT runs after its QDQ fusions: integer kernels, not float Conv between Q/DQ pairs.
+        var ops = ConvKit.Formats.Onnx.OnnxReader.Read(optimized).Graph.Nodes.GroupBy(n => n.OpType).OrderByDescending(g => g.Count());
+        Console.WriteLine($"{name}: ORT's optimized int8 graph: " + string.Join(", ", ops.Select(g => $"{g.Key} x{g.Count()}")));
+        File.Delete(optimized);
         using var so = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         using var int8Session = new InferenceSession(path, so);
         File.Delete(path);
