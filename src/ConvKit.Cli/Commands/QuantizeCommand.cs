@@ -95,6 +95,38 @@ public static class QuantizeCommand
         return command;
     }
 
+    /// <summary>
+    /// <c>convkit evaluate model.int8.onnx --dataset NAME</c>: the accuracy of a quantized model on a built-in dataset's
+    /// test split (scaled by 1/255, as <c>train</c> feeds it).
+    /// </summary>
+    /// <exception cref="InvalidOptionException">No --dataset, or --data is a folder of class subfolders.</exception>
+    public static int Evaluate(CliConsole console, string path, DatasetInfo? dataset, string? dataPath, int batch)
+    {
+        if (dataPath is not null && FolderReportImages.IsClassFolderLayout(dataPath))
+            throw new InvalidOptionException("--data", $"--data '{dataPath}': a quantized model is evaluated on a built-in dataset's test split (--dataset); a folder of class subfolders needs the run's preprocessing: run 'convkit quantize RUN --test-data {dataPath}'.");
+        if (dataset is null) throw new InvalidOptionException("--dataset", $"--dataset is required to evaluate the quantized model '{path}' (it records no dataset).");
+        using var quantized = QuantizedModel.Load(path);
+        using var splits = TrainCommand.LoadDataset(console, dataset, dataPath);
+        var t = splits.Test;
+        var input = quantized.InputShape;
+        if (!(input.Rank == 3 && input[0] == t.Height && input[1] == t.Width && input[2] == t.Channels))
+            throw new ShapeException($"'{path}' takes {input.ToBatchString()}, but the {dataset.Name} test images are {t.Height}x{t.Width}x{t.Channels}.");
+        long right = 0;
+        foreach (var (x, y) in new TensorReportImages(t.Images, t.Labels).Batches(batch))
+        {
+            using var p = quantized.Predict(x, batch);
+            using var top = p.argmax(1);
+            using var equal = top.eq(y);
+            using var c = equal.sum();
+            right += c.item<long>();
+        }
+        var table = new Table().AddColumns("metric", "value");
+        table.AddRow("accuracy", $"{right / (double)Math.Max(t.Count, 1):P2}");
+        console.Output.WriteLine($"{quantized.ModelName} (int8, {quantized.Calibration}) on the {dataset.Name} test split ({t.Count} images):");
+        console.Ansi.Write(table);
+        return 0;
+    }
+
     /// <summary>--out as a file: the default beside the run, a folder's <see cref="FileName"/>, or the file named.</summary>
     static string OutputPath(string source, string? output, bool overwrite)
     {

@@ -24,6 +24,14 @@ public class QuantizeCommandTests(TrainedRun run) : IClassFixture<TrainedRun>
         using (var q = QuantizedModel.Load(file))
             Assert.Equal(new Shape(28, 28, 1), q.InputShape);
 
+        var (evalCode, evalOutput, evalError) = CliRunner.Run("evaluate", file, "--dataset", "fashion_mnist", "--threads", "1");
+        Assert.True(evalCode == 0, evalError + evalOutput);
+        Assert.Contains("(int8, MinMax on 64 samples) on the fashion-mnist test split (10000 images)", evalOutput);
+        Assert.Contains("accuracy", evalOutput);
+        var (noDataset, _, noDatasetError) = CliRunner.Run("evaluate", file);
+        Assert.NotEqual(0, noDataset);
+        Assert.Contains("--dataset is required", noDatasetError);
+
         var (again, _, againError) = CliRunner.Run("quantize", run.Run, "--calibration-data", "fashion_mnist", "--samples", "16",
             "--speed-seconds", "0", "--out", outDir);
         Assert.NotEqual(0, again);
