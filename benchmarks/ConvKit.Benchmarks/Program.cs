@@ -1,6 +1,7 @@
 // ConvKit's benchmark suite: ConvKit vs the same math in raw TorchSharp vs PyTorch (when available), side by side.
 //   dotnet run --project benchmarks/ConvKit.Benchmarks -c Release -- [--quick] [--only lenet5,resnet20,...] [--repeats N]
 //       [--peer PATH] [--python PATH] [--no-peer] [--no-plain] [--threads N]
+//   ... -- --int8 [...]: int8 quantization, accuracy and speed (see Int8Bench.cs)
 // Every measurement runs in a child process (this program re-invoked with --worker) so that its peak RSS is its own;
 // within a repeat ConvKit and raw runs alternate (and swap order every repeat) so that machine noise hits both alike.
 using System.Diagnostics;
@@ -10,6 +11,7 @@ using ConvKit.Benchmarks;
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 
+if (args.Length > 0 && args[0] == "--int8") return Int8Bench.Run(args[1..]);   // int8 accuracy and speed (Int8Bench.cs)
 var options = Options.Parse(args);
 if (options.Worker is { } workerKey)
 {

@@ -30,6 +30,7 @@ public static class Program
         root.Subcommands.Add(ServeCommand.Create(console));
         root.Subcommands.Add(ImportCommand.Create(console));
         root.Subcommands.Add(ExplainCommand.Create(console));
+        root.Subcommands.Add(QuantizeCommand.Create(console));
         return root;
     }
 }

@@ -12,7 +12,7 @@ public static class EvaluateCommand
     /// <summary>Creates the command.</summary>
     public static Command Create(CliConsole console)
     {
-        var folder = new Argument<string>("model") { Description = "What 'convkit train' wrote (the run folder, its model folder or model.safetensors), a model file saved with Model.Save, or a zoo name with --weights." };
+        var folder = new Argument<string>("model") { Description = "What 'convkit train' wrote (the run folder, its model folder or model.safetensors), a model file saved with Model.Save, a zoo name with --weights, or the .onnx file 'convkit quantize' wrote (with --dataset)." };
         var weights = new Option<string?>("--weights") { Description = "Weights to load: for a zoo name a .safetensors/.h5 file or a run/model folder; for a trained model a weights file of the same architecture." };
         var dataset = new Option<string?>("--dataset") { Description = "Dataset whose test split to use (default: the one it was trained on)." };
         var data = new Option<string?>("--data") { Description = "Folder or file holding the dataset." };
@@ -42,6 +42,8 @@ public static class EvaluateCommand
                 try { named = Datasets.Get(dn); }
                 catch (UnknownNameException e) { throw new InvalidOptionException("--dataset", "--dataset: " + e.Message, e); }
             }
+            if (parse.GetValue(folder) is { } onnx && onnx.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) && File.Exists(onnx))
+                return QuantizeCommand.Evaluate(console, onnx, named, dataPath, batch);
             using var resolved = ModelResolver.Resolve(parse.GetValue(folder)!, parse.GetValue(weights));
             var model = resolved.Model;
             var reportFolder = EvaluateReport.Folder(parse.GetValue(folder)!, reportOptions);

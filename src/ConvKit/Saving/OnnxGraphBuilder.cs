@@ -9,6 +9,12 @@ public enum OnnxDataType
 {
     /// <summary>float32.</summary>
     Float = 1,
+    /// <summary>uint8 (quantized activations).</summary>
+    UInt8 = 2,
+    /// <summary>int8 (quantized weights).</summary>
+    Int8 = 3,
+    /// <summary>int32 (quantized biases).</summary>
+    Int32 = 6,
     /// <summary>int64.</summary>
     Int64 = 7,
 }
@@ -258,6 +264,30 @@ public sealed class OnnxGraphBuilder : IDisposable
         return this;
     }
 
+    /// <summary>Raw little-endian data of any element type (the quantizer's int8 weights, int32 biases, uint8 zero
+    /// points); the caller checks that <paramref name="raw"/> holds the dims' element count.</summary>
+    internal OnnxGraphBuilder AddInitializerBytes(string name, OnnxDataType type, long[] dims, byte[] raw)
+    {
+        Define(name);
+        initializers.Add(TensorData.FromBytes(name, type, dims, raw));
+        return this;
+    }
+
+    /// <summary>A graph output declared with its element type only (no shape): the calibration graph's extra outputs,
+    /// whose shapes the exporter does not carry.</summary>
+    internal OnnxGraphBuilder AddOutputWithoutShape(string name)
+    {
+        AddOutput(name);
+        unshaped.Add(name);
+        return this;
+    }
+
+    readonly HashSet<string> unshaped = new(StringComparer.Ordinal);
+
+    /// <summary>ModelProto.metadata_props: key/value strings that travel inside the file (ORT reads them back as
+    /// <c>ModelMetadata.CustomMetadataMap</c>).</summary>
+    internal SortedDictionary<string, string> MetadataProps { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Writes the model atomically (see <see cref="AtomicFile.Write"/>), streaming initializer data from
     /// tensor memory: memory use does not grow with the model.</summary>
     /// <param name="path">Destination .onnx file.</param>
@@ -314,6 +344,7 @@ public sealed class OnnxGraphBuilder : IDisposable
         m.String(3, ProducerVersion);                                                               // producer_version
         m.Message(7, WriteGraph);                                                                   // graph
         m.Message(8, o => { o.String(1, ""); o.Int64(2, OpsetVersion); });                          // opset_import
+        foreach (var (k, v) in MetadataProps) m.Message(14, e => { e.String(1, k); e.String(2, v); }); // metadata_props
     }
 
     static readonly string ProducerVersion =
@@ -334,7 +365,7 @@ public sealed class OnnxGraphBuilder : IDisposable
         g.String(2, graphName);                                                                     // name = 2
         foreach (var t in initializers) g.Message(5, m => WriteTensor(m, t));                       // initializer = 5
         foreach (var v in inputs) g.Message(11, m => WriteValueInfo(m, v));                         // input = 11
-        foreach (var v in outputs) g.Message(12, m => WriteValueInfo(m, v));                        // output = 12
+        foreach (var v in outputs) g.Message(12, m => WriteValueInfo(m, v, unshaped.Contains(v.Name))); // output = 12
     }
 
     static void WriteAttribute(ProtoWriter m, OnnxAttribute a)
@@ -361,13 +392,14 @@ public sealed class OnnxGraphBuilder : IDisposable
         m.Bytes(9, t.ByteLength, t.WriteData);                                                      // raw_data = 9
     }
 
-    static void WriteValueInfo(ProtoWriter m, (string Name, OnnxDataType Type, OnnxDim[] Dims) v)
+    static void WriteValueInfo(ProtoWriter m, (string Name, OnnxDataType Type, OnnxDim[] Dims) v, bool withoutShape = false)
     {
         m.String(1, v.Name);
         m.Message(2, type =>                                                                        // TypeProto
             type.Message(1, tensor =>                                                               // tensor_type
             {
                 tensor.Int32(1, (int)v.Type);                                                       // elem_type
+                if (withoutShape) return;
                 tensor.Message(2, shape =>                                                          // shape
                 {
                     foreach (var d in v.Dims)

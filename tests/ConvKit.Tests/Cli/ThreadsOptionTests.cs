@@ -11,7 +11,7 @@ public class ThreadsOptionTests
     {
         var root = Program.BuildRootCommand(new CliConsole(TextWriter.Null, TextWriter.Null));
         var with = root.Subcommands.Where(c => c.Options.Any(o => o.Name == "--threads")).Select(c => c.Name).Order();
-        Assert.Equal(["evaluate", "explain", "export", "import", "predict", "serve", "summary", "train"], with);
+        Assert.Equal(["evaluate", "explain", "export", "import", "predict", "quantize", "serve", "summary", "train"], with);
         Assert.Equal(["models"], root.Subcommands.Select(c => c.Name).Except(with));
     }
 
@@ -23,6 +23,7 @@ public class ThreadsOptionTests
     [InlineData("0", "export", "lenet5", "--onnx", "/nonexistent/x.onnx")]
     [InlineData("0", "predict", "lenet5", "/nonexistent/a.png")]
     [InlineData("0", "import", "/nonexistent/m.onnx", "--out", "/nonexistent/out")]
+    [InlineData("0", "quantize", "/nonexistent/run", "--calibration-data", "fashion_mnist")]
     public void AnOutOfRangeThreadCountIsNamedByItsOption(string threads, params string[] command)
     {
         var (code, _, error) = CliRunner.Run([.. command, "--threads", threads]);

@@ -1,0 +1,69 @@
+using ConvKit.Cli.Commands;
+using ConvKit.Quantization;
+
+namespace ConvKit.Tests.Cli;
+
+/// <summary><c>convkit quantize RUN --calibration-data DIR|NAME</c> (issue 17 goal 3): the int8 file, the side-by-side
+/// report, and every option named when it is wrong.</summary>
+public class QuantizeCommandTests(TrainedRun run) : IClassFixture<TrainedRun>
+{
+    [Fact]
+    public void WritesTheInt8ModelAndReportsAccuracyAndSpeedSideBySide()
+    {
+        var outDir = Path.Combine(run.Dir, "q8-out");
+        var (code, output, error) = CliRunner.Run("quantize", run.Run, "--calibration-data", "fashion_mnist", "--samples", "64",
+            "--speed-seconds", "0.2", "--out", outDir, "--threads", "1");
+        Assert.True(code == 0, error + output);
+        var file = Path.Combine(outDir, QuantizeCommand.FileName);
+        Assert.True(File.Exists(file));
+        Assert.Contains("MinMax on 64 samples", output);
+        Assert.Contains("FP32", output);
+        Assert.Contains("int8", output);
+        Assert.Contains("fashion-mnist test split, 10000 images", output);
+        Assert.Contains("images/s", output);
+        using (var q = QuantizedModel.Load(file))
+            Assert.Equal(new Shape(28, 28, 1), q.InputShape);
+
+        var (evalCode, evalOutput, evalError) = CliRunner.Run("evaluate", file, "--dataset", "fashion_mnist", "--threads", "1");
+        Assert.True(evalCode == 0, evalError + evalOutput);
+        Assert.Contains("(int8, MinMax on 64 samples) on the fashion-mnist test split (10000 images)", evalOutput);
+        Assert.Contains("accuracy", evalOutput);
+        var (noDataset, _, noDatasetError) = CliRunner.Run("evaluate", file);
+        Assert.NotEqual(0, noDataset);
+        Assert.Contains("--dataset is required", noDatasetError);
+
+        var (again, _, againError) = CliRunner.Run("quantize", run.Run, "--calibration-data", "fashion_mnist", "--samples", "16",
+            "--speed-seconds", "0", "--out", outDir);
+        Assert.NotEqual(0, again);
+        Assert.Contains("--out", againError);
+        Assert.Contains("--overwrite", againError);
+    }
+
+    [Theory]
+    [Trait("Catalogue", "Hostile")]
+    [InlineData("--samples", "--samples", "0")]
+    [InlineData("--calibration-data", "--calibration-data", "no_such_dataset")]
+    [InlineData("--calibration-data", "--calibration-data", "")]
+    [InlineData("--batch-size", "--batch-size", "0")]
+    [InlineData("--speed-seconds", "--speed-seconds", "-1")]
+    [InlineData("--threads", "--threads", "0")]
+    public void AWrongOptionIsNamed(string named, string option, string value)
+    {
+        string[] args = option == "--calibration-data"
+            ? ["quantize", run.Run, option, value]
+            : ["quantize", run.Run, "--calibration-data", "fashion_mnist", option, value];
+        var (code, _, error) = CliRunner.Run(args);
+        Assert.NotEqual(0, code);
+        Assert.Contains(named, error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    [Fact]
+    public void CalibrationDataIsRequiredAndNamed()
+    {
+        var (code, _, error) = CliRunner.Run("quantize", run.Run);
+        Assert.NotEqual(0, code);
+        Assert.Contains("--calibration-data", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+}
