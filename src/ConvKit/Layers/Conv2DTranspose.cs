@@ -1,3 +1,4 @@
+using ConvKit.Native;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -117,7 +118,11 @@ public class Conv2DTranspose : KernelLayer
             [DilationRate.Height, DilationRate.Width], Groups);
         // Negative pads crop (constant_pad_nd); positive ones add the zero cells a short kernel leaves.
         var y = top == 0 && bottom == 0 && left == 0 && right == 0 ? full.alias() : F.pad(full, [-left, -right, -top, -bottom]);
-        if (bias is not null) y.add_(bias.view(1, -1, 1, 1));
+        if (bias is not null)
+        {
+            using var b = bias.view(1, -1, 1, 1);
+            y.add_(b, Scalars.One);
+        }
         return Activate(y);
     }
 

@@ -298,12 +298,18 @@ public class OnnxImportTests(OnnxFixtures fx, ITestOutputHelper log) : IClassFix
             InputShape = new Shape(info.MinInputSize, info.MinInputSize, info.DefaultInputShape[2]), Classes = 7, ClassifierActivation = "linear",
         });
         var gen = new Generator(11);
+        // Explicit scalars (ScalarIlTests): variance in [0.5, 1.5), gamma about 1, beta and mean about 0.
+        using var half = 0.5.ToScalar();
+        using var spread = 0.2.ToScalar();
+        using var one = 1.0.ToScalar();
+        using var zero = 0.0.ToScalar();
         using (no_grad())
             foreach (var w in source.Weights.Where(w => w.Owner is BatchNormalization))
             {
                 using var r = w.Name is "moving_variance" ? rand(w.Value.shape, generator: gen) : randn(w.Value.shape, generator: gen);
-                using var v = w.Name switch { "moving_variance" => r + 0.5, "gamma" => r * 0.2 + 1, _ => r * 0.2 };
-                w.Value.copy_(v);
+                if (w.Name is "moving_variance") r.add_(half, one);
+                else r.mul_(spread).add_(w.Name == "gamma" ? one : zero, one);
+                w.Value.copy_(r);
             }
         var path = Path.Combine(fx.Dir, name + "_roundtrip.onnx");
         var watch = Stopwatch.StartNew();

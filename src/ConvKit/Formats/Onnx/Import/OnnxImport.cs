@@ -528,11 +528,14 @@ public static class OnnxImport
             for (int i = 0; i < output; i++)
             {
                 var (start, end) = ConvArithmetic.AdaptiveWindow(n, (int)output, i);
-                using var window = expected[i].narrow(0, start, end - start);
-                window.fill_(1.0 / (end - start));
+                using var row = expected[i];
+                using var window = row.narrow(0, start, end - start);
+                using var value = (1.0 / (end - start)).ToScalar();
+                window.fill_(value);
             }
             using var oriented = overWidth ? expected.t() : expected.alias();
-            if (!oriented.allclose(m.to(float32), rtol: 1e-5, atol: 1e-7)) throw Error(Refusal());
+            using var given = m.to(float32);
+            if (!oriented.allclose(given, rtol: 1e-5, atol: 1e-7)) throw Error(Refusal());
             var size = overWidth ? new Size2(x.Shape[0], (int)output) : new Size2((int)output, x.Shape[1]);
             Set(0, Apply(new AdaptiveAveragePooling2D(size, LayerName()), x));
         }
