@@ -77,6 +77,37 @@ public static class ConvArithmetic
         padding == Padding.Same ? SamePadding(input, kernel, stride, dilation) : (0, 0);
 
     /// <summary>
+    /// Output length of a transposed convolution along one axis, as Keras' <c>deconv_output_length</c>: with no
+    /// output padding, 'valid' gives n·s + max(k' - s, 0) and 'same' gives n·s; with output padding p,
+    /// (n - 1)·s + k' - 2·pad + p where pad = k' / 2 for 'same', 0 for 'valid' (k' = (k - 1)·d + 1). -1 for an unknown input.
+    /// </summary>
+    public static int TransposedOutputLength(int input, int kernel, int stride, Padding padding, int? outputPadding = null, int dilation = 1)
+    {
+        if (input == Shape.Unknown) return Shape.Unknown;
+        long effective = (long)(kernel - 1) * dilation + 1;
+        if (outputPadding is not { } p)
+            return (int)(padding == Padding.Same ? (long)input * stride : (long)input * stride + Math.Max(effective - stride, 0));
+        long pad = padding == Padding.Same ? effective / 2 : 0;
+        return (int)((long)(input - 1) * stride + effective - 2 * pad + p);
+    }
+
+    /// <summary>
+    /// What a transposed convolution removes from the full result, (n - 1)·s + k', to reach
+    /// <see cref="TransposedOutputLength"/>: TensorFlow's rule, <c>Before</c> = total / 2 and the rest after, where total
+    /// = full - output. When the output is longer than the full result (a 'valid' kernel shorter than its stride, or
+    /// output padding), <c>After</c> is negative: that many zero cells (plus the bias) are added after. Independent of
+    /// the input length.
+    /// </summary>
+    public static (int Before, int After) TransposedCrop(int kernel, int stride, Padding padding, int? outputPadding = null, int dilation = 1)
+    {
+        // Any input length gives the same crop: take n = 1.
+        long full = (long)(kernel - 1) * dilation + 1;
+        long total = full - TransposedOutputLength(1, kernel, stride, padding, outputPadding, dilation);
+        if (total <= 0) return (0, (int)total);
+        return ((int)(total / 2), (int)(total - total / 2));
+    }
+
+    /// <summary>
     /// PyTorch's adaptive pooling window of output <paramref name="index"/> along one axis, when <paramref name="input"/>
     /// cells are pooled to <paramref name="output"/>: cells [floor(i·n / o), ceil((i + 1)·n / o)). Windows cover the
     /// input, overlap by at most one cell, and repeat cells when the output is larger than the input.

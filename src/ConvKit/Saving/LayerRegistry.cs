@@ -169,6 +169,17 @@ public static class LayerRegistry
         }, (c, name) => new Conv2D((int)c["filters"]!, S2(c["kernel_size"]), S2(c["strides"]), PadOf(c["padding"]), S2(c["dilation_rate"]),
             (int)c["groups"]!, Act(c["activation"], null), (bool)c["use_bias"]!, Init(c["kernel_initializer"]), Init(c["bias_initializer"]),
             L2Of(c["kernel_regularizer"]), ShapeOf(c["input_shape"]), name));
+        Register<Conv2DTranspose>("Conv2DTranspose", l => new JsonObject
+        {
+            ["filters"] = l.Filters, ["kernel_size"] = Arr(l.KernelSize), ["strides"] = Arr(l.Strides), ["padding"] = Pad(l.Padding),
+            ["output_padding"] = l.OutputPadding is { } op ? Arr(op) : null, ["dilation_rate"] = Arr(l.DilationRate), ["groups"] = l.Groups,
+            ["activation"] = l.Activation.Name, ["use_bias"] = l.UseBias,
+            ["kernel_initializer"] = InitJson(l.KernelInitializer), ["bias_initializer"] = InitJson(l.BiasInitializer),
+            ["kernel_regularizer"] = L2Json(l.KernelRegularizer), ["input_shape"] = ShapeJson(l.InputShape),
+        }, (c, name) => new Conv2DTranspose((int)c["filters"]!, S2(c["kernel_size"]), S2(c["strides"]), PadOf(c["padding"]),
+            c["output_padding"] is JsonNode op ? S2(op) : null, S2(c["dilation_rate"]), (int?)c["groups"] ?? 1, Act(c["activation"], null),
+            (bool)c["use_bias"]!, Init(c["kernel_initializer"]), Init(c["bias_initializer"]), L2Of(c["kernel_regularizer"]),
+            ShapeOf(c["input_shape"]), name));
         Register<Dense>("Dense", l => new JsonObject
         {
             ["units"] = l.Units, ["activation"] = l.Activation.Name, ["use_bias"] = l.UseBias,

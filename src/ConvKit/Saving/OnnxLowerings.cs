@@ -11,6 +11,7 @@ internal static class OnnxLowerings
     public static void RegisterBuiltIns()
     {
         OnnxExport.Register<Conv2D>(Conv2D);
+        OnnxExport.Register<Conv2DTranspose>(Conv2DTranspose);
         Formats.Onnx.ImportedLayerLowerings.Register();
         OnnxExport.Register<Dense>(Dense);
         OnnxExport.Register<Flatten>((c, _) => c.Graph.AddNode("Flatten", [c.Inputs[0]], [c.Output], [OnnxAttribute.Int("axis", 1)], name: c.Output));
@@ -76,6 +77,27 @@ internal static class OnnxLowerings
         var conv = l.Activation.IsLinear ? c.Output : c.NewName("conv");
         c.Graph.AddNode("Conv", ins, [conv], attrs, name: conv);
         if (!l.Activation.IsLinear) c.Activation(l.Activation, conv, c.Output, 4);
+    }
+
+    static void Conv2DTranspose(OnnxLayerContext c, Conv2DTranspose l)
+    {
+        var ins = new List<string> { c.Inputs[0], c.Weight(l.Kernel!, "kernel") };
+        if (l.Bias is { } b) ins.Add(c.Weight(b, "bias"));
+        // The crop does not depend on the input size, so these attributes hold for a free one too. ONNX pads crop;
+        // output_padding adds the zero cells a negative crop (a kernel shorter than its stride, Keras' output_padding) means.
+        var (top, bottom, left, right) = l.Crop;
+        var attrs = new List<OnnxAttribute>
+        {
+            OnnxAttribute.Ints("kernel_shape", l.KernelSize.Height, l.KernelSize.Width),
+            OnnxAttribute.Ints("strides", l.Strides.Height, l.Strides.Width),
+            OnnxAttribute.Ints("dilations", l.DilationRate.Height, l.DilationRate.Width),
+            OnnxAttribute.Int("group", l.Groups),
+            OnnxAttribute.Ints("pads", Math.Max(top, 0), Math.Max(left, 0), Math.Max(bottom, 0), Math.Max(right, 0)),
+            OnnxAttribute.Ints("output_padding", Math.Max(-bottom, 0), Math.Max(-right, 0)),
+        };
+        var y = l.Activation.IsLinear ? c.Output : c.NewName("conv_transpose");
+        c.Graph.AddNode("ConvTranspose", ins, [y], attrs, name: y);
+        if (!l.Activation.IsLinear) c.Activation(l.Activation, y, c.Output, 4);
     }
 
     /// <summary>

@@ -2,6 +2,8 @@
 
 usage: make_onnx_fixtures.py OUT_DIR NAME[:SIZE[:OPSET]] ...
 
+NAME is a torchvision classifier or "convtranspose" (a small stack of ConvTranspose2d, see convtranspose_net).
+
 For each model: seeded random weights (torch.manual_seed(0)) with non-trivial batch-norm statistics, eval mode,
 exported with training=TrainingMode.PRESERVE and do_constant_folding=False, which keeps the BatchNormalization nodes
 (the default eval export folds them into the convolutions); NAME_folded exports the default way. Writes NAME.onnx,
@@ -16,8 +18,24 @@ import torch
 import torchvision.models as tvm
 
 
+def convtranspose_net():
+    """ConvTranspose2d in the ways ONNX spells it: pads with output_padding, groups, dilation, no bias, a kernel
+    shorter than its stride, pads that differ between the axes."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.ConvTranspose2d(3, 8, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(8, 8, 4, stride=2, padding=1, groups=2),
+        nn.ConvTranspose2d(8, 6, 3, stride=1, padding=2, dilation=2, bias=False),
+        nn.ConvTranspose2d(6, 4, 2, stride=3),
+        nn.ConvTranspose2d(4, 4, 5, stride=2, padding=(1, 2), output_padding=(1, 0)),
+        nn.Flatten())
+
+
 def build(name):
     base = name[:-len("_folded")] if name.endswith("_folded") else name
+    if base == "convtranspose":
+        torch.manual_seed(0)
+        return convtranspose_net().eval()
     kwargs = {}
     if base == "googlenet":
         kwargs = dict(aux_logits=False, init_weights=False)

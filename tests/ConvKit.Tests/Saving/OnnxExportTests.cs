@@ -380,7 +380,7 @@ public class OnnxExportTests(ITestOutputHelper log)
     /// asserts every output agrees within <see cref="Tolerance"/> (relative to the output's scale when above 1).
     /// Batch normalization statistics are randomized first so that the folded inference transform is exercised.
     /// </summary>
-    static (double Abs, double Relative) CheckAgainstOnnxRuntime(Model model, ulong seed, bool channelsLast = true, int opset = 13)
+    internal static (double Abs, double Relative) CheckAgainstOnnxRuntime(Model model, ulong seed, bool channelsLast = true, int opset = 13)
     {
         var gen = new TorchSharp.torch.Generator(seed);
         // Explicit scalars, alive (using) until the end: TorchSharp 0.107 passes an implicit Scalar's handle to native code

@@ -261,6 +261,7 @@ public static class OnnxImport
                     break;
                 }
                 case "Conv": Conv(); break;
+                case "ConvTranspose": ConvTranspose(); break;
                 case "BatchNormalization": BatchNorm(); break;
                 case "Gemm": Gemm(); break;
                 case "MatMul": MatMul(); break;
@@ -335,6 +336,91 @@ public static class OnnxImport
             var y = Apply(conv, x);
             Copy(conv, "kernel", conv.Kernel, 1);
             Copy(conv, "bias", conv.Bias, 2);
+            Set(0, y);
+        }
+
+        /// <summary>
+        /// ONNX ConvTranspose: the full result (n - 1)·s + k' cropped by pads (begin, end), output_padding cells added
+        /// at the end, or sized by output_shape / auto_pad. Keras' 'same'/'valid' with output_padding when that is the
+        /// same crop; else a 'valid' Conv2DTranspose with the crop as Slice / ZeroPadding2D layers.
+        /// </summary>
+        void ConvTranspose()
+        {
+            var x = Image(0);
+            var w = ConstIn(1, "the kernel W");
+            if (w.dim() != 4) throw Error($"only 2-D transposed convolutions are imported; W has shape [{string.Join(", ", w.shape)}].");
+            int groups = (int)node.Int("group", 1);
+            int filters = (int)w.shape[1] * groups;
+            var k = node.Ints("kernel_shape") ?? [w.shape[2], w.shape[3]];
+            var s = node.Ints("strides") ?? [1, 1];
+            var d = node.Ints("dilations") ?? [1, 1];
+            var op = node.Ints("output_padding") ?? [0, 0];
+            var pads = node.Ints("pads") ?? [0, 0, 0, 0];
+            var outShape = node.Ints("output_shape");
+            var autoPad = node.String("auto_pad", "NOTSET");
+            if (k.Length != 2 || s.Length != 2 || d.Length != 2 || op.Length != 2 || pads.Length != 4 || outShape is { Length: not 2 })
+                throw Error("only 2-D transposed convolutions are imported.");
+            if (pads.Any(p => p < 0) || op.Any(p => p < 0)) throw Error($"negative pads [{string.Join(", ", pads)}] or output_padding [{string.Join(", ", op)}] are not imported.");
+            // Crop (before, after) per axis from the full (n - 1)·s + k'; after < 0 adds zero cells.
+            var crop = new (int Before, int After)[2];
+            for (int a = 0; a < 2; a++)
+            {
+                long full = (long)(k[a] - 1) * d[a] + 1;
+                if (outShape is not null || autoPad is "SAME_UPPER" or "SAME_LOWER")
+                {
+                    int n = x.Shape[a];
+                    if (n < 0) throw Error($"output_shape / auto_pad={autoPad} needs a known input size.");
+                    long length = outShape is not null ? outShape[a] : (long)n * s[a];
+                    long total = (long)(n - 1) * s[a] + full + op[a] - length;
+                    long half = total / 2;
+                    // ONNX: SAME_UPPER puts the odd cell at the end; SAME_LOWER and an output_shape without auto_pad at the beginning.
+                    long before = autoPad == "SAME_UPPER" ? half : total - half;
+                    crop[a] = ((int)before, (int)(total - before - op[a]));
+                    if (total < 0) crop[a] = (0, (int)(total - op[a]));
+                }
+                else if (autoPad is "NOTSET" or "VALID")
+                    crop[a] = autoPad == "VALID" ? (0, (int)-op[a]) : ((int)pads[a], (int)(pads[a + 2] - op[a]));
+                else throw Error($"auto_pad='{autoPad}' is not an ONNX value.");
+            }
+            // Keras' own arithmetic when it is this crop.
+            Conv2DTranspose? layer = null;
+            foreach (var padding in new[] { Padding.Valid, Padding.Same })
+                foreach (var outPad in Enumerable.Range(-1, (int)Math.Max(Math.Max(s[0], s[1]), Math.Max(d[0], d[1])) + 1))
+                {
+                    if (layer is not null) break;
+                    Size2? o = outPad < 0 ? null : new Size2(outPad, outPad);
+                    if (o is { } oo && (oo.Height >= Math.Max(s[0], d[0]) || oo.Width >= Math.Max(s[1], d[1]))) continue;
+                    var c0 = ConvArithmetic.TransposedCrop((int)k[0], (int)s[0], padding, o?.Height, (int)d[0]);
+                    var c1 = ConvArithmetic.TransposedCrop((int)k[1], (int)s[1], padding, o?.Width, (int)d[1]);
+                    if (c0 == crop[0] && c1 == crop[1])
+                        layer = new Conv2DTranspose(filters, ((int)k[0], (int)k[1]), ((int)s[0], (int)s[1]), padding, o, ((int)d[0], (int)d[1]),
+                            groups, useBias: Has(2), name: LayerName());
+                }
+            SymbolicTensor y;
+            if (layer is not null) y = Apply(layer, x);
+            else
+            {
+                // 'valid' with output padding 0 is the full result; crop and pad it explicitly.
+                layer = new Conv2DTranspose(filters, ((int)k[0], (int)k[1]), ((int)s[0], (int)s[1]), Padding.Valid, new Size2(0, 0),
+                    ((int)d[0], (int)d[1]), groups, useBias: Has(2), name: LayerName());
+                if (Has(2) && crop.Any(c => c.After < 0))
+                    throw Error($"output_padding [{string.Join(", ", op)}] with pads [{string.Join(", ", pads)}] that Keras' 'same'/'valid' arithmetic cannot express is imported without a bias only (the added cells would miss the bias).");
+                y = Apply(layer, x);
+                for (int a = 0; a < 2; a++)
+                {
+                    var (before, after) = crop[a];
+                    int length = y.Shape[a];
+                    if (before > 0 || after > 0)
+                    {
+                        if (length < 0) throw Error("cropping a transposed convolution needs a known input size.");
+                        y = Apply(new Slice(a + 2, before, length - before - Math.Max(after, 0), Unique(node.Name + (a == 0 ? "_crop_h" : "_crop_w"))), y);
+                    }
+                    if (after < 0)
+                        y = Apply(a == 0 ? new ZeroPadding2D((0, -after), (0, 0), Unique(node.Name + "_pad_h")) : new ZeroPadding2D((0, 0), (0, -after), Unique(node.Name + "_pad_w")), y);
+                }
+            }
+            Copy(layer, "kernel", layer.Kernel, 1);
+            Copy(layer, "bias", layer.Bias, 2);
             Set(0, y);
         }
 
@@ -413,13 +499,45 @@ public static class OnnxImport
 
         void MatMul()
         {
+            if (In(0).Constant is not null || In(1).Symbolic is { Shape.Rank: 3 }) { AveragingMatMul(); return; }
             var a = SymIn(0);
             var b = ConstIn(1, "B");
+            if (a.Shape.Rank == 3 && b.dim() == 2) { AveragingMatMul(); return; }
             if (a.Shape.Rank != 1 || b.dim() != 2) throw Error($"only (N, K) x (K, M) with a constant (K, M) is imported; received A [{string.Join(", ", OnnxDims(a.Shape))}], B [{string.Join(", ", b.shape)}].");
             var dense = new Dense((int)b.shape[1], useBias: false, name: LayerName());
             var y = Apply(dense, a);
             Copy(dense, "kernel", dense.Kernel, 1, t => t.t().contiguous());
             Set(0, y);
+        }
+
+        /// <summary>
+        /// An image times a constant matrix along one spatial axis: ConvKit's own lowering of adaptive average pooling
+        /// (x · A_wᵀ over the width, A_h · x over the height), which becomes an AdaptiveAveragePooling2D of that axis when
+        /// the matrix is exactly the averaging one; other products of images are not CNN layers ConvKit has.
+        /// </summary>
+        void AveragingMatMul()
+        {
+            bool overWidth = In(0).Symbolic is not null;
+            var x = Image(overWidth ? 0 : 1);
+            var m = ConstIn(overWidth ? 1 : 0, "the averaging matrix");
+            int axis = overWidth ? 1 : 0, n = x.Shape[axis];
+            long output = overWidth ? m.shape[^1] : m.shape[0];
+            string Refusal() => $"only an image times the averaging matrix of adaptive pooling along its height or width is imported; received [{string.Join(", ", In(0).Dims)}] x [{string.Join(", ", In(1).Dims)}].";
+            if (m.dim() != 2 || n < 1 || (overWidth ? m.shape[0] : m.shape[1]) != n) throw Error(Refusal());
+            using var expected = zeros(output, n);
+            for (int i = 0; i < output; i++)
+            {
+                var (start, end) = ConvArithmetic.AdaptiveWindow(n, (int)output, i);
+                using var row = expected[i];
+                using var window = row.narrow(0, start, end - start);
+                using var value = (1.0 / (end - start)).ToScalar();
+                window.fill_(value);
+            }
+            using var oriented = overWidth ? expected.t() : expected.alias();
+            using var given = m.to(float32);
+            if (!oriented.allclose(given, rtol: 1e-5, atol: 1e-7)) throw Error(Refusal());
+            var size = overWidth ? new Size2(x.Shape[0], (int)output) : new Size2((int)output, x.Shape[1]);
+            Set(0, Apply(new AdaptiveAveragePooling2D(size, LayerName()), x));
         }
 
         void HardSigmoid()
