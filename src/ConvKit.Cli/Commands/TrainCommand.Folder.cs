@@ -72,10 +72,11 @@ public static partial class TrainCommand
         TrainResume.Save(outDir, s, Backend.Threads);
         console.Output.Write(summary);
         WriteText(Path.Combine(outDir, "summary.txt"), summary);
-        net.Compile(optimizer: MakeOptimizer(s.Optimizer, s.LearningRate), loss: "sparse_categorical_crossentropy", metrics: ["accuracy"]);
+        var optimizer = MakeOptimizer(s.Optimizer, s.LearningRate);
+        net.Compile(optimizer: optimizer, loss: TrainRecipeOptions.Loss(s.Recipe), metrics: ["accuracy"]);
         string classList = string.Join(", ", train.ClassNames.Take(10)) + (classes > 10 ? $" and {classes - 10} more" : "");
         console.Output.WriteLine($"Training {info.Name} on '{dataDir}': {train.Count} images resized to {inputShape.ToBatchString()}, {classes} classes ({classList}), " +
-            $"{s.Epochs} epochs, batch {s.BatchSize}, {s.Optimizer}{(s.Augment ? ", augmented" : "")}, " +
+            $"{s.Epochs} epochs, batch {s.BatchSize}, {s.Optimizer}{(s.Augment ? ", augmented" : "")}{TrainRecipeOptions.Describe(s.Recipe)}, " +
             (val is null ? "no validation" : d.ValData is not null ? $"validation '{d.ValData}' ({val.Count} images)" : $"validation split {s.ValidationSplit.ToString(CultureInfo.InvariantCulture)} ({val.Count} images)") +
             $", {train.Workers} workers{(cache == DatasetCache.None ? "" : $", cache {cache.ToString().ToLowerInvariant()}")}, seed {s.Seed}.");
 
@@ -96,7 +97,11 @@ public static partial class TrainCommand
             throughput,
             nanGuard,
             tensorBoard,
+            new ElapsedTime(),
         };
+        var schedule = TrainRecipeOptions.Schedule(s.Recipe, optimizer.LearningRate, s.Epochs);
+        if (schedule is not null) callbacks.Insert(0, schedule);
+        var mixing = TrainRecipeOptions.Mixing(s.Recipe);
         var (backup, epochHistory, stop) = TrainResume.Callbacks(outDir);
         using var stopOnSignal = stop;
         callbacks.AddRange([backup, epochHistory, stop]);
@@ -104,10 +109,11 @@ public static partial class TrainCommand
         History history;
         try
         {
-            history = net.Fit(train, epochs: s.Epochs, verbose: s.Verbose, callbacks: callbacks, validationData: val);
+            history = net.Fit(train, epochs: s.Epochs, verbose: s.Verbose, callbacks: callbacks, validationData: val, mixing: mixing);
+            if (schedule is not null) callbacks.Remove(schedule);
             if (nanGuard.TerminatedAtBatch is null)
                 history = TrainTransferOptions.FineTune(console, net, net, s.Transfer, history, (first, last) => net.Fit(train,
-                    epochs: last, verbose: s.Verbose, callbacks: callbacks, validationData: val, initialEpoch: first));
+                    epochs: last, verbose: s.Verbose, callbacks: callbacks, validationData: val, initialEpoch: first, mixing: mixing));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -43,13 +43,14 @@ public static partial class TrainCommand
         var nproc = DistributedTraining.CreateNprocOption();
         var transfer = new TrainTransferOptions.Set();
         var folder = new TrainDataOptions.Set();
+        var recipe = new TrainRecipeOptions.Set();
         var resume = TrainResume.CreateOption();
-        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads, nproc, resume }.Concat(transfer.All).Concat(folder.All))
+        foreach (var o in new Option[] { dataset, data, epochs, batchSize, optimizer, lr, augment, validationSplit, seed, output, overwrite, verbose, threads, nproc, resume }.Concat(transfer.All).Concat(folder.All).Concat(recipe.All))
             command.Options.Add(o);
         command.SetAction(parse => console.Guard(() => Run(console, parse.GetValue(resume) is { } run ? TrainResume.Load(parse, run, verbose) : new TrainSettings(
             parse.GetValue(model)!, parse.GetValue(dataset), parse.GetValue(data), parse.GetValue(epochs), parse.GetValue(batchSize),
             parse.GetValue(optimizer)!, parse.GetValue(lr), parse.GetValue(augment), parse.GetValue(validationSplit),
-            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads), Nproc = parse.GetValue(nproc), Tokens = parse.Tokens.Select(t => t.Value).ToArray(), Transfer = transfer.Read(parse), Folder = folder.Read(parse) })));
+            parse.GetValue(seed), parse.GetValue(output), parse.GetValue(verbose)) { Overwrite = parse.GetValue(overwrite), Threads = parse.GetValue(threads), Nproc = parse.GetValue(nproc), Tokens = parse.Tokens.Select(t => t.Value).ToArray(), Transfer = transfer.Read(parse), Folder = folder.Read(parse), Recipe = recipe.Read(parse) })));
         return command;
     }
 
@@ -74,6 +75,9 @@ public static partial class TrainCommand
 
         /// <summary>The options for <c>--data DIR</c> of class folders (<c>--val-data</c>, <c>--image-size</c>, <c>--cache</c>, <c>--workers</c>).</summary>
         public TrainDataSettings Folder { get; init; } = new();
+
+        /// <summary>The training recipe: <c>--label-smoothing</c>, <c>--mixup</c>, <c>--cutmix</c>, <c>--schedule</c>, <c>--warmup-epochs</c>.</summary>
+        public TrainRecipeSettings Recipe { get; init; } = TrainRecipeSettings.None;
 
         /// <summary>The run folder to continue (<c>--resume</c>; see <see cref="TrainResume"/>); null for a new run.</summary>
         public string? Resume { get; init; }
@@ -102,6 +106,7 @@ public static partial class TrainCommand
         if (s.Optimizer is not ("sgd" or "adam" or "adamw" or "rmsprop"))
             throw new InvalidOptionException("--optimizer", $"--optimizer must be sgd, adam, adamw or rmsprop; received '{s.Optimizer}'.");
         TrainTransferOptions.Validate(s.Transfer);
+        TrainRecipeOptions.Validate(s.Recipe, s.Epochs);
         ModelRegistry.Get(s.Model);
         if (s.Dataset is not null)
         {
@@ -242,9 +247,10 @@ public static partial class TrainCommand
         console.Output.Write(summary);
         WriteText(Path.Combine(outDir, "summary.txt"), summary);
 
-        trainee.Compile(optimizer: MakeOptimizer(s.Optimizer, s.LearningRate), loss: "sparse_categorical_crossentropy", metrics: ["accuracy"]);
+        var optimizer = MakeOptimizer(s.Optimizer, s.LearningRate);
+        trainee.Compile(optimizer: optimizer, loss: TrainRecipeOptions.Loss(s.Recipe), metrics: ["accuracy"]);
         console.Output.WriteLine($"Training {info.Name} on {datasetInfo.Name}: {train.Count} images {inputShape.ToBatchString()}, {classes} classes, " +
-            $"{s.Epochs} epochs, batch {s.BatchSize}, {s.Optimizer}{(s.Augment ? ", augmented" : "")}, validation split {s.ValidationSplit}, seed {s.Seed}.");
+            $"{s.Epochs} epochs, batch {s.BatchSize}, {s.Optimizer}{(s.Augment ? ", augmented" : "")}{TrainRecipeOptions.Describe(s.Recipe)}, validation split {s.ValidationSplit}, seed {s.Seed}.");
         // A Scalar kept alive until the divisions return: TorchSharp's implicit ones can be freed mid-call by a GC.
         using var maxPixel = 255f.ToScalar();
         using var x = train.Images.to(float32).div_(maxPixel);
@@ -263,7 +269,11 @@ public static partial class TrainCommand
             new ProgbarLogger(console.Output, interactive: ReferenceEquals(console.Output, Console.Out) && !Console.IsOutputRedirected),
             nanGuard, // Keras leaves it out by default; a CLI run that diverged is stopped, not continued for hours
             tensorBoard,
+            new ElapsedTime(), // history.csv's elapsed_seconds: the accuracy-versus-time curve
         };
+        var schedule = TrainRecipeOptions.Schedule(s.Recipe, optimizer.LearningRate, s.Epochs);
+        if (schedule is not null) callbacks.Insert(0, schedule); // before the loggers, which read the rate it sets
+        var mixing = TrainRecipeOptions.Mixing(s.Recipe);
         rank?.Attach(trainee, callbacks, outDir);
         var (backup, epochHistory, stop) = TrainResume.Callbacks(outDir, runDir);
         using var stopOnSignal = stop;
@@ -273,10 +283,12 @@ public static partial class TrainCommand
         try
         {
             history = trainee.Fit(x, train.Labels, batchSize: s.BatchSize, epochs: s.Epochs, verbose: s.Verbose,
-                callbacks: callbacks, validationSplit: s.ValidationSplit, seed: s.Seed);
+                callbacks: callbacks, validationSplit: s.ValidationSplit, seed: s.Seed, mixing: mixing);
+            // The schedule covers the first phase; the fine-tuning phase runs at --fine-tune-lr.
+            if (schedule is not null) callbacks.Remove(schedule);
             if (nanGuard.TerminatedAtBatch is null)
                 history = TrainTransferOptions.FineTune(console, net, trainee, s.Transfer, history, (first, last) => trainee.Fit(x, train.Labels,
-                    batchSize: s.BatchSize, epochs: last, verbose: s.Verbose, callbacks: callbacks, validationSplit: s.ValidationSplit, initialEpoch: first, seed: s.Seed));
+                    batchSize: s.BatchSize, epochs: last, verbose: s.Verbose, callbacks: callbacks, validationSplit: s.ValidationSplit, initialEpoch: first, seed: s.Seed, mixing: mixing));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -333,6 +345,7 @@ public static partial class TrainCommand
         table.AddRow("training time", $"{trainTime.TotalSeconds:F1} s ({train.Count * (1 - s.ValidationSplit) * epochsRun / trainTime.TotalSeconds:F0} images/s)");
         if (history.Values.TryGetValue("val_accuracy", out var va)) table.AddRow("validation accuracy", $"{va[^1]:P2}");
         table.AddRow("[bold]test accuracy[/]", $"[bold]{testResult["accuracy"]:P2}[/]");
+        table.AddRow("since process start", $"{ElapsedTime.Seconds():F1} s");
         table.AddRow("test loss", $"{testResult["loss"]:F4}");
         table.AddRow("saved to", Markup.Escape(Path.GetFullPath(outDir)));
         console.Ansi.Write(table);

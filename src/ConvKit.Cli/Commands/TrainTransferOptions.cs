@@ -18,6 +18,10 @@ namespace ConvKit.Cli.Commands;
 /// <param name="FineTuneLearningRate">Learning rate of the second phase (<c>--fine-tune-lr</c>); null for a tenth of the first.</param>
 public sealed record TrainTransferSettings(string? Weights, bool FreezeBackbone, int FineTuneEpochs, double? FineTuneLearningRate)
 {
+    /// <summary>In the fine-tuning phase the backbone's rate is <c>--fine-tune-lr</c> times this (<c>--backbone-lr-factor</c>),
+    /// the head's <c>--fine-tune-lr</c> itself; null for one rate.</summary>
+    public double? BackboneLearningRateFactor { get; init; }
+
     /// <summary>No transfer learning: random weights, everything trained.</summary>
     public static TrainTransferSettings None { get; } = new(null, false, 0, null);
 }
@@ -40,12 +44,16 @@ public static class TrainTransferOptions
         /// <summary><c>--fine-tune-lr</c>.</summary>
         public Option<double?> FineTuneLr { get; } = new("--fine-tune-lr") { Description = "Learning rate of the fine-tuning phase (default: a tenth of the first phase's). Needs --fine-tune-epochs." };
 
+        /// <summary><c>--backbone-lr-factor</c>.</summary>
+        public Option<double?> BackboneLrFactor { get; } = new("--backbone-lr-factor") { Description = "In the fine-tuning phase, step the backbone at --fine-tune-lr times this (e.g. 0.1) and the head at --fine-tune-lr (per-layer learning rates, PyTorch's parameter groups). Needs --fine-tune-epochs." };
+
         /// <summary>Every option, to add to the command.</summary>
-        public IEnumerable<Option> All => [Weights, FreezeBackbone, FineTuneEpochs, FineTuneLr];
+        public IEnumerable<Option> All => [Weights, FreezeBackbone, FineTuneEpochs, FineTuneLr, BackboneLrFactor];
 
         /// <summary>The parsed values.</summary>
         public TrainTransferSettings Read(ParseResult parse) =>
-            new(parse.GetValue(Weights), parse.GetValue(FreezeBackbone), parse.GetValue(FineTuneEpochs), parse.GetValue(FineTuneLr));
+            new(parse.GetValue(Weights), parse.GetValue(FreezeBackbone), parse.GetValue(FineTuneEpochs), parse.GetValue(FineTuneLr))
+            { BackboneLearningRateFactor = parse.GetValue(BackboneLrFactor) };
     }
 
     /// <summary>Checks the combination by the options' CLI names, before anything is loaded.</summary>
@@ -67,6 +75,13 @@ public static class TrainTransferOptions
             if (t.FineTuneEpochs == 0) throw new ConvKitException("--fine-tune-lr needs --fine-tune-epochs (the number of fine-tuning epochs).");
             if (!double.IsFinite(lr) || lr <= 0)
                 throw new ConvKitException($"--fine-tune-lr must be a positive finite number; received {lr.ToString("R", CultureInfo.InvariantCulture)}.");
+        }
+        if (t.BackboneLearningRateFactor is { } k)
+        {
+            if (t.FineTuneEpochs == 0)
+                throw new InvalidOptionException("--backbone-lr-factor", "--backbone-lr-factor needs --fine-tune-epochs (it sets the backbone's rate in the fine-tuning phase).");
+            if (!double.IsFinite(k) || k <= 0)
+                throw new InvalidOptionException("--backbone-lr-factor", $"--backbone-lr-factor must be a positive finite number; received {k.ToString("R", CultureInfo.InvariantCulture)}.");
         }
     }
 
@@ -111,11 +126,18 @@ public static class TrainTransferOptions
         if (t.FineTuneEpochs == 0 || first.Epoch.Count == 0) return first;
         var optimizer = trainee.Optimizer ?? throw new ConvKitException("fine-tuning needs a compiled model.");
         double lr = t.FineTuneLearningRate ?? optimizer.LearningRate / 10;
+        var head = FineTuning.WeightedLayers(net).Where(l => l.Trainable).ToHashSet();
         int countable = FineTuning.WeightedLayers(net).Count(l => l is not BatchNormalization);
         FineTuning.UnfreezeTop(net, countable);
+        if (t.BackboneLearningRateFactor is { } k)
+            foreach (var layer in FineTuning.WeightedLayers(net).Where(l => !head.Contains(l)))
+                optimizer.SetLearningRateMultiplier(layer, k);
         optimizer.LearningRate = lr;
         int start = first.Epoch[^1] + 1;
-        console.Output.WriteLine($"Fine-tuning: backbone unfrozen (BatchNormalization stays frozen), {t.FineTuneEpochs} epochs at learning rate {lr.ToString("G4", CultureInfo.InvariantCulture)}.");
+        string rates = t.BackboneLearningRateFactor is { } f
+            ? $"learning rate {lr.ToString("G4", CultureInfo.InvariantCulture)} for the head, {(lr * f).ToString("G4", CultureInfo.InvariantCulture)} for the backbone"
+            : $"learning rate {lr.ToString("G4", CultureInfo.InvariantCulture)}";
+        console.Output.WriteLine($"Fine-tuning: backbone unfrozen (BatchNormalization stays frozen), {t.FineTuneEpochs} epochs at {rates}.");
         var second = fit(start, start + t.FineTuneEpochs);
         return Merge(first, second);
     }

@@ -73,4 +73,7 @@ public static class Zoo
 
     /// <summary>Seed 004's small CIFAR-100 CNN.</summary>
     public static Model Cifar100Cnn(ModelOptions? options = null) => ModelRegistry.Create("cifar100_cnn", options);
+
+    /// <summary>ConvKit's small Fashion-MNIST ResNet, the model of the time-to-accuracy recipe.</summary>
+    public static Model FashionResNet(ModelOptions? options = null) => ModelRegistry.Create("fmnist_resnet", options);
 }

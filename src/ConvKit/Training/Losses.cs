@@ -76,11 +76,29 @@ public abstract class Loss
     public override string ToString() => Name;
 }
 
-/// <summary>Cross-entropy of integer class labels against class probabilities (or logits with <c>fromLogits</c>).</summary>
-public sealed class SparseCategoricalCrossentropy(bool fromLogits = false) : Loss("sparse_categorical_crossentropy")
+/// <summary>
+/// Cross-entropy of integer class labels against class probabilities (or logits with <c>fromLogits</c>), with optional
+/// label smoothing as <see cref="CategoricalCrossentropy"/> has it: the one-hot target of class <c>k</c> becomes
+/// <c>onehot(k)·(1 − s) + s / classes</c>, i.e. the loss is <c>−(1 − s)·log p_k − (s / classes)·Σ_c log p_c</c>
+/// (PyTorch's <c>cross_entropy(label_smoothing=s)</c>; Keras has it for one-hot labels only).
+/// </summary>
+public sealed class SparseCategoricalCrossentropy : Loss
 {
+    /// <summary>Creates the loss.</summary>
+    /// <exception cref="InvalidOptionException">labelSmoothing outside [0, 1].</exception>
+    public SparseCategoricalCrossentropy(bool fromLogits = false, double labelSmoothing = 0) : base("sparse_categorical_crossentropy")
+    {
+        if (!(labelSmoothing is >= 0 and <= 1))
+            throw new InvalidOptionException(nameof(labelSmoothing), $"label_smoothing must be in [0, 1]; received {labelSmoothing}.");
+        FromLogits = fromLogits;
+        LabelSmoothing = labelSmoothing;
+    }
+
     /// <summary>Whether predictions are logits rather than probabilities.</summary>
-    public bool FromLogits { get; } = fromLogits;
+    public bool FromLogits { get; }
+
+    /// <summary>Label smoothing s: targets move towards the uniform distribution by s.</summary>
+    public double LabelSmoothing { get; }
 
     /// <inheritdoc/>
     public override Tensor Call(Tensor yTrue, Tensor yPred)
@@ -90,8 +108,24 @@ public sealed class SparseCategoricalCrossentropy(bool fromLogits = false) : Los
         // Keras: renormalise, clip to [eps, 1 - eps], then the negative log of the true class.
         var axis = ClassAxis(yPred);
         var p = yPred.div(yPred.sum(axis, keepdim: true)).clamp(ClipLow, ClipHigh).log();
-        return F.nll_loss(axis == 1 ? p : MoveClassAxis(p), labels, reduction: nn.Reduction.None);
+        var nll = F.nll_loss(axis == 1 ? p : MoveClassAxis(p), labels, reduction: nn.Reduction.None);
+        return LabelSmoothing == 0 ? nll : Smooth(nll, p, axis);
     }
+
+    // −(1 − s)·log p_k − (s / C)·Σ_c log p_c, from nll = −log p_k and the log-probabilities.
+    Tensor Smooth(Tensor nll, Tensor logP, long axis)
+    {
+        long classes = logP.shape[axis < 0 ? logP.dim() + axis : axis];
+        using var keep = (1 - LabelSmoothing).ToScalar();
+        using var share = (LabelSmoothing / classes).ToScalar();
+        return nll.mul(keep).sub(logP.sum(axis).mul(share));
+    }
+
+    /// <summary>
+    /// The same loss for soft targets (one row of class probabilities per sample, as MixUp and CutMix make them):
+    /// a <see cref="CategoricalCrossentropy"/> with the same <see cref="FromLogits"/> and <see cref="LabelSmoothing"/>.
+    /// </summary>
+    public CategoricalCrossentropy ForSoftTargets() => new(FromLogits, LabelSmoothing);
 
     /// <inheritdoc/>
     public override bool CanFuse(ActivationFunction activation) => !FromLogits && activation == Activations.Softmax;
@@ -107,7 +141,8 @@ public sealed class SparseCategoricalCrossentropy(bool fromLogits = false) : Los
     Tensor CrossEntropy(Tensor yTrue, Tensor logits, nn.Reduction reduction)
     {
         var labels = Labels(yTrue, logits);
-        return F.cross_entropy(ClassAxis(logits) == 1 || logits.dim() == 2 ? logits : MoveClassAxis(logits), labels, reduction: reduction);
+        return F.cross_entropy(ClassAxis(logits) == 1 || logits.dim() == 2 ? logits : MoveClassAxis(logits), labels, reduction: reduction,
+            label_smoothing: LabelSmoothing);
     }
 
     // Keras accepts labels shaped (N) or (N, 1) for predictions (N, C).

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using ConvKit.Callbacks;
+using ConvKit.Data;
 using ConvKit.Data.Streaming;
 using ConvKit.Models.Inference;
 using ConvKit.Native;
@@ -26,12 +27,16 @@ public partial class Model
     /// <param name="stepsPerEpoch">Batches per epoch (Keras' steps_per_epoch): the first ones of each epoch's order; null for all.</param>
     /// <param name="classWeight">Weight of each class in the loss (see <see cref="DataLoader.ClassWeights"/>).</param>
     /// <param name="initialEpoch">Epoch at which to start (to resume a run; the order of epoch e is the same in every run).</param>
+    /// <param name="mixing">MixUp and/or CutMix of each training batch, drawn from (the loader's seed, epoch, batch), so
+    /// the mixing too is independent of the number of workers; the loss is computed in its soft-target form. Null: no mixing.</param>
     /// <returns>The per-epoch logs.</returns>
     /// <exception cref="ConvKitException">The model is not compiled, or the x do not fit it.</exception>
-    /// <exception cref="InvalidOptionException">A numeric argument is out of range, or a class_weight key is negative.</exception>
+    /// <exception cref="InvalidOptionException">A numeric argument is out of range, a class_weight key is negative, or
+    /// <paramref name="mixing"/> is given for a loss without a soft-target form.</exception>
     /// <exception cref="TargetException">The labels do not fit the loss, a metric or the output (checked before any step).</exception>
     public History Fit(DataLoader x, int epochs = 1, Verbosity verbose = default, IEnumerable<Callback>? callbacks = null,
-        DataLoader? validationData = null, int? stepsPerEpoch = null, IReadOnlyDictionary<int, double>? classWeight = null, int initialEpoch = 0)
+        DataLoader? validationData = null, int? stepsPerEpoch = null, IReadOnlyDictionary<int, double>? classWeight = null, int initialEpoch = 0,
+        BatchMixing? mixing = null)
     {
         ArgumentNullException.ThrowIfNull(x);
         ThrowIfDisposed();
@@ -43,10 +48,12 @@ public partial class Model
             throw new InvalidOptionException(nameof(classWeight), $"model '{Name}': class_weight keys must be class indices >= 0.");
         EnsureBuiltForLoader(x, "x");
         if (validationData is not null) EnsureBuiltForLoader(validationData, "validation_data");
+        var softLoss = mixing is null ? null : SoftTargetLoss();
         BeginFit();
         bool wasTraining = training;
         try
         {
+            fitMixing = mixing is null ? null : (mixing, softLoss!);
             return FitLoaderCore(x, epochs, verbose.Level(auto: 1), callbacks, validationData, stepsPerEpoch, classWeight, initialEpoch);
         }
         catch (ExternalException e)
@@ -56,6 +63,7 @@ public partial class Model
         finally
         {
             if (wasTraining) train(); else eval();
+            fitMixing = null;
             EndFit();
         }
     }
@@ -143,7 +151,7 @@ public partial class Model
                             var xb = PrepareInputs(xRaw, device);
                             var yb = PrepareTargets(yRaw, device);
                             var wb = weightTable?.index_select(0, yb);
-                            TrainStep(xb, yb, wb, xRaw.shape[0], head, metrics, metricsNeedActivation, lossTracker, hasRegularization);
+                            TrainStep(xb, yb, wb, xRaw.shape[0], head, metrics, metricsNeedActivation, lossTracker, hasRegularization, (x.Seed, epoch, b));
                         }
                     }
                     StepsDone++;

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using ConvKit.Callbacks;
+using ConvKit.Data;
 using ConvKit.Layers;
 using ConvKit.Models.Inference;
 using ConvKit.Native;
@@ -101,9 +102,11 @@ public partial class Model
     /// <param name="classWeight">Weight of each class in the loss (class index to weight).</param>
     /// <param name="initialEpoch">Epoch at which to start (to resume a run).</param>
     /// <param name="seed">Seed of the shuffling; by default drawn from torch's global generator (see <see cref="Backend.SetSeed"/>).</param>
+    /// <param name="mixing">MixUp and/or CutMix of each training batch, drawn from (seed, epoch, batch); the loss is then
+    /// computed in its soft-target form (see <see cref="BatchMixing"/>). Null: no mixing.</param>
     /// <returns>The per-epoch logs.</returns>
     /// <exception cref="ConvKitException">The model is not compiled, or the data do not fit it.</exception>
-    /// <exception cref="InvalidOptionException">A numeric argument is out of range.</exception>
+    /// <exception cref="InvalidOptionException">A numeric argument is out of range, or <paramref name="mixing"/> is given for a loss without a soft-target form.</exception>
     /// <exception cref="TargetException">The targets do not fit the loss, a metric or the output (checked before any step).</exception>
     /// <exception cref="ObjectDisposedException">The model, x or y was disposed.</exception>
     /// <remarks>
@@ -115,7 +118,8 @@ public partial class Model
     /// </remarks>
     public History Fit(Tensor x, Tensor y, int batchSize = 32, int epochs = 1, Verbosity verbose = default,
         IEnumerable<Callback>? callbacks = null, double validationSplit = 0, (Tensor X, Tensor Y)? validationData = null,
-        bool shuffle = true, IReadOnlyDictionary<int, double>? classWeight = null, int initialEpoch = 0, long? seed = null)
+        bool shuffle = true, IReadOnlyDictionary<int, double>? classWeight = null, int initialEpoch = 0, long? seed = null,
+        BatchMixing? mixing = null)
     {
         ThrowIfDisposed();
         RequireCompiled("Fit");
@@ -125,6 +129,7 @@ public partial class Model
         if (validationSplit is < 0 or >= 1 || double.IsNaN(validationSplit))
             throw new InvalidOptionException(nameof(validationSplit), $"validation_split must be in [0, 1); received {validationSplit}.");
         CheckData(x, y, "Fit");
+        var softLoss = mixing is null ? null : SoftTargetLoss();
         if (validationData is { } vdCheck) CheckData(vdCheck.X, vdCheck.Y, "Fit (validation_data)");
         EnsureBuiltFor(x);
         if (validationData is { } vdShape) EnsureBuiltFor(vdShape.X, "validation_data");
@@ -132,6 +137,7 @@ public partial class Model
         bool wasTraining = training;
         try
         {
+            fitMixing = mixing is null ? null : (mixing, softLoss!);
             return FitCore(x, y, batchSize, epochs, verbose.Level(auto: 1), callbacks, validationSplit, validationData, shuffle, classWeight, initialEpoch, seed);
         }
         catch (ExternalException e)
@@ -142,6 +148,7 @@ public partial class Model
         {
             // Whatever happened, the model leaves Fit in the mode it entered it.
             if (wasTraining) train(); else eval();
+            fitMixing = null;
             EndFit();
         }
     }
@@ -202,7 +209,8 @@ public partial class Model
         var dp = DistributionStrategy;
         int steps = dp?.Steps(n, batchSize) ?? (int)((n + batchSize - 1) / batchSize);
         var cbs = new CallbackList(callbacks, this, new TrainingParams(epochs, steps, verbose, n, batchSize), addHistory: true, addProgbar: verbose > 0);
-        using var generator = new Generator((ulong)DistributedSeed(seed ?? Backend.NextSeed()), device);
+        long drawSeed = DistributedSeed(seed ?? Backend.NextSeed());
+        using var generator = new Generator((ulong)drawSeed, device);
 
         StopTraining = false;
         var emptyLogs = new Logs();
@@ -247,7 +255,7 @@ public partial class Model
                             yb = ys.narrow(0, start, len);
                             wb = sampleWeights?.narrow(0, start, len);
                         }
-                        TrainStep(xb, yb, wb, len, head, metrics, metricsNeedActivation, lossTracker, hasRegularization);
+                        TrainStep(xb, yb, wb, len, head, metrics, metricsNeedActivation, lossTracker, hasRegularization, (drawSeed, epoch, b));
                     }
                     StepsDone++;
                     batchLogs.SetLazy(fillBatchLogs);
@@ -276,11 +284,29 @@ public partial class Model
         return cbs.History!;
     }
 
+    // The mixing of the running Fit and the soft-target form of its loss; null without mixing.
+    (BatchMixing Mixing, Loss SoftLoss)? fitMixing;
+
+    /// <summary>The compiled loss in the form that takes the soft targets MixUp and CutMix make.</summary>
+    Loss SoftTargetLoss() => loss switch
+    {
+        SparseCategoricalCrossentropy s => s.ForSoftTargets(),
+        CategoricalCrossentropy c => c,
+        _ => throw new InvalidOptionException("mixing", $"model '{Name}': MixUp and CutMix make soft targets, which loss '{loss!.Name}' does not take; " +
+            "compile with sparse_categorical_crossentropy or categorical_crossentropy."),
+    };
+
     void TrainStep(Tensor xb, Tensor yb, Tensor? wb, long len, FusedHead? head, Metric[] metrics, bool metricsNeedActivation,
-        Mean lossTracker, bool hasRegularization)
+        Mean lossTracker, bool hasRegularization, (long Seed, int Epoch, int Batch) key)
     {
         optimizer!.ZeroGrad();
-        var (lossValue, pred) = ComputeLoss(xb, yb, wb, head, metricsNeedActivation);
+        Tensor? soft = null;
+        if (fitMixing is { } fm)
+        {
+            // Metrics keep the batch's own labels (sparse or one-hot): the training accuracy counts each sample's label.
+            (xb, soft) = fm.Mixing.Mix(xb, yb, (int)ModelOutputShape[-1], key.Seed, key.Epoch, key.Batch);
+        }
+        var (lossValue, pred) = ComputeLoss(xb, soft ?? yb, wb, head, metricsNeedActivation, lossOverride: soft is null ? null : fitMixing!.Value.SoftLoss);
         if (hasRegularization)
             foreach (var r in RegularizationLosses()) lossValue = lossValue.add(r, Scalars.One);
         lossValue.backward();
@@ -292,8 +318,9 @@ public partial class Model
 
     /// <summary>The loss of a batch and the predictions the metrics see (logits when every metric allows it).</summary>
     (Tensor Loss, Tensor Pred) ComputeLoss(Tensor xb, Tensor yb, Tensor? wb, FusedHead? head, bool metricsNeedActivation,
-        InferenceModel? inference = null)
+        InferenceModel? inference = null, Loss? lossOverride = null)
     {
+        var loss = lossOverride ?? this.loss;
         // Without sample weights the loss may reduce in one fused kernel (cross-entropy's mean).
         if (head is null)
         {

@@ -1,3 +1,4 @@
+using ConvKit.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -18,6 +19,8 @@ public abstract class Optimizer
     optim.Optimizer? torchOptimizer;
     Parameter[] parameters = [];
     Tensor[] grads = [];
+    double[] groupMultipliers = [1];
+    readonly List<(Layer Layer, double Multiplier)> layerMultipliers = [];
 
     /// <summary>Creates the optimizer.</summary>
     /// <exception cref="InvalidOptionException">A rate, decay or clipping bound is negative or zero where it must be positive.</exception>
@@ -43,7 +46,8 @@ public abstract class Optimizer
 
     /// <summary>
     /// The learning rate the optimizer uses. Setting it (schedulers do) changes every parameter group of the
-    /// underlying TorchSharp optimizer immediately.
+    /// underlying TorchSharp optimizer immediately: each group to this rate times its multiplier
+    /// (<see cref="SetLearningRateMultiplier"/>).
     /// </summary>
     /// <exception cref="InvalidOptionException">Negative or NaN.</exception>
     public double LearningRate
@@ -54,9 +58,48 @@ public abstract class Optimizer
             if (!(value >= 0)) throw new InvalidOptionException(nameof(value), $"learning_rate must be >= 0; received {value}.");
             learningRate = value;
             if (torchOptimizer is not null)
-                foreach (var g in torchOptimizer.ParamGroups) g.LearningRate = value;
+            {
+                int i = 0;
+                foreach (var g in torchOptimizer.ParamGroups) g.LearningRate = value * groupMultipliers[i++];
+            }
         }
     }
+
+    /// <summary>
+    /// Per-layer learning rates (PyTorch's parameter groups): the trainable weights of <paramref name="layer"/> (a
+    /// layer, or a nested model such as a backbone) are stepped at <see cref="LearningRate"/> × <paramref name="multiplier"/>,
+    /// the others at the rate itself; schedulers scale every group together. A later call for the same layer replaces
+    /// its multiplier; where layers nest, the call made last wins for the weights they share. Takes effect at the next
+    /// <c>Fit</c> (which rebuilds the TorchSharp optimizer when the grouping changed; its moments are then reset).
+    /// </summary>
+    /// <exception cref="InvalidOptionException"><paramref name="multiplier"/> is negative, NaN or infinite.</exception>
+    public void SetLearningRateMultiplier(Layer layer, double multiplier)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        if (!double.IsFinite(multiplier) || multiplier < 0)
+            throw new InvalidOptionException(nameof(multiplier), $"the learning-rate multiplier of layer '{layer.Name}' must be a finite number >= 0; received {multiplier}.");
+        layerMultipliers.RemoveAll(e => ReferenceEquals(e.Layer, layer));
+        layerMultipliers.Add((layer, multiplier));
+        grouping = null;
+    }
+
+    /// <summary>The rate the trainable weights of <paramref name="layer"/> are stepped at: <see cref="LearningRate"/> times their multiplier.</summary>
+    public double LearningRateOf(Layer layer)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        var p = layer.TrainableWeights.Select(w => w.Value).OfType<Parameter>().FirstOrDefault();
+        return learningRate * (p is null ? 1 : MultiplierOf(p));
+    }
+
+    // The multiplier of one parameter: the last SetLearningRateMultiplier whose layer holds it, else 1.
+    double MultiplierOf(Parameter p)
+    {
+        for (int i = layerMultipliers.Count - 1; i >= 0; i--)
+            if (layerMultipliers[i].Layer.Weights.Any(w => ReferenceEquals(w.Value, p))) return layerMultipliers[i].Multiplier;
+        return 1;
+    }
+
+    string? grouping; // the multipliers the TorchSharp optimizer was built with, to know when to rebuild it
 
     /// <summary>Decoupled weight decay factor (0 = none).</summary>
     public double WeightDecay { get; }
@@ -79,15 +122,26 @@ public abstract class Optimizer
     /// <summary>Creates the TorchSharp optimizer over <paramref name="parameters"/> at <paramref name="lr"/>.</summary>
     private protected abstract optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr);
 
-    /// <summary>Creates (or re-creates, when the set of trainable weights changed) the TorchSharp optimizer.</summary>
+    /// <summary>A further parameter group of the TorchSharp optimizer's own type, at <paramref name="lr"/>.</summary>
+    private protected abstract ParamGroup Group(IEnumerable<Parameter> parameters, double lr);
+
+    /// <summary>Creates (or re-creates, when the set of trainable weights or their multipliers changed) the TorchSharp optimizer.</summary>
     internal void Build(IReadOnlyList<Parameter> trainable)
     {
-        if (torchOptimizer is not null && trainable.Count == parameters.Length && trainable.Select((p, i) => ReferenceEquals(p, parameters[i])).All(b => b))
+        var multipliers = trainable.Select(MultiplierOf).ToArray();
+        var key = string.Join(",", multipliers.Select(m => m.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
+        if (torchOptimizer is not null && key == grouping && trainable.Count == parameters.Length && trainable.Select((p, i) => ReferenceEquals(p, parameters[i])).All(b => b))
             return;
         torchOptimizer?.Dispose();
         parameters = trainable.ToArray();
         grads = new Tensor[parameters.Length];
-        torchOptimizer = Create(parameters, learningRate);
+        grouping = key;
+        // One group per distinct multiplier, in the order of first appearance (one group when none was set).
+        var groups = parameters.Select((p, i) => (p, m: multipliers[i])).GroupBy(e => e.m).ToArray();
+        groupMultipliers = groups.Length == 0 ? [1] : groups.Select(g => g.Key).ToArray();
+        torchOptimizer = Create(groups.Length == 0 ? parameters : groups[0].Select(e => e.p).ToArray(), learningRate * groupMultipliers[0]);
+        for (int i = 1; i < groups.Length; i++)
+            ((OptimizerHelper)torchOptimizer).add_param_group(Group(groups[i].Select(e => e.p).ToArray(), learningRate * groupMultipliers[i]));
     }
 
     /// <summary>Clears the gradients before a backward pass.</summary>
@@ -106,7 +160,16 @@ public abstract class Optimizer
     {
         using var _ = no_grad();
         using var keep = (1 - learningRate * WeightDecay).ToScalar();
-        foreach (var p in parameters) p.mul_(keep);
+        if (groupMultipliers.Length == 1 && groupMultipliers[0] == 1)
+        {
+            foreach (var p in parameters) p.mul_(keep);
+            return;
+        }
+        foreach (var p in parameters)
+        {
+            using var k = (1 - learningRate * MultiplierOf(p) * WeightDecay).ToScalar();
+            p.mul_(k);
+        }
     }
 
     /// <summary>Clips the gradients as <see cref="Clipvalue"/>, <see cref="Clipnorm"/> and <see cref="GlobalClipnorm"/> say.</summary>
@@ -166,6 +229,9 @@ public sealed class SGD(double learningRate = 0.01, double momentum = 0, bool ne
 
     private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
         new ScalarSafe.SGD(parameters, lr, momentum: Momentum, nesterov: Nesterov);
+
+    private protected override ParamGroup Group(IEnumerable<Parameter> parameters, double lr) =>
+        new TorchSharp.Modules.SGD.ParamGroup(parameters, new TorchSharp.Modules.SGD.Options { LearningRate = lr });
 }
 
 /// <summary>Adam. Keras' defaults: lr 0.001, beta1 0.9, beta2 0.999, epsilon 1e-7.</summary>
@@ -189,6 +255,9 @@ public sealed class Adam(double learningRate = 0.001, double beta1 = 0.9, double
 
     private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
         new ScalarSafe.Adam(parameters, lr, Beta1, Beta2, Epsilon, amsgrad: Amsgrad);
+
+    private protected override ParamGroup Group(IEnumerable<Parameter> parameters, double lr) =>
+        new TorchSharp.Modules.Adam.ParamGroup(parameters, new TorchSharp.Modules.Adam.Options { LearningRate = lr });
 }
 
 /// <summary>Adam with decoupled weight decay. Keras' defaults: lr 0.001, weight decay 0.004, epsilon 1e-7.</summary>
@@ -212,6 +281,9 @@ public sealed class AdamW(double learningRate = 0.001, double weightDecay = 0.00
 
     private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
         new ScalarSafe.AdamW(parameters, lr, Beta1, Beta2, Epsilon, weight_decay: WeightDecay, amsgrad: Amsgrad);
+
+    private protected override ParamGroup Group(IEnumerable<Parameter> parameters, double lr) =>
+        new TorchSharp.Modules.AdamW.ParamGroup(parameters, new TorchSharp.Modules.AdamW.Options { LearningRate = lr });
 }
 
 /// <summary>RMSprop. Keras' defaults: lr 0.001, rho 0.9, momentum 0, epsilon 1e-7, not centered.</summary>
@@ -233,6 +305,9 @@ public sealed class RMSprop(double learningRate = 0.001, double rho = 0.9, doubl
 
     private protected override optim.Optimizer Create(IReadOnlyList<Parameter> parameters, double lr) =>
         new ScalarSafe.RMSProp(parameters, lr, alpha: Rho, eps: Epsilon, momentum: Momentum, centered: Centered);
+
+    private protected override ParamGroup Group(IEnumerable<Parameter> parameters, double lr) =>
+        new TorchSharp.Modules.RMSProp.ParamGroup(parameters, new TorchSharp.Modules.RMSProp.Options { LearningRate = lr });
 }
 
 /// <summary>Optimizers by Keras' name.</summary>

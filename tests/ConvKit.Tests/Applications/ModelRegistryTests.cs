@@ -21,7 +21,7 @@ public class ModelRegistryTests
     {
         string[] expected = ["lenet5", "lenet5_classic", "alexnet", "alexnet_plain", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn",
             "vgg16_bn", "vgg19_bn", "vgg16_cifar", "googlenet", "googlenet_cifar", "inception_v3", "resnet18", "resnet34", "resnet50",
-            "resnet101", "resnet152", "resnet18_tv", "resnet50_tv", "alexnet_tv", "vgg16_tv", "vgg19_tv", "googlenet_tv", "inception_v3_tv", "resnet_cifar", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "cifar100_cnn"];
+            "resnet101", "resnet152", "resnet18_tv", "resnet50_tv", "alexnet_tv", "vgg16_tv", "vgg19_tv", "googlenet_tv", "inception_v3_tv", "resnet_cifar", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "cifar100_cnn", "fmnist_resnet"];
         Assert.Equal(expected.Order(), ModelRegistry.All.Select(e => e.Name).Order());
     }
 

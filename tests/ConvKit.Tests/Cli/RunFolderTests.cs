@@ -156,7 +156,7 @@ public class RunFolderTests(TrainedRun run) : IClassFixture<TrainedRun>
         Assert.False(File.Exists(Path.Combine(outDir, "model", "model.safetensors")));
         Assert.True(File.Exists(Path.Combine(outDir, "model", "model-nonfinite.safetensors")));
         var csv = File.ReadAllLines(Path.Combine(outDir, "history.csv"));
-        Assert.Equal("epoch,accuracy,loss,lr,val_accuracy,val_loss", csv[0]);
+        Assert.Equal("epoch,accuracy,elapsed_seconds,loss,lr,val_accuracy,val_loss", csv[0]); // elapsed_seconds: the time curve
         Assert.Equal(2, csv.Length); // stopped in the first epoch
         Assert.Contains(",nan,", csv[1]);
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "history.json")));

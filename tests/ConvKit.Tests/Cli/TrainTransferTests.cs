@@ -63,6 +63,18 @@ public class TrainTransferTests : IDisposable
         Assert.False(SameTensor(before, Path.Combine(tunedRun, "model", "model.safetensors"), "conv2d/kernel"));
     }
 
+    [Fact]
+    public void BackboneLrFactorFineTunesTheBackboneAndTheHeadAtTheirOwnRates()
+    {
+        var pretrained = Pretrained();
+        var run = Path.Combine(dir, "grouped");
+        var (code, output, error) = CliRunner.Run("train", "lenet5", "--data", Data(), "--epochs", "1", "--batch-size", "16", "--verbose", "0",
+            "--weights", pretrained, "--freeze-backbone", "--fine-tune-epochs", "1", "--fine-tune-lr", "1e-3", "--backbone-lr-factor", "0.1", "--out", run);
+        Assert.True(code == 0, error);
+        Assert.Contains("1 epochs at learning rate 0.001 for the head, 0.0001 for the backbone.", output);
+        Assert.False(SameTensor(Path.Combine(pretrained, "model", "model.safetensors"), Path.Combine(run, "model", "model.safetensors"), "conv2d/kernel"));
+    }
+
     [Theory]
     [Trait("Catalogue", "Hostile")]
     [InlineData(new[] { "--freeze-backbone" }, "--freeze-backbone needs --weights")]
@@ -70,6 +82,8 @@ public class TrainTransferTests : IDisposable
     [InlineData(new[] { "--weights", "{run}", "--freeze-backbone", "--fine-tune-lr", "0.001" }, "--fine-tune-lr needs --fine-tune-epochs")]
     [InlineData(new[] { "--weights", "{run}", "--freeze-backbone", "--fine-tune-epochs", "1", "--fine-tune-lr", "-1" }, "--fine-tune-lr must be a positive finite number; received -1")]
     [InlineData(new[] { "--weights", "{run}", "--freeze-backbone", "--fine-tune-epochs", "-2" }, "--fine-tune-epochs must be 0 or more; received -2")]
+    [InlineData(new[] { "--weights", "{run}", "--freeze-backbone", "--backbone-lr-factor", "0.1" }, "--backbone-lr-factor needs --fine-tune-epochs")]
+    [InlineData(new[] { "--weights", "{run}", "--freeze-backbone", "--fine-tune-epochs", "1", "--backbone-lr-factor", "0" }, "--backbone-lr-factor must be a positive finite number; received 0")]
     [InlineData(new[] { "--weights", "/nonexistent/w.safetensors" }, "--weights '/nonexistent/w.safetensors' does not exist")]
     [InlineData(new[] { "--weights", "{png}" }, "--weights: ")]
     [InlineData(new[] { "--weights", "{empty}" }, "is a folder without a ConvKit model")]
