@@ -42,7 +42,7 @@ public static class EvaluateCommand
                 try { named = Datasets.Get(dn); }
                 catch (UnknownNameException e) { throw new InvalidOptionException("--dataset", "--dataset: " + e.Message, e); }
             }
-            if (parse.GetValue(folder) is { } onnx && onnx.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) && File.Exists(onnx))
+            if (parse.GetValue(folder) is { } onnx && QuantizeCommand.IsQuantizedModelFile(onnx))
                 return QuantizeCommand.Evaluate(console, onnx, named, dataPath, batch);
             using var resolved = ModelResolver.Resolve(parse.GetValue(folder)!, parse.GetValue(weights));
             var model = resolved.Model;

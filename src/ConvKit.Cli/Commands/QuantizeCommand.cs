@@ -95,6 +95,33 @@ public static class QuantizeCommand
         return command;
     }
 
+    /// <summary>True when <paramref name="path"/> is an .onnx file that <c>convkit quantize</c> wrote (it carries ConvKit's
+    /// quantization metadata); any other ONNX file goes to the model resolver, which names it and suggests
+    /// <c>convkit import</c>.</summary>
+    public static bool IsQuantizedModelFile(string path)
+    {
+        if (!path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) || !File.Exists(path)) return false;
+        try
+        {
+            // The metadata key is stored as plain UTF-8 in the ModelProto's metadata_props: scan the file in 1 MiB
+            // chunks (overlapping by the key's length), so that a large model is never read whole.
+            var key = "convkit.quantization"u8;
+            using var stream = File.OpenRead(path);
+            var buffer = new byte[(1 << 20) + key.Length];
+            int kept = 0, read;
+            while ((read = stream.Read(buffer, kept, buffer.Length - kept)) > 0)
+            {
+                int length = kept + read;
+                if (buffer.AsSpan(0, length).IndexOf(key) >= 0) return true;
+                kept = Math.Min(key.Length - 1, length);
+                buffer.AsSpan(length - kept, kept).CopyTo(buffer);
+            }
+            return false;
+        }
+        catch (IOException) { return false; }
+        catch (UnauthorizedAccessException) { return false; }
+    }
+
     /// <summary>
     /// <c>convkit evaluate model.int8.onnx --dataset NAME</c>: the accuracy of a quantized model on a built-in dataset's
     /// test split (scaled by 1/255, as <c>train</c> feeds it).

@@ -11,7 +11,7 @@ namespace ConvKit.Tests.Data;
 public class BatchMixingTests
 {
     // Four 1-channel 4x4 images, image i filled with the value i + 1; labels 0..3 of 4 classes.
-    static Tensor Images() => arange(1, 5, dtype: float32).reshape(4, 1, 1, 1).expand(4, 1, 4, 4).contiguous();
+    static Tensor Images() => tensor(new float[] { 1, 2, 3, 4 }).reshape(4, 1, 1, 1).expand(4, 1, 4, 4).contiguous();
 
     [Fact]
     public void MixUpMixesEachSampleWithItsPartnerByLambda()

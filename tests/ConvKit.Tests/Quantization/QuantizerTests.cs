@@ -1,3 +1,4 @@
+using TorchSharp;
 using ConvKit.Applications;
 using ConvKit.Data;
 using ConvKit.Formats.Onnx;
@@ -68,10 +69,11 @@ public class QuantizerTests
         manual_seed(7);
         using var model = ModelRegistry.Create("lenet5", new ModelOptions());
         model.Compile(optimizer: "adam", loss: "sparse_categorical_crossentropy", metrics: ["accuracy"]);
-        using var xTrain = train.Images.narrow(0, 0, 4000).to(float32).div(255f);
+        using var maxPixel = 255f.ToScalar();
+        using var xTrain = train.Images.narrow(0, 0, 4000).to(float32).div(maxPixel);
         using var yTrain = train.Labels.narrow(0, 0, 4000);
         model.Fit(xTrain, yTrain, batchSize: 64, epochs: 2, verbose: 0);
-        using var xTest = test.Images.narrow(0, 0, 1000).to(float32).div(255f);
+        using var xTest = test.Images.narrow(0, 0, 1000).to(float32).div(maxPixel);
         using var yTest = test.Labels.narrow(0, 0, 1000);
         using var q = Quantizer.Quantize(model, xTrain, new QuantizationOptions { Samples = 300 });
         Assert.Equal("MinMax on 300 samples", q.Calibration);
