@@ -125,25 +125,28 @@ public static class TorchNative
     public static string? OpenMpTuning { get; private set; }
 
     /// <summary>Spin iterations of an idle libtorch (libgomp) thread before it sleeps; see <see cref="TuneOpenMp"/>.</summary>
-    internal const string GompSpinCount = "0";
+    internal const string GompSpinCount = "1000";
 
     /// <summary>
     /// libtorch runs each operation's parallel loop on libgomp threads that, by default, spin for 300,000 iterations at
     /// every barrier before sleeping. On a machine whose cores are shared (other processes, or ConvKit's own image
     /// decoding workers beside the training step) a spinning thread burns the time slice its descheduled peer needs to
-    /// reach the barrier, and every operation waits for the scheduler: measured on 2 cores with other processes busy,
-    /// LeNet-5 training from an image folder ran at 2 s per step with the default and at 0.13 s with spinning off,
-    /// bit for bit the same result (docs/performance.md has the quiet and contended figures). ConvKit therefore sets
-    /// GOMP_SPINCOUNT before libtorch is loaded. Nothing is changed when the user set OMP_WAIT_POLICY or
-    /// GOMP_SPINCOUNT, when CONVKIT_OMP_TUNING=0, or when libgomp is already loaded (TorchSharp was used before ConvKit:
-    /// call <see cref="Initialize"/> first).
+    /// reach the barrier, and every operation waits for the scheduler: on 2 cores with other processes busy (load
+    /// average 25), LeNet-5 training from an image folder ran at 2 s per step with the default and at 0.1-0.2 s with
+    /// 1,000 spins, bit for bit the same result. Measured alternating on the quiet machine, 1,000 spins keep the
+    /// default's speed (LeNet-5 b32 training 9,061/6,655 vs 7,534/7,888 images/s; ResNet-20 b128 inference 2,011/1,665
+    /// vs 1,925/1,703), while no spinning at all cost a third on LeNet-5's small steps; with one core busy
+    /// (`yes`), ResNet-20 inference ran at 1,102/1,070 vs 673/863 images/s, LeNet-5 training at 2,231/2,080 vs
+    /// 2,487/3,692 (docs/performance.md). ConvKit therefore sets GOMP_SPINCOUNT=1000 before libtorch is loaded. Nothing
+    /// is changed when the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT, when CONVKIT_OMP_TUNING=0, or when libgomp is
+    /// already loaded (TorchSharp was used before ConvKit: call <see cref="Initialize"/> first).
     /// </summary>
     static void TuneOpenMp()
     {
         if (OpenMpTuningDeclined() || LibgompLoaded()) return;
         // setenv changes the C environment libgomp reads when it loads; .NET's Environment only keeps a managed copy.
         if (setenv("GOMP_SPINCOUNT", GompSpinCount, 0) == 0)
-            OpenMpTuning = $"libgomp: GOMP_SPINCOUNT={GompSpinCount} (idle threads sleep instead of spinning)";
+            OpenMpTuning = $"libgomp: GOMP_SPINCOUNT={GompSpinCount} (idle threads sleep soon instead of spinning)";
     }
 
     /// <summary>True when the environment asks ConvKit to leave OpenMP alone: CONVKIT_OMP_TUNING=0, or the user's own
