@@ -44,7 +44,9 @@ public static class CifarResNet
         return new Model(inputs, x, $"resnet{depth}");
     }
 
-    static SymbolicTensor Block(SymbolicTensor x, int filters, int stride, bool project, string name)
+    /// <summary>He et al.'s basic block (two 3x3 convolutions with batch normalization, identity or 1x1 projection
+    /// shortcut); also <see cref="FashionResNet"/>'s.</summary>
+    internal static SymbolicTensor Block(SymbolicTensor x, int filters, int stride, bool project, string name)
     {
         var shortcut = x;
         if (project)

@@ -22,7 +22,7 @@ public static class FashionResNet
         x = new BatchNormalization(name: "conv1_bn").Apply(x);
         x = new Activation("relu", name: "conv1_relu").Apply(x);
         for (int s = 0; s < StageFilters.Length; s++)
-            x = Block(x, StageFilters[s], $"conv{s + 2}_block1");
+            x = CifarResNet.Block(x, StageFilters[s], stride: 2, project: true, $"conv{s + 2}_block1");
         if (o.IncludeTop)
         {
             x = new GlobalAveragePooling2D(name: "avg_pool").Apply(x);
@@ -30,19 +30,5 @@ public static class FashionResNet
         }
         else x = Heads.Pool(x, o.Pooling, "avg_pool", "max_pool");
         return new Model(inputs, x, "fmnist_resnet");
-    }
-
-    // A basic block with stride 2 and a 1x1 projection shortcut, as CifarResNet's first block of a stage.
-    static SymbolicTensor Block(SymbolicTensor x, int filters, string name)
-    {
-        var shortcut = new Conv2D(filters, 1, strides: 2, useBias: false, name: name + "_0_conv").Apply(x);
-        shortcut = new BatchNormalization(name: name + "_0_bn").Apply(shortcut);
-        x = new Conv2D(filters, 3, strides: 2, padding: Padding.Same, useBias: false, name: name + "_1_conv").Apply(x);
-        x = new BatchNormalization(name: name + "_1_bn").Apply(x);
-        x = new Activation("relu", name: name + "_1_relu").Apply(x);
-        x = new Conv2D(filters, 3, padding: Padding.Same, useBias: false, name: name + "_2_conv").Apply(x);
-        x = new BatchNormalization(name: name + "_2_bn").Apply(x);
-        x = new Add(name: name + "_add").Apply(shortcut, x);
-        return new Activation("relu", name: name + "_out").Apply(x);
     }
 }
