@@ -27,14 +27,21 @@ public class Conv2D : KernelLayer
         Padding = padding;
         DilationRate = dilationRate ?? 1;
         Groups = groups;
-        if (filters <= 0) throw ArgumentError("filters", $"must be a positive integer; received filters={filters}.");
-        if (KernelSize.Height <= 0 || KernelSize.Width <= 0) throw ArgumentError("kernel_size", $"must be positive; received kernel_size={KernelSize}.");
-        if (Strides.Height <= 0 || Strides.Width <= 0) throw ArgumentError("strides", $"must be positive; received strides={Strides}.");
-        if (DilationRate.Height <= 0 || DilationRate.Width <= 0) throw ArgumentError("dilation_rate", $"must be positive; received dilation_rate={DilationRate}.");
-        if ((Strides.Height > 1 || Strides.Width > 1) && (DilationRate.Height > 1 || DilationRate.Width > 1))
-            throw ArgumentError("strides", $"strides > 1 are not supported together with dilation_rate > 1 (as in Keras); received strides={Strides}, dilation_rate={DilationRate}.");
+        CheckWindowArguments(this, filters, KernelSize, Strides, DilationRate);
         if (groups <= 0) throw ArgumentError("groups", $"must be a positive integer; received groups={groups}.");
         if (filters % groups != 0) throw ArgumentError("groups", $"filters must be divisible by groups; received filters={filters}, groups={groups}.");
+    }
+
+    /// <summary>The checks Conv2D and <see cref="Conv2DTranspose"/> share (Keras' messages): positive filters, kernel
+    /// size, strides and dilation, and no strides > 1 together with dilation > 1.</summary>
+    internal static void CheckWindowArguments(Layer layer, int filters, Size2 kernelSize, Size2 strides, Size2 dilationRate)
+    {
+        if (filters <= 0) throw layer.ArgumentError("filters", $"must be a positive integer; received filters={filters}.");
+        if (kernelSize.Height <= 0 || kernelSize.Width <= 0) throw layer.ArgumentError("kernel_size", $"must be positive; received kernel_size={kernelSize}.");
+        if (strides.Height <= 0 || strides.Width <= 0) throw layer.ArgumentError("strides", $"must be positive; received strides={strides}.");
+        if (dilationRate.Height <= 0 || dilationRate.Width <= 0) throw layer.ArgumentError("dilation_rate", $"must be positive; received dilation_rate={dilationRate}.");
+        if ((strides.Height > 1 || strides.Width > 1) && (dilationRate.Height > 1 || dilationRate.Width > 1))
+            throw layer.ArgumentError("strides", $"strides > 1 are not supported together with dilation_rate > 1 (as in Keras); received strides={strides}, dilation_rate={dilationRate}.");
     }
 
     /// <summary>Number of output channels.</summary>

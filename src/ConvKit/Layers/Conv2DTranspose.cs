@@ -33,12 +33,7 @@ public class Conv2DTranspose : KernelLayer
         OutputPadding = outputPadding;
         DilationRate = dilationRate ?? 1;
         Groups = groups;
-        if (filters <= 0) throw ArgumentError("filters", $"must be a positive integer; received filters={filters}.");
-        if (KernelSize.Height <= 0 || KernelSize.Width <= 0) throw ArgumentError("kernel_size", $"must be positive; received kernel_size={KernelSize}.");
-        if (Strides.Height <= 0 || Strides.Width <= 0) throw ArgumentError("strides", $"must be positive; received strides={Strides}.");
-        if (DilationRate.Height <= 0 || DilationRate.Width <= 0) throw ArgumentError("dilation_rate", $"must be positive; received dilation_rate={DilationRate}.");
-        if ((Strides.Height > 1 || Strides.Width > 1) && (DilationRate.Height > 1 || DilationRate.Width > 1))
-            throw ArgumentError("strides", $"strides > 1 are not supported together with dilation_rate > 1 (as in Keras); received strides={Strides}, dilation_rate={DilationRate}.");
+        Conv2D.CheckWindowArguments(this, filters, KernelSize, Strides, DilationRate);
         if (outputPadding is { } op)
         {
             if (op.Height < 0 || op.Width < 0) throw ArgumentError("output_padding", $"must be non-negative; received output_padding={op}.");

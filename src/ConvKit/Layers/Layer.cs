@@ -416,7 +416,7 @@ public abstract class Layer : nn.Module
     protected Tensor? GetWeight(string weightName) => weights.FirstOrDefault(w => w.Name == weightName)?.Value;
 
     /// <summary>An error naming this layer and an argument.</summary>
-    protected LayerArgumentException ArgumentError(string argument, string message) => new(Describe, argument, message);
+    protected internal LayerArgumentException ArgumentError(string argument, string message) => new(Describe, argument, message);
 
     /// <inheritdoc/>
     public override string ToString() => Describe;

@@ -107,20 +107,10 @@ public class BatchMixingTests
         Assert.Equal("mixUpAlpha", Assert.Throws<InvalidOptionException>(() => new BatchMixing()).Option);
     }
 
-    static Sequential SmallCnn()
-    {
-        using var _ = Backend.NameScope();
-        return new Sequential([
-            new Conv2D(4, 3, activation: "relu", inputShape: (6, 5, 3)),
-            new Flatten(),
-            new Dense(3, activation: "softmax"),
-        ]);
-    }
-
     static float[] TrainOnLoader(int workers, Sequential init)
     {
         using var loader = new DataLoader(new SyntheticSource(40), batchSize: 8, seed: 4, workers: workers, rescale: 1f / 64);
-        var model = SmallCnn();
+        var model = DataLoaderTests.SmallCnn();
         model.SetWeights(init.GetWeights());
         model.Compile(optimizer: new SGD(learningRate: 0.05), loss: new SparseCategoricalCrossentropy(labelSmoothing: 0.1));
         model.Fit(loader, epochs: 2, verbose: 0, mixing: new BatchMixing(mixUpAlpha: 0.4, cutMixAlpha: 1.0));
@@ -130,13 +120,13 @@ public class BatchMixingTests
     [Fact]
     public void FitWithMixingOverALoaderIsTheSameWithOneOrFourWorkers()
     {
-        var init = SmallCnn();
+        var init = DataLoaderTests.SmallCnn();
         var one = TrainOnLoader(1, init);
         var four = TrainOnLoader(4, init);
         Assert.Equal(one, four);
         // And the mixing changed training: without it the weights differ.
         using var loader = new DataLoader(new SyntheticSource(40), batchSize: 8, seed: 4, workers: 1, rescale: 1f / 64);
-        var plain = SmallCnn();
+        var plain = DataLoaderTests.SmallCnn();
         plain.SetWeights(init.GetWeights());
         plain.Compile(optimizer: new SGD(learningRate: 0.05), loss: new SparseCategoricalCrossentropy(labelSmoothing: 0.1));
         plain.Fit(loader, epochs: 2, verbose: 0);
@@ -146,12 +136,12 @@ public class BatchMixingTests
     [Fact]
     public void FitWithMixingOverTensorsIsReproducibleForASeed()
     {
-        var init = SmallCnn();
+        var init = DataLoaderTests.SmallCnn();
         using var x = rand(new long[] { 24, 6, 5, 3 }, generator: new TorchSharp.torch.Generator(1));
         using var y = tensor(Enumerable.Range(0, 24).Select(i => (long)(i % 3)).ToArray());
         float[] Run(long seed)
         {
-            var m = SmallCnn();
+            var m = DataLoaderTests.SmallCnn();
             m.SetWeights(init.GetWeights());
             m.Compile(optimizer: new SGD(learningRate: 0.05), loss: "sparse_categorical_crossentropy");
             m.Fit(x, y, batchSize: 8, epochs: 2, verbose: 0, seed: seed, mixing: new BatchMixing(cutMixAlpha: 1.0));
@@ -164,7 +154,7 @@ public class BatchMixingTests
     [Fact]
     public void MixingWithALossWithoutASoftFormIsRefusedByName()
     {
-        var model = SmallCnn();
+        var model = DataLoaderTests.SmallCnn();
         model.Compile(optimizer: new SGD(), loss: "mse");
         using var x = zeros(4, 6, 5, 3);
         using var y = zeros(4, 3);

@@ -249,7 +249,8 @@ public class DataLoaderTests
         Assert.Contains(dir, Assert.Throws<DatasetFormatException>(() => new DataLoader(source, cache: DatasetCache.Disk, cacheDirectory: dir)).Message);
     }
 
-    static Sequential SmallCnn()
+    /// <summary>The small CNN the loader tests train (6x5x3 inputs, 3 classes); BatchMixingTests train it too.</summary>
+    internal static Sequential SmallCnn()
     {
         using var _ = Backend.NameScope();
         return new Sequential([
