@@ -7,9 +7,11 @@ using static TorchSharp.torch;
 namespace ConvKit.Models.Inference;
 
 /// <summary>
-/// An ONNX Runtime session over ConvKit's own export of a model (NCHW inputs and outputs, ConvKit's internal layout),
-/// run on libtorch tensors: each input is copied once into a contiguous float32 tensor whose memory ORT reads in
-/// place, and each output is copied into a new tensor. <see cref="InferenceSession.Run(RunOptions, IReadOnlyCollection{string}, IReadOnlyCollection{OrtValue}, IReadOnlyCollection{string})"/>
+/// An ONNX Runtime session over ConvKit's own export of a model, run on libtorch tensors. The export's image inputs and
+/// outputs are in the model's <see cref="Model.InputDataFormat"/>: for a Keras-layout model (N, H, W, C), so that the
+/// batch Predict hands over (the user's (N, H, W, C) tensor seen in the internal layout through a permute) is read by
+/// ORT in place, with no copy and no libtorch call; an input whose memory is not laid out that way is copied once into
+/// a contiguous float32 tensor. Each output is copied into a new tensor (image outputs returned as internal-layout views). <see cref="InferenceSession.Run(RunOptions, IReadOnlyCollection{string}, IReadOnlyCollection{OrtValue}, IReadOnlyCollection{string})"/>
 /// is safe to call from many threads at once, and so is <see cref="TryRun"/>.
 /// </summary>
 internal sealed unsafe class OrtSession : IDisposable
@@ -19,9 +21,13 @@ internal sealed unsafe class OrtSession : IDisposable
     readonly string[] outputNames;
     readonly RunOptions runOptions = new();
 
-    OrtSession(InferenceSession session, int threads)
+    // Whether the export's image inputs and outputs are (N, H, W, C).
+    readonly bool channelsLast;
+
+    OrtSession(InferenceSession session, int threads, bool channelsLast)
     {
         this.session = session;
+        this.channelsLast = channelsLast;
         Threads = threads;
         inputNames = [.. session.InputNames];
         outputNames = [.. session.OutputNames];
@@ -49,9 +55,10 @@ internal sealed unsafe class OrtSession : IDisposable
             return null;
         }
         byte[] bytes;
+        bool channelsLast = model.InputDataFormat == DataFormat.ChannelsLast;
         try
         {
-            bytes = OnnxExport.ToBytes(model, new OnnxExportOptions { ChannelsLast = false });
+            bytes = OnnxExport.ToBytes(model, new OnnxExportOptions { ChannelsLast = channelsLast });
         }
         catch (ConvKitException e)
         {
@@ -75,7 +82,7 @@ internal sealed unsafe class OrtSession : IDisposable
                 reason = $"the ONNX export of model '{model.Name}' does not take and give the model's float inputs and outputs one to one.";
                 return null;
             }
-            return new OrtSession(session, threads);
+            return new OrtSession(session, threads, channelsLast);
         }
         catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException or TypeInitializationException)
         {
@@ -92,18 +99,26 @@ internal sealed unsafe class OrtSession : IDisposable
     /// </summary>
     public Tensor[]? TryRun(IReadOnlyList<Tensor> inputs)
     {
-        var copies = new Tensor[inputs.Count];
+        var views = new Tensor[inputs.Count];
+        var copies = new Tensor?[inputs.Count];
         var values = new OrtValue[inputs.Count];
         try
         {
             for (int i = 0; i < inputs.Count; i++)
             {
-                // A fresh contiguous tensor: storage offset 0, so its storage pointer is its data pointer.
-                copies[i] = empty(inputs[i].shape, ScalarType.Float32);
-                copies[i].copy_(inputs[i]);
-                if (!AllFinite(new ReadOnlySpan<float>((void*)DataPointer(copies[i]), checked((int)copies[i].numel())))) return null;
-                values[i] = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, inputs[i].shape,
-                    DataPointer(copies[i]), copies[i].numel() * sizeof(float));
+                var x = inputs[i];
+                views[i] = channelsLast && x.dim() == 4 ? x.permute(0, 2, 3, 1) : x.alias();
+                var data = views[i];
+                if (data.dtype != ScalarType.Float32 || data.device_type != TorchSharp.DeviceType.CPU || !data.is_contiguous())
+                {
+                    copies[i] = empty(data.shape, ScalarType.Float32);
+                    copies[i]!.copy_(data);
+                    data = copies[i]!;
+                }
+                var pointer = TensorData(data.Handle);
+                if (!AllFinite(new ReadOnlySpan<float>((void*)pointer, checked((int)data.numel())))) return null;
+                values[i] = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, data.shape,
+                    pointer, data.numel() * sizeof(float));
             }
             using var outputs = session.Run(runOptions, inputNames, values, outputNames);
             for (int i = 0; i < outputs.Count; i++)
@@ -114,8 +129,10 @@ internal sealed unsafe class OrtSession : IDisposable
                 var info = outputs[i].GetTensorTypeAndShape();
                 var data = outputs[i].GetTensorDataAsSpan<float>();
                 var t = empty(info.Shape, ScalarType.Float32);
-                data.CopyTo(new Span<float>((void*)DataPointer(t), checked((int)info.ElementCount)));
-                result[i] = t;
+                data.CopyTo(new Span<float>((void*)TensorData(t.Handle), checked((int)info.ElementCount)));
+                if (channelsLast && t.dim() == 4)
+                    using (t) result[i] = t.permute(0, 3, 1, 2);
+                else result[i] = t;
             }
             return result;
         }
@@ -123,6 +140,7 @@ internal sealed unsafe class OrtSession : IDisposable
         {
             foreach (var v in values) v?.Dispose();
             foreach (var c in copies) c?.Dispose();
+            foreach (var v in views) v?.Dispose();
         }
     }
 
@@ -141,12 +159,10 @@ internal sealed unsafe class OrtSession : IDisposable
         return System.Numerics.Vector.Sum(acc) + tail == 0;
     }
 
-    // TorchSharp's Storage.data_ptr() keeps a second handle on the storage alive until a GC; its native entry point
-    // called directly does not.
-    static readonly delegate* unmanaged<IntPtr, IntPtr> StorageDataPtr = (delegate* unmanaged<IntPtr, IntPtr>)NativeLibrary.GetExport(
-        NativeLibrary.Load("LibTorchSharp", typeof(TorchSharp.torch).Assembly, null), "THSStorage_data_ptr");
-
-    static IntPtr DataPointer(Tensor t) => StorageDataPtr(t.Handle);
+    // The address of a tensor's first element (storage offset included). TorchSharp's Storage.data_ptr() keeps a second
+    // handle on the storage alive until a GC; the native entry point called directly does not.
+    static readonly delegate* unmanaged<IntPtr, IntPtr> TensorData = (delegate* unmanaged<IntPtr, IntPtr>)NativeLibrary.GetExport(
+        NativeLibrary.Load("LibTorchSharp", typeof(TorchSharp.torch).Assembly, null), "THSTensor_data");
 
     public void Dispose()
     {
