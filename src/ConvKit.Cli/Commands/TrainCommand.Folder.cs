@@ -19,7 +19,7 @@ public static partial class TrainCommand
         var info = ModelRegistry.Get(s.Model);
         var dataDir = s.DataPath!;
         var outDir = s.OutputFolder ?? Path.Combine("runs", $"{info.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
-        Backend.Threads = s.Threads ?? Math.Clamp(Environment.ProcessorCount, 1, Backend.MaxThreads);
+        Backend.Threads = ChooseThreads(console, s.Threads);
         Backend.SetSeed(s.Seed);
 
         var (h, w) = d.ImageSize is { } text ? TrainDataOptions.ParseImageSize(text) : (info.DefaultInputShape[0], info.DefaultInputShape[1]);
@@ -72,7 +72,7 @@ public static partial class TrainCommand
         TrainResume.Save(outDir, s, Backend.Threads);
         console.Output.Write(summary);
         WriteText(Path.Combine(outDir, "summary.txt"), summary);
-        var optimizer = MakeOptimizer(s.Optimizer, s.LearningRate);
+        var optimizer = MakeOptimizer(s.Optimizer, s.LearningRate, s.Recipe.WeightDecay);
         net.Compile(optimizer: optimizer, loss: TrainRecipeOptions.Loss(s.Recipe), metrics: ["accuracy"]);
         string classList = string.Join(", ", train.ClassNames.Take(10)) + (classes > 10 ? $" and {classes - 10} more" : "");
         console.Output.WriteLine($"Training {info.Name} on '{dataDir}': {train.Count} images resized to {inputShape.ToBatchString()}, {classes} classes ({classList}), " +

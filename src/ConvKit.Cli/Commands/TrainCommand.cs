@@ -39,7 +39,7 @@ public static partial class TrainCommand
         var verbose = new Option<int>("--verbose") { Description = "0 silent, 1 progress bar, 2 one line per epoch.", DefaultValueFactory = _ => 1 };
         var command = new Command("train", "Train a zoo model on a dataset, evaluate it on the test split and save it.");
         command.Arguments.Add(model);
-        var threads = ThreadsOption.Create("every logical processor");
+        var threads = ThreadsOption.Create("every logical processor that other processes do not keep busy (measured at start)");
         var nproc = DistributedTraining.CreateNprocOption();
         var transfer = new TrainTransferOptions.Set();
         var folder = new TrainDataOptions.Set();
@@ -61,7 +61,7 @@ public static partial class TrainCommand
         /// <summary>Replace an earlier run in <see cref="OutputFolder"/>.</summary>
         public bool Overwrite { get; init; }
 
-        /// <summary>CPU threads per operation (<c>--threads</c>); null for every logical processor.</summary>
+        /// <summary>CPU threads per operation (<c>--threads</c>); null for every logical processor other processes leave free.</summary>
         public int? Threads { get; init; }
 
         /// <summary>Local ranks to launch (<c>--nproc</c>); null to train in this process.</summary>
@@ -222,7 +222,7 @@ public static partial class TrainCommand
         var outDir = s.OutputFolder ?? Path.Combine("runs", $"{info.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
         var runDir = outDir; // named in a rank's stop message: the run folder, not its scratch folder
         if (rank is not null) outDir = rank.OutputFolder(outDir);
-        Backend.Threads = s.Threads ?? Math.Clamp(Environment.ProcessorCount, 1, Backend.MaxThreads);
+        Backend.Threads = ChooseThreads(console, s.Threads);
         Backend.SetSeed(s.Seed);
 
         using var splits = LoadDataset(console, datasetInfo, s.DataPath);
@@ -247,7 +247,7 @@ public static partial class TrainCommand
         console.Output.Write(summary);
         WriteText(Path.Combine(outDir, "summary.txt"), summary);
 
-        var optimizer = MakeOptimizer(s.Optimizer, s.LearningRate);
+        var optimizer = MakeOptimizer(s.Optimizer, s.LearningRate, s.Recipe.WeightDecay);
         trainee.Compile(optimizer: optimizer, loss: TrainRecipeOptions.Loss(s.Recipe), metrics: ["accuracy"]);
         console.Output.WriteLine($"Training {info.Name} on {datasetInfo.Name}: {train.Count} images {inputShape.ToBatchString()}, {classes} classes, " +
             $"{s.Epochs} epochs, batch {s.BatchSize}, {s.Optimizer}{(s.Augment ? ", augmented" : "")}{TrainRecipeOptions.Describe(s.Recipe)}, validation split {s.ValidationSplit}, seed {s.Seed}.");
@@ -418,12 +418,28 @@ public static partial class TrainCommand
     public static string DefaultDataset(ModelInfo info) => info.DefaultInputShape[2] == 1 ? "fashion-mnist"
         : info.DefaultClasses == 100 ? "cifar100" : "cifar10";
 
-    static Optimizer MakeOptimizer(string name, double? lr) => name switch
+    /// <summary>
+    /// The run's intra-op threads: <c>--threads</c>, else every logical processor that other processes do not keep busy
+    /// (<see cref="CpuContention.DefaultThreads"/>, measured once over 0.2 s; saved with the run, so a resume uses the
+    /// same count). Two threads with one of them sharing a core with another busy process ran LeNet-5's small steps at a
+    /// third of their quiet speed; one thread on the free core runs them at more than half.
+    /// </summary>
+    static int ChooseThreads(CliConsole console, int? requested)
     {
-        "sgd" => new SGD(learningRate: lr ?? 0.01, momentum: 0.9),
-        "adam" => new Adam(learningRate: lr ?? 0.001),
-        "adamw" => new AdamW(learningRate: lr ?? 0.001),
-        "rmsprop" => new RMSprop(learningRate: lr ?? 0.001),
+        if (requested is { } t) return t;
+        int threads = CpuContention.DefaultThreads(out double busy);
+        if (threads < Environment.ProcessorCount)
+            console.Output.WriteLine($"Threads: {threads} of {Environment.ProcessorCount} logical processors (other processes keep " +
+                $"{busy.ToString("0.0", CultureInfo.InvariantCulture)} busy); --threads N chooses.");
+        return threads;
+    }
+
+    static Optimizer MakeOptimizer(string name, double? lr, double weightDecay) => name switch
+    {
+        "sgd" => new SGD(learningRate: lr ?? 0.01, momentum: 0.9, weightDecay: weightDecay),
+        "adam" => new Adam(learningRate: lr ?? 0.001, weightDecay: weightDecay),
+        "adamw" => weightDecay > 0 ? new AdamW(learningRate: lr ?? 0.001, weightDecay: weightDecay) : new AdamW(learningRate: lr ?? 0.001),
+        "rmsprop" => new RMSprop(learningRate: lr ?? 0.001, weightDecay: weightDecay),
         _ => throw new InvalidOptionException("--optimizer", $"--optimizer must be sgd, adam, adamw or rmsprop; received '{name}'."),
     };
 

@@ -1,6 +1,6 @@
 // 'convkit train' options of the training recipe: label smoothing (Keras' semantics, on the sparse labels the built-in
 // datasets have), MixUp and CutMix of each batch (Beta(α, α), drawn from (seed, epoch, batch)), and a per-step
-// cosine schedule with linear warm-up. Each is validated by its CLI name before anything is loaded.
+// cosine schedule with linear warm-up, and the optimizer's weight decay. Each is validated by its CLI name before anything is loaded.
 using System.CommandLine;
 using System.Globalization;
 using ConvKit.Callbacks;
@@ -15,9 +15,11 @@ namespace ConvKit.Cli.Commands;
 /// <param name="CutMix">α of CutMix (<c>--cutmix</c>); 0 for none.</param>
 /// <param name="Schedule">The learning-rate schedule (<c>--schedule</c>): <c>constant</c> or <c>cosine</c>.</param>
 /// <param name="WarmupEpochs">Epochs of linear warm-up before the cosine (<c>--warmup-epochs</c>).</param>
-public sealed record TrainRecipeSettings(double LabelSmoothing, double MixUp, double CutMix, string Schedule, int WarmupEpochs)
+/// <param name="WeightDecay">The optimizer's weight decay (<c>--weight-decay</c>), Keras' decoupled form: each step
+/// first shrinks every weight by <c>lr · weight_decay</c>. 0 for none (runs saved before the option read as 0).</param>
+public sealed record TrainRecipeSettings(double LabelSmoothing, double MixUp, double CutMix, string Schedule, int WarmupEpochs, double WeightDecay = 0)
 {
-    /// <summary>Plain training: no smoothing, no mixing, a constant rate.</summary>
+    /// <summary>Plain training: no smoothing, no mixing, a constant rate, no weight decay.</summary>
     public static TrainRecipeSettings None { get; } = new(0, 0, 0, "constant", 0);
 }
 
@@ -42,12 +44,15 @@ public static class TrainRecipeOptions
         /// <summary><c>--warmup-epochs</c>.</summary>
         public Option<int> WarmupEpochs { get; } = new("--warmup-epochs") { Description = "Epochs of linear warm-up from 0 to --lr before the cosine. Needs --schedule cosine.", DefaultValueFactory = _ => 0 };
 
+        /// <summary><c>--weight-decay</c>.</summary>
+        public Option<double> WeightDecay { get; } = new("--weight-decay") { Description = "Weight decay of the optimizer, Keras' decoupled form: each step first shrinks every weight by lr*DECAY (5e-3 with SGD momentum 0.9 is PyTorch's usual 5e-4). 0: off (adamw then keeps Keras' 0.004).", DefaultValueFactory = _ => 0 };
+
         /// <summary>Every option, to add to the command.</summary>
-        public IEnumerable<Option> All => [LabelSmoothing, MixUp, CutMix, Schedule, WarmupEpochs];
+        public IEnumerable<Option> All => [LabelSmoothing, MixUp, CutMix, Schedule, WarmupEpochs, WeightDecay];
 
         /// <summary>The parsed values.</summary>
         public TrainRecipeSettings Read(ParseResult parse) => new(parse.GetValue(LabelSmoothing), parse.GetValue(MixUp), parse.GetValue(CutMix),
-            parse.GetValue(Schedule)!, parse.GetValue(WarmupEpochs));
+            parse.GetValue(Schedule)!, parse.GetValue(WarmupEpochs), parse.GetValue(WeightDecay));
     }
 
     static string V(double v) => v.ToString("R", CultureInfo.InvariantCulture);
@@ -64,6 +69,8 @@ public static class TrainRecipeOptions
             throw new InvalidOptionException("--cutmix", $"--cutmix must be a finite alpha >= 0 (0: off); received {V(r.CutMix)}.");
         if (r.Schedule is not ("constant" or "cosine"))
             throw new InvalidOptionException("--schedule", $"--schedule must be constant or cosine; received '{r.Schedule}'.");
+        if (!double.IsFinite(r.WeightDecay) || r.WeightDecay < 0 || r.WeightDecay >= 1)
+            throw new InvalidOptionException("--weight-decay", $"--weight-decay must be at least 0 and less than 1; received {V(r.WeightDecay)}.");
         if (r.WarmupEpochs < 0)
             throw new InvalidOptionException("--warmup-epochs", $"--warmup-epochs must be 0 or more; received {r.WarmupEpochs}.");
         if (r.WarmupEpochs > 0 && r.Schedule != "cosine")
@@ -91,6 +98,7 @@ public static class TrainRecipeOptions
         if (r.LabelSmoothing > 0) parts.Add($"label smoothing {V(r.LabelSmoothing)}");
         if (r.MixUp > 0) parts.Add($"mixup {V(r.MixUp)}");
         if (r.CutMix > 0) parts.Add($"cutmix {V(r.CutMix)}");
+        if (r.WeightDecay > 0) parts.Add($"weight decay {V(r.WeightDecay)}");
         if (r.Schedule == "cosine") parts.Add(r.WarmupEpochs > 0 ? $"cosine schedule after {r.WarmupEpochs} warm-up epochs" : "cosine schedule");
         return parts.Count == 0 ? "" : ", " + string.Join(", ", parts);
     }
