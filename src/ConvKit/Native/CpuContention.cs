@@ -20,7 +20,8 @@ public static class CpuContention
     /// <summary>
     /// Logical processors kept busy by processes other than this one over <paramref name="window"/>: the machine's busy
     /// time (user, nice, system, interrupts, and time the hypervisor gave to other guests) minus this process's own
-    /// CPU time, divided by the window. 0 when it cannot be measured.
+    /// CPU time, and minus that of the .NET host that launched it with its children ('dotnet run' and the build it has
+    /// just run), divided by the window. 0 when it cannot be measured.
     /// </summary>
     /// <exception cref="InvalidOptionException"><paramref name="window"/> is not between 10 ms and 10 s.</exception>
     public static double OtherProcessesBusyProcessors(TimeSpan window)
@@ -28,15 +29,54 @@ public static class CpuContention
         if (window < TimeSpan.FromMilliseconds(10) || window > TimeSpan.FromSeconds(10))
             throw new InvalidOptionException(nameof(window), $"window must be between 10 ms and 10 s; received {window.TotalMilliseconds} ms.");
         if (!OperatingSystem.IsLinux()) return 0;
+        int? launcher = DotnetLauncher();
         if (ReadMachine() is not var (busy0, total0, cpus) || ReadSelf() is not { } self0) return 0;
+        long launcher0 = launcher is { } l0 ? TreeTicks(l0) : 0;
         Thread.Sleep(window);
         if (ReadMachine() is not var (busy1, total1, _) || ReadSelf() is not { } self1) return 0;
+        long launcher1 = launcher is { } l1 ? TreeTicks(l1) : 0;
         long total = total1 - total0;
         // Only when this process sees the whole machine: under a CPU quota or an affinity mask, the machine's other
         // processors' load says nothing about the ones this process may use.
         if (total <= 0 || cpus <= 0 || cpus != Environment.ProcessorCount) return 0;
-        long others = Math.Max(0, busy1 - busy0 - (self1 - self0));
+        long others = Math.Max(0, busy1 - busy0 - (self1 - self0) - Math.Max(0, launcher1 - launcher0));
         return Math.Min(cpus, (double)others / total * cpus);
+    }
+
+    // The parent process when it is a .NET host ('dotnet run', a test host): its work (the build 'dotnet run' has just
+    // finished, whose MSBuild node is still winding down as this process starts) is this run's own, not contention.
+    static int? DotnetLauncher()
+    {
+        try
+        {
+            int parent = Environment.ProcessId is var me && ReadStat(me) is { } s ? s.Parent : 0;
+            if (parent <= 1) return null;
+            return File.ReadAllText($"/proc/{parent}/comm").Trim() == "dotnet" ? parent : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    // User + system ticks of a process and all its descendants except this process, now.
+    static long TreeTicks(int root)
+    {
+        var stats = new Dictionary<int, (int Parent, long Ticks)>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+            if (int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out int pid) && ReadStat(pid) is { } s)
+                stats[pid] = s;
+        var children = stats.ToLookup(p => p.Value.Parent, p => p.Key);
+        long ticks = 0;
+        var pending = new Stack<int>([root]);
+        while (pending.Count > 0)
+        {
+            int pid = pending.Pop();
+            if (pid == Environment.ProcessId) continue;
+            if (stats.TryGetValue(pid, out var s)) ticks += s.Ticks;
+            foreach (var child in children[pid]) pending.Push(child);
+        }
+        return ticks;
     }
 
     /// <summary>
@@ -89,16 +129,20 @@ public static class CpuContention
         }
     }
 
-    // This process's user + system ticks (fields 14 and 15 of /proc/self/stat, counted after the parenthesised name,
-    // which may itself hold spaces), all threads included.
-    static long? ReadSelf()
+    // This process's user + system ticks, all threads included.
+    static long? ReadSelf() => ReadStat(Environment.ProcessId)?.Ticks;
+
+    // A process's parent and user + system ticks: fields 4, 14 and 15 of /proc/PID/stat, counted after the
+    // parenthesised name, which may itself hold spaces. Null when the process is gone or the file unreadable.
+    static (int Parent, long Ticks)? ReadStat(int pid)
     {
         try
         {
-            var text = File.ReadAllText("/proc/self/stat");
+            var text = File.ReadAllText($"/proc/{pid}/stat");
             var f = text[(text.LastIndexOf(')') + 2)..].Split(' ');
             // f[0] is field 3 (state), so field k is f[k - 3].
-            return long.Parse(f[11], CultureInfo.InvariantCulture) + long.Parse(f[12], CultureInfo.InvariantCulture);
+            return (int.Parse(f[1], CultureInfo.InvariantCulture),
+                long.Parse(f[11], CultureInfo.InvariantCulture) + long.Parse(f[12], CultureInfo.InvariantCulture));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or OverflowException or IndexOutOfRangeException or ArgumentOutOfRangeException)
         {

@@ -23,7 +23,13 @@ public class CpuContentionTests
     public void ABusyProcessBesideThisOneIsMeasured()
     {
         if (!OperatingSystem.IsLinux()) return;
-        using var busy = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "while :; do :; done"]) { UseShellExecute = false })!;
+        // A spinning shell detached from this process tree (its parent exits, so it is nobody's child here): the measure
+        // leaves out the .NET host that launched this process and that host's children, as it must for 'dotnet run'.
+        using var starter = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "( while :; do :; done ) >/dev/null 2>&1 & echo $!"])
+        { UseShellExecute = false, RedirectStandardOutput = true })!;
+        int pid = int.Parse(starter.StandardOutput.ReadLine()!.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        starter.WaitForExit();
+        using var busy = Process.GetProcessById(pid);
         try
         {
             Thread.Sleep(100);
