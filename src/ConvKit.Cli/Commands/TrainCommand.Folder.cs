@@ -16,6 +16,8 @@ public static partial class TrainCommand
     static int RunFolder(CliConsole console, TrainSettings s)
     {
         var d = s.Folder;
+        if (s.Recipe.Tta != "none")
+            throw new InvalidOptionException("--tta", "--tta evaluates a built-in dataset's test set at the end; a run on a folder of class folders has no test set (leave out --tta).");
         var info = ModelRegistry.Get(s.Model);
         var dataDir = s.DataPath!;
         var outDir = s.OutputFolder ?? Path.Combine("runs", $"{info.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");

@@ -5,6 +5,7 @@ using System.Text.Json;
 using ConvKit.Applications;
 using ConvKit.Callbacks;
 using ConvKit.Data;
+using ConvKit.Evaluation;
 using ConvKit.Layers;
 using ConvKit.Models;
 using ConvKit.Training;
@@ -310,7 +311,10 @@ public static partial class TrainCommand
         {
             using var xTest = test.Images.to(float32).div_(maxPixel);
             // The compiled model; augmentation layers are the identity in inference.
-            testResult = trainee.Evaluate(xTest, test.Labels, batchSize: 256, verbose: 0);
+            var plain = trainee.Evaluate(xTest, test.Labels, batchSize: 256, verbose: 0);
+            testResult = s.Recipe.Tta == "flip"
+                ? new Dictionary<string, double>(plain) { ["accuracy_flip_tta"] = TestTimeAugmentation.AccuracyWithFlip(trainee, xTest, test.Labels, batchSize: 256) }
+                : plain;
         }
         else testResult = new Dictionary<string, double> { ["loss"] = double.NaN, ["accuracy"] = double.NaN };
 
@@ -345,6 +349,7 @@ public static partial class TrainCommand
         table.AddRow("training time", $"{trainTime.TotalSeconds:F1} s ({train.Count * (1 - s.ValidationSplit) * epochsRun / trainTime.TotalSeconds:F0} images/s)");
         if (history.Values.TryGetValue("val_accuracy", out var va)) table.AddRow("validation accuracy", $"{va[^1]:P2}");
         table.AddRow("[bold]test accuracy[/]", $"[bold]{testResult["accuracy"]:P2}[/]");
+        if (testResult.TryGetValue("accuracy_flip_tta", out var tta)) table.AddRow("[bold]test accuracy, flip TTA[/]", $"[bold]{tta:P2}[/]");
         table.AddRow("since process start", $"{ElapsedTime.Seconds():F1} s");
         table.AddRow("test loss", $"{testResult["loss"]:F4}");
         table.AddRow("saved to", Markup.Escape(Path.GetFullPath(outDir)));

@@ -17,7 +17,8 @@ namespace ConvKit.Cli.Commands;
 /// <param name="WarmupEpochs">Epochs of linear warm-up before the cosine (<c>--warmup-epochs</c>).</param>
 /// <param name="WeightDecay">The optimizer's weight decay (<c>--weight-decay</c>), Keras' decoupled form: each step
 /// first shrinks every weight by <c>lr · weight_decay</c>. 0 for none (runs saved before the option read as 0).</param>
-public sealed record TrainRecipeSettings(double LabelSmoothing, double MixUp, double CutMix, string Schedule, int WarmupEpochs, double WeightDecay = 0)
+/// <param name="Tta">Test-time augmentation of the final test evaluation (<c>--tta</c>): <c>none</c> or <c>flip</c>.</param>
+public sealed record TrainRecipeSettings(double LabelSmoothing, double MixUp, double CutMix, string Schedule, int WarmupEpochs, double WeightDecay = 0, string Tta = "none")
 {
     /// <summary>Plain training: no smoothing, no mixing, a constant rate, no weight decay.</summary>
     public static TrainRecipeSettings None { get; } = new(0, 0, 0, "constant", 0);
@@ -47,12 +48,15 @@ public static class TrainRecipeOptions
         /// <summary><c>--weight-decay</c>.</summary>
         public Option<double> WeightDecay { get; } = new("--weight-decay") { Description = "Weight decay of the optimizer, Keras' decoupled form: each step first shrinks every weight by lr*DECAY (5e-3 with SGD momentum 0.9 is PyTorch's usual 5e-4). 0: off (adamw then keeps Keras' 0.004).", DefaultValueFactory = _ => 0 };
 
+        /// <summary><c>--tta</c>.</summary>
+        public Option<string> Tta { get; } = new("--tta") { Description = "Test-time augmentation of the final test evaluation: none, or flip (the mean of the model's outputs on each test image and its mirror; printed beside the plain test accuracy). Built-in datasets only.", DefaultValueFactory = _ => "none" };
+
         /// <summary>Every option, to add to the command.</summary>
-        public IEnumerable<Option> All => [LabelSmoothing, MixUp, CutMix, Schedule, WarmupEpochs, WeightDecay];
+        public IEnumerable<Option> All => [LabelSmoothing, MixUp, CutMix, Schedule, WarmupEpochs, WeightDecay, Tta];
 
         /// <summary>The parsed values.</summary>
         public TrainRecipeSettings Read(ParseResult parse) => new(parse.GetValue(LabelSmoothing), parse.GetValue(MixUp), parse.GetValue(CutMix),
-            parse.GetValue(Schedule)!, parse.GetValue(WarmupEpochs), parse.GetValue(WeightDecay));
+            parse.GetValue(Schedule)!, parse.GetValue(WarmupEpochs), parse.GetValue(WeightDecay), parse.GetValue(Tta)!);
     }
 
     static string V(double v) => v.ToString("R", CultureInfo.InvariantCulture);
@@ -71,6 +75,8 @@ public static class TrainRecipeOptions
             throw new InvalidOptionException("--schedule", $"--schedule must be constant or cosine; received '{r.Schedule}'.");
         if (!double.IsFinite(r.WeightDecay) || r.WeightDecay < 0 || r.WeightDecay >= 1)
             throw new InvalidOptionException("--weight-decay", $"--weight-decay must be at least 0 and less than 1; received {V(r.WeightDecay)}.");
+        if (r.Tta is not ("none" or "flip"))
+            throw new InvalidOptionException("--tta", $"--tta must be none or flip; received '{r.Tta}'.");
         if (r.WarmupEpochs < 0)
             throw new InvalidOptionException("--warmup-epochs", $"--warmup-epochs must be 0 or more; received {r.WarmupEpochs}.");
         if (r.WarmupEpochs > 0 && r.Schedule != "cosine")

@@ -269,7 +269,7 @@ public static class ModelRegistry
 
         yield return new ModelInfo("cifar100_cnn", "Small CNN", "none (a small CNN from the seed 004 tutorial)", null, "seed 004", cifar, 10, 100,
             Preprocessing.None, 325_956, null).WithBuilder(Cifar100Cnn.Build);
-        yield return new ModelInfo("fmnist_resnet", "ResNet (small)", resPaper, 2016, "ConvKit's Fashion-MNIST recipe (two stride-2 basic blocks, 32/64 filters)", mnist, 8, 10,
-            Preprocessing.None, 79_018, null).WithBuilder(FashionResNet.Build);
+        yield return new ModelInfo("fmnist_resnet", "ResNet (small)", resPaper, 2016, "ConvKit's Fashion-MNIST recipe (three stride-2 basic blocks, 32/64/128 filters)", mnist, 8, 10,
+            Preprocessing.None, 310_570, null).WithBuilder(FashionResNet.Build);
     }
 }

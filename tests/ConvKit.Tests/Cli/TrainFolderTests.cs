@@ -108,6 +108,9 @@ public class TrainFolderTests : IDisposable
         Assert.Contains("--cache must be memory or disk; received 'ssd'", err);
         (code, _, err) = Run("train", "lenet5", "--data", data, "--workers", "-1", "--out", tmp["o7"]);
         Assert.Contains("--workers", err);
+        (code, _, err) = Run("train", "lenet5", "--data", data, "--tta", "flip", "--out", tmp["o8"]);
+        Assert.Equal(1, code);
+        Assert.Contains("--tta evaluates a built-in dataset's test set", err);
         (code, _, err) = Run("train", "lenet5", "--workers", "2", "--out", tmp["o8"]);
         Assert.Contains("--workers apply to --data DIR", err);
 

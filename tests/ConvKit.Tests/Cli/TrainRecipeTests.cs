@@ -22,11 +22,13 @@ public class TrainRecipeTests : IDisposable
     {
         var run = Path.Combine(dir, "run");
         var (code, output, error) = CliRunner.Run("train", "lenet5", "--data", Data(), "--epochs", "3", "--batch-size", "16", "--verbose", "0",
-            "--optimizer", "sgd", "--lr", "0.05", "--label-smoothing", "0.1", "--mixup", "0.4", "--cutmix", "1", "--schedule", "cosine", "--warmup-epochs", "1", "--weight-decay", "5e-3", "--out", run);
+            "--optimizer", "sgd", "--lr", "0.05", "--label-smoothing", "0.1", "--mixup", "0.4", "--cutmix", "1", "--schedule", "cosine", "--warmup-epochs", "1", "--weight-decay", "5e-3", "--tta", "flip", "--out", run);
         Assert.True(code == 0, error);
         Assert.Contains("label smoothing 0.1, mixup 0.4, cutmix 1, weight decay 0.005, cosine schedule after 1 warm-up epochs", output);
         Assert.Contains("\"WeightDecay\": 0.005", File.ReadAllText(Path.Combine(run, "train-settings.json"))); // what --resume reads
         Assert.Contains("since process start", output);
+        Assert.Contains("test accuracy, flip TTA", output);
+        Assert.Contains("\"accuracy_flip_tta\"", File.ReadAllText(Path.Combine(run, "history.json")));
         var csv = File.ReadAllLines(Path.Combine(run, "history.csv"));
         var header = csv[0].Split(',');
         int elapsed = Array.IndexOf(header, "elapsed_seconds"), lr = Array.IndexOf(header, "lr");
@@ -51,6 +53,7 @@ public class TrainRecipeTests : IDisposable
     [InlineData(new[] { "--schedule", "step" }, "--schedule must be constant or cosine; received 'step'")]
     [InlineData(new[] { "--warmup-epochs", "1" }, "--warmup-epochs needs --schedule cosine")]
     [InlineData(new[] { "--weight-decay", "-0.001" }, "--weight-decay must be at least 0 and less than 1; received -0.001")]
+    [InlineData(new[] { "--tta", "crop" }, "--tta must be none or flip; received 'crop'")]
     [InlineData(new[] { "--schedule", "cosine", "--warmup-epochs", "1" }, "--warmup-epochs must be fewer than --epochs (1)")]
     [InlineData(new[] { "--schedule", "cosine", "--warmup-epochs", "-1" }, "--warmup-epochs must be 0 or more; received -1")]
     public void BadRecipeOptionsGiveNamedErrorsAndWriteNothing(string[] options, string expected)
