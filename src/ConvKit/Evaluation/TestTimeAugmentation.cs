@@ -33,7 +33,7 @@ public static class TestTimeAugmentation
         using var mirrored = x.flip(widthAxis);
         using var flipped = model.Predict(mirrored, batchSize);
         using var half = 0.5.ToScalar();
-        return plain.add(flipped).mul_(half);
+        return plain.add(flipped, Scalars.One).mul_(half);
     }
 
     /// <summary>

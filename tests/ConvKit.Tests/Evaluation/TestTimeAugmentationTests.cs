@@ -1,6 +1,7 @@
 using ConvKit.Evaluation;
 using ConvKit.Layers;
 using ConvKit.Models;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ConvKit.Tests.Evaluation;
@@ -30,14 +31,18 @@ public class TestTimeAugmentationTests
         using var plain = model.Predict(x, batchSize: 4);
         using var mirrored = x.flip(width);
         using var flipped = model.Predict(mirrored, batchSize: 4);
-        using var expected = (plain + flipped) / 2;
+        using var half = 0.5.ToScalar();
+        using var sum = plain.add(flipped, ConvKit.Native.Scalars.One);
+        using var expected = sum.mul(half);
         using var tta = TestTimeAugmentation.PredictWithFlip(model, x, batchSize: 4);
         Assert.True(tta.allclose(expected, rtol: 1e-6, atol: 1e-7));
         Assert.False(plain.allclose(flipped, rtol: 1e-3, atol: 1e-4)); // the model does see the mirror differently
 
         using var labels = tta.argmax(1);
         Assert.Equal(1.0, TestTimeAugmentation.AccuracyWithFlip(model, x, labels, batchSize: 4));
-        using var shifted = (labels + 1).remainder(4);
+        using var four = 4.ToScalar();
+        using var plusOne = labels.add(ConvKit.Native.Scalars.One, ConvKit.Native.Scalars.One);
+        using var shifted = plusOne.remainder(four);
         Assert.Equal(0.0, TestTimeAugmentation.AccuracyWithFlip(model, x, shifted, batchSize: 4));
     }
 
