@@ -66,4 +66,15 @@ public class TrainRecipeTests : IDisposable
         Assert.DoesNotContain("   at ", error);
         Assert.False(Directory.Exists(outDir), "a refused run created --out");
     }
+
+    // train-settings.json of runs saved before --weight-decay and --tta existed: --resume reads them as off.
+    [Fact]
+    public void RecipeSettingsSavedBeforeWeightDecayAndTtaExistedReadAsOff()
+    {
+        var old = System.Text.Json.JsonSerializer.Deserialize<ConvKit.Cli.Commands.TrainRecipeSettings>(
+            """{ "LabelSmoothing": 0.1, "MixUp": 0, "CutMix": 0, "Schedule": "cosine", "WarmupEpochs": 1 }""")!;
+        Assert.Equal(0, old.WeightDecay);
+        Assert.Equal("none", old.Tta);
+        ConvKit.Cli.Commands.TrainRecipeOptions.Validate(old, epochs: 3);
+    }
 }
