@@ -9,7 +9,8 @@ public static partial class Backend
     /// The number of CPU threads one operation (a convolution, a matrix product) may use: libtorch's intra-op thread
     /// pool, <c>torch.set_num_threads</c>, process-wide. The default is libtorch's: the number of physical cores, or
     /// <c>OMP_NUM_THREADS</c> when that is set; the CLI's <c>--threads</c> sets it per command ('convkit train' uses every
-    /// logical processor unless told otherwise). Lower it when several processes share the machine.
+    /// logical processor other processes leave free unless told otherwise: <see cref="CpuContention.DefaultThreads"/>,
+    /// which code can use the same way). Lower it when several processes share the machine.
     /// </summary>
     /// <exception cref="LayerArgumentException">Set to less than 1 or more than <see cref="MaxThreads"/>.</exception>
     public static int Threads
