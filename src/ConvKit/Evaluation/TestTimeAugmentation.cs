@@ -47,11 +47,6 @@ public static class TestTimeAugmentation
         using var scores = PredictWithFlip(model, x, batchSize);
         if (scores.dim() != 2 || labels.dim() != 1 || labels.shape[0] != scores.shape[0])
             throw new ShapeException($"model '{model.Name}': test-time accuracy needs outputs (N, classes) and labels (N); received outputs [{string.Join(", ", scores.shape)}] and labels [{string.Join(", ", labels.shape)}].");
-        if (scores.shape[0] == 0) return double.NaN;
-        using var predicted = scores.argmax(1);
-        using var target = labels.to_type(ScalarType.Int64);
-        using var right = predicted.eq(target);
-        using var count = right.sum();
-        return (double)count.item<long>() / scores.shape[0];
+        return Top1.Accuracy(scores, labels);
     }
 }

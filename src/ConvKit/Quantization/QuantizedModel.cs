@@ -152,11 +152,7 @@ public sealed class QuantizedModel : IDisposable
         if (labels.shape.Length != 1 || labels.shape[0] != x.shape[0])
             throw new ShapeException($"labels has shape ({string.Join(", ", labels.shape)}); one label per sample ({x.shape[0]}) is expected.");
         using var y = Predict(x, batchSize);
-        using var predicted = y.argmax(1);
-        using var l = labels.to(ScalarType.Int64);
-        using var equal = predicted.eq(l);
-        using var correct = equal.sum();
-        return new Dictionary<string, double> { ["accuracy"] = x.shape[0] == 0 ? double.NaN : correct.item<long>() / (double)x.shape[0] };
+        return new Dictionary<string, double> { ["accuracy"] = Evaluation.Top1.Accuracy(y, labels) };
     }
 
     void CheckInput(Tensor x)
