@@ -115,7 +115,7 @@ public sealed class ConvKitServer : IAsyncDisposable
                     log.LogWarning("model {Model} is not batch-invariant here: {Variance}; it is served one request per forward pass so that answers equal Predict's (--no-batch-invariance batches it anyway)",
                         model.Name, variance);
                 log.LogInformation("model {Model} ready after {WarmUpMs} ms of warm-up; batch-invariant {BatchInvariant}", model.Name, clock.ElapsedMilliseconds,
-                    model.Inference.BatchInvariant && model.MayBatch);
+                    model.BatchInvariant && model.MayBatch);
             }
         });
     }

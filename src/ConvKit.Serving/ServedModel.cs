@@ -1,13 +1,14 @@
 using ConvKit.Applications;
 using ConvKit.Models;
 using ConvKit.Models.Inference;
+using ConvKit.Quantization;
 using static TorchSharp.torch;
 
 namespace ConvKit.Serving;
 
 /// <summary>
-/// One model a <see cref="ConvKitServer"/> serves under a name: its thread-safe <see cref="InferenceModel"/>, the
-/// input and output it exposes over the Open Inference Protocol (one FP32 tensor each, Keras layout with a batch
+/// One model a <see cref="ConvKitServer"/> serves under a name: its thread-safe <see cref="InferenceModel"/> (or an
+/// int8 <see cref="QuantizedModel"/>, run by ONNX Runtime), the input and output it exposes over the Open Inference Protocol (one FP32 tensor each, Keras layout with a batch
 /// dimension), and what the image endpoint needs (preprocessing, class names).
 /// </summary>
 public sealed class ServedModel : IDisposable
@@ -18,8 +19,8 @@ public sealed class ServedModel : IDisposable
     /// <summary>The name of the single output.</summary>
     public const string OutputName = "output";
 
-    readonly Model model;
-    readonly bool ownsModel;
+    readonly IDisposable? owned;
+    readonly IPredictor predictor;
     volatile bool ready;
 
     /// <summary>Serves <paramref name="model"/> as <paramref name="name"/>.</summary>
@@ -36,19 +37,41 @@ public sealed class ServedModel : IDisposable
     /// outputs, or an input shape that is not fully defined.</exception>
     public ServedModel(string name, Model model, Preprocessing preprocessing = Preprocessing.None, IReadOnlyList<string>? classNames = null, bool ownsModel = false,
         bool batchInvariant = true)
+        : this(name, Check(name, model).ModelInputShape, model.ModelOutputShape, preprocessing, classNames, ownsModel ? model : null,
+            () => model.AsInferenceModel(InferenceEngine.TorchSharp, batchInvariant))
     {
-        ArgumentNullException.ThrowIfNull(model);
-        if (string.IsNullOrEmpty(name) || name.Length > 128 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-') || name is "." or "..")
-            throw new ServingOptionException("MODEL", $"name '{name}' cannot be served: use 1 to 128 letters, digits, '.', '_' or '-' (NAME=PATH names a model)");
+        Inference = (InferenceModel)predictor;
+        BatchInvariant = Inference.BatchInvariant;
+    }
+
+    /// <summary>Serves an int8 model (<see cref="Quantizer.Quantize"/>, <c>convkit quantize</c>) as
+    /// <paramref name="name"/>, with the preprocessing and class names stored in it unless others are given.</summary>
+    /// <param name="name">The name in URLs.</param>
+    /// <param name="model">The quantized model.</param>
+    /// <param name="preprocessing">The pixel preprocessing for <c>classify</c>; null for the model's own
+    /// (<see cref="QuantizedModel.Preprocessing"/>, else <see cref="Preprocessing.None"/>).</param>
+    /// <param name="classNames">Class names; null for the model's own, else as for the FP32 constructor.</param>
+    /// <param name="ownsModel">Dispose the model with this object.</param>
+    /// <param name="batchInvariant">Answer each sample as the model on that sample alone would, bit for bit:
+    /// <see cref="WarmUp"/> checks ONNX Runtime's int8 kernels batched against alone and serves one request per pass
+    /// where they differ (<see cref="MayBatch"/>); false batches requests regardless.</param>
+    /// <exception cref="ServingOptionException">The name is not usable in a URL, or the input shape is not fully defined.</exception>
+    public ServedModel(string name, QuantizedModel model, Preprocessing? preprocessing = null, IReadOnlyList<string>? classNames = null, bool ownsModel = false,
+        bool batchInvariant = true)
+        : this(name, NotNull(model).InputShape, model.OutputShape, preprocessing ?? model.Preprocessing ?? Preprocessing.None, classNames ?? model.ClassNames,
+            ownsModel ? model : null, () => model)
+    {
+        BatchInvariant = batchInvariant;
+    }
+
+    // The shapes are checked before the predictor is made, so that a refused model leaves no inference model behind.
+    ServedModel(string name, Shape input, Shape output, Preprocessing preprocessing, IReadOnlyList<string>? classNames, IDisposable? owned, Func<IPredictor> predictor)
+    {
+        CheckName(name);
         Name = name;
-        this.model = model;
-        this.ownsModel = ownsModel;
-        if (model.BuiltInputShapes is not { Count: 1 } inputs)
-            throw new ServingOptionException("MODEL", $"model '{name}' has {model.BuiltInputShapes?.Count ?? 0} inputs; the server serves models with exactly one input");
-        var input = inputs[0];
         if (!input.IsFullyDefined) throw new ServingOptionException("MODEL", $"model '{name}' takes {input.ToBatchString()}; the server needs every dimension but the batch known");
         InputShape = input;
-        OutputShape = model.ModelOutputShape;
+        OutputShape = output;
         if (!OutputShape.IsFullyDefined) throw new ServingOptionException("MODEL", $"model '{name}' outputs {OutputShape.ToBatchString()}; the server needs every dimension but the batch known");
         SampleSize = input.Dims.ToArray().Aggregate(1L, (a, d) => a * d) is var s && s <= int.MaxValue / 4 ? (int)s : throw new ServingOptionException("MODEL", $"model '{name}' takes inputs too large to serve ({input})");
         OutputSize = (int)OutputShape.Dims.ToArray().Aggregate(1L, (a, d) => a * d);
@@ -59,7 +82,29 @@ public sealed class ServedModel : IDisposable
             ClassNames = classNames ?? (k == 1000 ? ImageClassifier.ImageNetClasses : Enumerable.Range(0, k).Select(i => $"class {i}").ToArray());
             if (ClassNames.Count != k) throw new ServingOptionException("MODEL", $"model '{name}' has {k} outputs but {ClassNames.Count} class names");
         }
-        Inference = model.AsInferenceModel(InferenceEngine.TorchSharp, batchInvariant);
+        this.owned = owned;
+        this.predictor = predictor();
+    }
+
+    static T NotNull<T>(T value) where T : class
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        return value;
+    }
+
+    static void CheckName(string name)
+    {
+        if (string.IsNullOrEmpty(name) || name.Length > 128 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-') || name is "." or "..")
+            throw new ServingOptionException("MODEL", $"name '{name}' cannot be served: use 1 to 128 letters, digits, '.', '_' or '-' (NAME=PATH names a model)");
+    }
+
+    static Model Check(string name, Model model)
+    {
+        NotNull(model);
+        CheckName(name);
+        if (model.BuiltInputShapes is not { Count: 1 })
+            throw new ServingOptionException("MODEL", $"model '{name}' has {model.BuiltInputShapes?.Count ?? 0} inputs; the server serves models with exactly one input");
+        return model;
     }
 
     /// <summary>Serves what <see cref="ModelResolver"/> found (a zoo name, a run folder, a model folder or file), taking
@@ -78,8 +123,15 @@ public sealed class ServedModel : IDisposable
     /// <summary>The name in URLs.</summary>
     public string Name { get; }
 
-    /// <summary>The inference model every request runs on.</summary>
-    public InferenceModel Inference { get; }
+    /// <summary>The inference model every request runs on; null for a quantized model (ONNX Runtime runs it).</summary>
+    public InferenceModel? Inference { get; }
+
+    /// <summary>What runs it, as the metadata endpoint's <c>platform</c>: <c>convkit_torchsharp</c> (FP32, ConvKit's
+    /// inference plan on libtorch) or <c>convkit_onnxruntime_int8</c> (a quantized model).</summary>
+    public string Platform => Inference is null ? "convkit_onnxruntime_int8" : "convkit_torchsharp";
+
+    /// <summary>Whether each answer must equal the sample run alone, bit for bit (see the constructors).</summary>
+    public bool BatchInvariant { get; }
 
     /// <summary>One sample's input shape (Keras layout, without the batch dimension).</summary>
     public Shape InputShape { get; }
@@ -127,10 +179,10 @@ public sealed class ServedModel : IDisposable
         foreach (int n in batchSizes.Distinct())
         {
             using var x = zeros([n, .. InputShape.Dims.ToArray().Select(d => (long)d)]);
-            using var y = Inference.Predict(x, n);
+            using var y = predictor.Predict(x, n);
         }
         int largest = batchSizes.DefaultIfEmpty(1).Max();
-        if (Inference.BatchInvariant && largest > 1) batchVariance = CheckBatchInvariance(largest);
+        if (BatchInvariant && largest > 1) batchVariance = CheckBatchInvariance(largest);
         ready = true;
     }
 
@@ -145,10 +197,10 @@ public sealed class ServedModel : IDisposable
         var alone = new Dictionary<int, Tensor>();
         foreach (int n in new[] { 2, largest }.Distinct())
         {
-            var batch = Inference.Predict(x.narrow(0, 0, n), n);
+            var batch = predictor.Predict(x.narrow(0, 0, n), n);
             foreach (int i in Enumerable.Range(0, Math.Min(n, 8)).Append(n - 1).Distinct())
             {
-                if (!alone.TryGetValue(i, out var single)) alone[i] = single = Inference.Predict(x.narrow(0, i, 1).clone(), 1);
+                if (!alone.TryGetValue(i, out var single)) alone[i] = single = predictor.Predict(x.narrow(0, i, 1).clone(), 1);
                 var row = batch.narrow(0, i, 1);
                 if (row.shape.SequenceEqual(single.shape) && row.eq(single).all().item<bool>()) continue;
                 double diff = row.shape.SequenceEqual(single.shape) ? row.sub(single).abs().max().item<float>() : double.NaN;
@@ -163,7 +215,7 @@ public sealed class ServedModel : IDisposable
     {
         using var scope = NewDisposeScope();
         var x = tensor(input, [samples, .. InputShape.Dims.ToArray().Select(d => (long)d)]);
-        var y = Inference.Predict(x, samples);
+        var y = predictor.Predict(x, samples);
         if (y.dtype != ScalarType.Float32) y = y.to(ScalarType.Float32);
         return y.contiguous().data<float>().ToArray();
     }
@@ -172,7 +224,7 @@ public sealed class ServedModel : IDisposable
     public void Dispose()
     {
         ready = false;
-        Inference.Dispose();
-        if (ownsModel) model.Dispose();
+        Inference?.Dispose();
+        owned?.Dispose();
     }
 }

@@ -183,7 +183,7 @@ internal sealed class ServingEndpoints(IReadOnlyDictionary<string, (ServedModel 
             w.WriteStartArray("versions");
             w.WriteStringValue("1");
             w.WriteEndArray();
-            w.WriteString("platform", "convkit_torchsharp");
+            w.WriteString("platform", m.Platform);
             Tensor("inputs", ServedModel.InputName, m.InputShape);
             Tensor("outputs", ServedModel.OutputName, m.OutputShape);
             if (m.ClassNames is { } names)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using ConvKit.Applications;
 using ConvKit.Data;
+using ConvKit.Quantization;
 using Spectre.Console;
 using TorchSharp;
 
@@ -42,7 +43,7 @@ public static class EvaluateCommand
                 try { named = Datasets.Get(dn); }
                 catch (UnknownNameException e) { throw new InvalidOptionException("--dataset", "--dataset: " + e.Message, e); }
             }
-            if (parse.GetValue(folder) is { } onnx && QuantizeCommand.IsQuantizedModelFile(onnx))
+            if (parse.GetValue(folder) is { } onnx && QuantizedModel.IsQuantizedModelFile(onnx))
                 return QuantizeCommand.Evaluate(console, onnx, named, dataPath, batch);
             using var resolved = ModelResolver.Resolve(parse.GetValue(folder)!, parse.GetValue(weights));
             var model = resolved.Model;

@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Globalization;
 using ConvKit.Applications;
 using ConvKit.Data.Imaging;
+using ConvKit.Models.Inference;
+using ConvKit.Quantization;
 
 namespace ConvKit.Cli.Commands;
 
@@ -11,7 +13,7 @@ public static class PredictCommand
     /// <summary>Creates the command.</summary>
     public static Command Create(CliConsole console)
     {
-        var model = new Argument<string>("model") { Description = "A zoo name (see 'convkit models'), or what 'convkit train' wrote: the run folder, its model folder or model.safetensors." };
+        var model = new Argument<string>("model") { Description = "A zoo name (see 'convkit models'), or what 'convkit train' wrote: the run folder, its model folder or model.safetensors; or an int8 .onnx written by 'convkit quantize'." };
         var images = new Argument<string[]>("images") { Description = "JPEG/PNG/BMP/GIF/WebP image files.", Arity = ArgumentArity.OneOrMore };
         var weights = new Option<string?>("--weights") { Description = "Weights for a zoo model: 'imagenet' (Keras' published file, cached in ~/.convkit/weights or $CONVKIT_WEIGHTS), a .h5 / .safetensors file, or a run/model folder written by 'convkit train'. Default: random weights." };
         var top = new Option<int>("--top") { Description = "Number of classes to print per image.", DefaultValueFactory = _ => 5 };
@@ -41,6 +43,8 @@ public static class PredictCommand
             var decodeOptions = new ImageDecodeOptions { MaxPixels = budget };
             var name = parse.GetValue(model)!;
             var w = parse.GetValue(weights);
+            if (QuantizedModel.IsQuantizedModelFile(name))
+                return PredictInt8(console, name, w, inferenceEngine, parse.GetValue(images)!, k, batch, decodeOptions);
             using var resolved = ModelResolver.Resolve(name, w);
             bool random = resolved.Kind == ModelSourceKind.Zoo && w is null;
             resolved.Model.InferenceEngine = inferenceEngine;
@@ -51,6 +55,28 @@ public static class PredictCommand
             return Print(console, classifier.Classify(parse.GetValue(images)!, k, batch, decodeOptions));
         }));
         return command;
+    }
+
+    /// <summary>An int8 model written by 'convkit quantize': ONNX Runtime runs it, with the preprocessing and class names
+    /// stored in the file.</summary>
+    static int PredictInt8(CliConsole console, string file, string? weights, InferenceEngine engine, string[] images, int top, int batch, ImageDecodeOptions decodeOptions)
+    {
+        if (weights is not null)
+            throw new InvalidOptionException("--weights", $"--weights does not apply to the int8 model '{file}' (written by 'convkit quantize'; its weights are in the file).");
+        if (engine is not (InferenceEngine.Auto or InferenceEngine.OnnxRuntime))
+            throw new InvalidOptionException("--engine", $"--engine {engine.ToString().ToLowerInvariant()} does not apply to the int8 model '{file}': ONNX Runtime runs it.");
+        var quantized = QuantizedModel.Load(file);
+        ImageClassifier classifier;
+        try { classifier = new ImageClassifier(quantized, quantized.Preprocessing ?? Preprocessing.None, quantized.ClassNames, ownsModel: true); }
+        catch
+        {
+            quantized.Dispose();
+            throw;
+        }
+        using var owned = classifier;
+        if (quantized.Preprocessing is null)
+            console.Output.WriteLine($"note: '{file}' records no preprocessing; pixels are scaled to [0, 1] (quantize with 'convkit quantize' to store the run's).");
+        return Print(console, classifier.Classify(images, top, batch, decodeOptions));
     }
 
     /// <summary>Prints each prediction (or its one-line error on standard error) as it comes; 1 if any image failed.</summary>

@@ -66,11 +66,15 @@ public static class QuantizeCommand
                 Samples = n,
                 BatchSize = batch,
                 Method = parse.GetValue(method) == "percentile" ? CalibrationMethod.Percentile : CalibrationMethod.MinMax,
+                // Stored in the file, so that 'convkit predict|serve' prepare and name images as for the FP32 model.
+                Preprocessing = resolved.Preprocessing,
+                ClassNames = resolved.ClassNames is { } names && model.ModelOutputShape is { Rank: 1 } o && o[0] == names.Count ? names : null,
             };
             var sw = Stopwatch.StartNew();
             using var quantized = Quantizer.Quantize(model, calibrationImages, options);
             quantized.Save(outPath);
             console.Output.WriteLine($"wrote {outPath} ({new FileInfo(outPath).Length:N0} bytes, {quantized.Calibration}, {sw.Elapsed.TotalSeconds:F1} s)");
+            console.Output.WriteLine($"classify images with it: convkit predict {outPath} IMAGE...   serve it: convkit serve {outPath}");
 
             var table = new Table().AddColumns("", "FP32", "int8");
             if (testSource is not null)
@@ -93,33 +97,6 @@ public static class QuantizeCommand
             return 0;
         }));
         return command;
-    }
-
-    /// <summary>True when <paramref name="path"/> is an .onnx file that <c>convkit quantize</c> wrote (it carries ConvKit's
-    /// quantization metadata); any other ONNX file goes to the model resolver, which names it and suggests
-    /// <c>convkit import</c>.</summary>
-    public static bool IsQuantizedModelFile(string path)
-    {
-        if (!path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) || !File.Exists(path)) return false;
-        try
-        {
-            // The metadata key is stored as plain UTF-8 in the ModelProto's metadata_props: scan the file in 1 MiB
-            // chunks (overlapping by the key's length), so that a large model is never read whole.
-            var key = "convkit.quantization"u8;
-            using var stream = File.OpenRead(path);
-            var buffer = new byte[(1 << 20) + key.Length];
-            int kept = 0, read;
-            while ((read = stream.Read(buffer, kept, buffer.Length - kept)) > 0)
-            {
-                int length = kept + read;
-                if (buffer.AsSpan(0, length).IndexOf(key) >= 0) return true;
-                kept = Math.Min(key.Length - 1, length);
-                buffer.AsSpan(length - kept, kept).CopyTo(buffer);
-            }
-            return false;
-        }
-        catch (IOException) { return false; }
-        catch (UnauthorizedAccessException) { return false; }
     }
 
     /// <summary>

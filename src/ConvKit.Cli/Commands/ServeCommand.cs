@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ConvKit.Applications;
+using ConvKit.Quantization;
 using ConvKit.Serving;
 using Microsoft.Extensions.Logging;
 
@@ -18,7 +19,7 @@ public static class ServeCommand
         var defaults = new ServingOptions();
         var models = new Argument<string[]>("models")
         {
-            Description = "Models to serve: a zoo name (see 'convkit models'), or what 'convkit train' wrote (run folder, model folder, model.safetensors); NAME=MODEL serves it as NAME. Default names: the zoo name, else the run folder's name.",
+            Description = "Models to serve: a zoo name (see 'convkit models'), or what 'convkit train' wrote (run folder, model folder, model.safetensors), or an int8 .onnx written by 'convkit quantize' (ONNX Runtime runs it); NAME=MODEL serves it as NAME. Default names: the zoo name, else the run folder's name (RUN-int8 for RUN/quantized/model.int8.onnx).",
             Arity = ArgumentArity.OneOrMore,
         };
         var weights = new Option<string?>("--weights") { Description = "Weights for zoo models: 'imagenet', a .h5 / .safetensors file, or a run/model folder. Default: random weights." };
@@ -68,6 +69,22 @@ public static class ServeCommand
                 foreach (var spec in parse.GetValue(models)!)
                 {
                     var (name, source) = Split(spec);
+                    if (QuantizedModel.IsQuantizedModelFile(source))
+                    {
+                        if (parse.GetValue(weights) is not null)
+                            throw new ServingOptionException("--weights", $"does not apply to the int8 model '{source}' (written by 'convkit quantize'; its weights are in the file)");
+                        var quantized = QuantizedModel.Load(source);
+                        try
+                        {
+                            served.Add(new ServedModel(name ?? DefaultName(source), quantized, ownsModel: true, batchInvariant: !parse.GetValue(noBatchInvariance)));
+                        }
+                        catch
+                        {
+                            quantized.Dispose();
+                            throw;
+                        }
+                        continue;
+                    }
                     var resolved = ModelResolver.Resolve(source, parse.GetValue(weights));
                     try
                     {
@@ -128,6 +145,18 @@ public static class ServeCommand
     }
 
     /// <summary>The zoo name, else the run folder's (or model folder's) name, made safe for URLs.</summary>
+    /// <summary>An int8 file's name in URLs: RUN-int8 for what 'convkit quantize' wrote inside a run
+    /// (RUN/quantized/model.int8.onnx), else the file name without .onnx.</summary>
+    static string DefaultName(string quantizedFile)
+    {
+        var full = Path.GetFullPath(quantizedFile);
+        var folder = Path.GetDirectoryName(full)!;
+        string name = Path.GetFileName(full) == QuantizeCommand.FileName && Path.GetFileName(folder) == "quantized" && Path.GetDirectoryName(folder) is { } run
+            ? Path.GetFileName(run) + "-int8"
+            : Path.GetFileNameWithoutExtension(full);
+        return Safe(name);
+    }
+
     static string DefaultName(ResolvedModel resolved)
     {
         string name = resolved.Kind == ModelSourceKind.Zoo ? resolved.Source : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(resolved.Source)));
@@ -137,6 +166,11 @@ public static class ServeCommand
             if (Path.GetFileName(folder) == TrainedModelFolder.RunModelFolder) folder = Path.GetDirectoryName(folder)!;
             name = Path.GetFileName(folder);
         }
+        return Safe(name);
+    }
+
+    static string Safe(string name)
+    {
         var safe = new string(name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' ? c : '-').ToArray()).Trim('.');
         return safe.Length == 0 ? "model" : safe.Length > 128 ? safe[..128] : safe;
     }

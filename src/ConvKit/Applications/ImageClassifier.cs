@@ -2,6 +2,7 @@
 // the model's keras.applications preprocessing, and report the top classes with names, one batch at a time.
 using ConvKit.Data.Imaging;
 using ConvKit.Models;
+using ConvKit.Models.Inference;
 using ConvKit.Native;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -52,15 +53,28 @@ public sealed class ImageClassifier : IDisposable
     /// <param name="ownsModel">Dispose the model with the classifier.</param>
     /// <exception cref="ShapeException">The model does not take images (h, w, 1 or 3) or does not output class scores.</exception>
     public ImageClassifier(Model model, Preprocessing preprocessing, IReadOnlyList<string>? classNames = null, bool ownsModel = false)
+        : this((IPredictor)model, preprocessing, classNames, ownsModel)
     {
-        ArgumentNullException.ThrowIfNull(model);
-        var input = model.ModelInputShape;
+    }
+
+    /// <summary>Wraps any predictor whose output is one score per class: a <see cref="Models.Model"/>, an
+    /// <see cref="InferenceModel"/>, or an int8 <see cref="Quantization.QuantizedModel"/>
+    /// (<c>new ImageClassifier(quantized, quantized.Preprocessing ?? Preprocessing.None, quantized.ClassNames)</c>).</summary>
+    /// <param name="predictor">The predictor; its input shape decides the image size and channels (1 or 3).</param>
+    /// <param name="preprocessing">How pixels are prepared.</param>
+    /// <param name="classNames">Class names; null for ImageNet names when the model has 1000 classes, else <c>class N</c>.</param>
+    /// <param name="ownsModel">Dispose the predictor with the classifier (when it is disposable).</param>
+    /// <exception cref="ShapeException">The predictor does not take images (h, w, 1 or 3) or does not output class scores.</exception>
+    public ImageClassifier(IPredictor predictor, Preprocessing preprocessing, IReadOnlyList<string>? classNames = null, bool ownsModel = false)
+    {
+        ArgumentNullException.ThrowIfNull(predictor);
+        var input = predictor.InputShape;
         if (input.Rank != 3 || input[2] is not (1 or 3) || !input.IsFullyDefined)
-            throw new ShapeException($"model '{model.Name}' takes {input.ToBatchString()}; image prediction needs (height, width, 1 or 3).");
-        var output = model.ModelOutputShape;
-        if (output.Rank != 1)
-            throw new ShapeException($"model '{model.Name}' outputs {output.ToBatchString()}; image prediction needs class scores (batch, classes). Build it with its top.");
-        Model = model;
+            throw new ShapeException($"model '{predictor.Name}' takes {input.ToBatchString()}; image prediction needs (height, width, 1 or 3).");
+        var output = predictor.OutputShape;
+        if (output.Rank != 1 || !output.IsFullyDefined)
+            throw new ShapeException($"model '{predictor.Name}' outputs {output.ToBatchString()}; image prediction needs class scores (batch, classes). Build it with its top.");
+        Predictor = predictor;
         Preprocessing = preprocessing;
         int classes = output[0];
         ClassNames = classNames ?? (classes == 1000 ? ImageNetClasses : Enumerable.Range(0, classes).Select(i => $"class {i}").ToArray());
@@ -78,8 +92,11 @@ public sealed class ImageClassifier : IDisposable
         return new ImageClassifier(model, info.Preprocessing, ownsModel: true);
     }
 
-    /// <summary>The model.</summary>
-    public Model Model { get; }
+    /// <summary>What classifies the images.</summary>
+    public IPredictor Predictor { get; }
+
+    /// <summary>The model, when <see cref="Predictor"/> is one (null for an <see cref="InferenceModel"/> or a quantized model).</summary>
+    public Model? Model => Predictor as Model;
 
     /// <summary>The preprocessing applied to pixels.</summary>
     public Preprocessing Preprocessing { get; }
@@ -124,8 +141,8 @@ public sealed class ImageClassifier : IDisposable
     /// <param name="batchSize">Images per batch.</param>
     /// <param name="decodeOptions">Pixel budget and aspect-ratio bound; null for the defaults (50 megapixels, 100:1).</param>
     /// <returns>One prediction per path, in order.</returns>
-    /// <remarks>Each enumeration has its own buffers; several threads may classify with one classifier as far as
-    /// <see cref="Models.Model.Predict"/> on its model may be called concurrently.</remarks>
+    /// <remarks>Each enumeration has its own buffers; several threads may classify with one classifier (every
+    /// <see cref="IPredictor"/> of ConvKit may be called concurrently).</remarks>
     /// <exception cref="InvalidOptionException"><paramref name="top"/> or <paramref name="batchSize"/> is not
     /// positive, or the decode options are invalid (thrown when enumeration starts).</exception>
     public IEnumerable<ImagePrediction> Classify(IEnumerable<string> paths, int top = 5, int batchSize = DefaultBatchSize, ImageDecodeOptions? decodeOptions = null)
@@ -140,7 +157,7 @@ public sealed class ImageClassifier : IDisposable
 
     IEnumerable<ImagePrediction> ClassifyBatches(IEnumerable<string> paths, int top, int batchSize, ImageDecodeOptions decodeOptions)
     {
-        var input = Model.ModelInputShape;
+        var input = Predictor.InputShape;
         int h = input[0], w = input[1], c = input[2], sample = h * w * c;
         var pixels = new float[batchSize * sample];
         var batch = new List<(string Path, ImageDecodeException? Error)>(batchSize);
@@ -185,11 +202,11 @@ public sealed class ImageClassifier : IDisposable
     /// <summary>The top classes of a batch of resized pixels (N, H, W, C) in [0, 255].</summary>
     ClassScore[][] Scores(ReadOnlySpan<float> pixels, int n, int top, ref bool? isProbability)
     {
-        var input = Model.ModelInputShape;
+        var input = Predictor.InputShape;
         using var scope = NewDisposeScope();
         var raw = tensor(pixels.ToArray(), [n, input[0], input[1], input[2]]);
         var x = Preprocess(raw, Preprocessing).contiguous();
-        var y = Model.Predict(x);
+        var y = Predictor.Predict(x, n);
         // Models built with classifier_activation=None give logits; softmax-activated outputs already sum to one. The
         // first batch decides, so that every batch of one call is reported alike.
         isProbability ??= y.ge(Scalars.Zero).all().item<bool>() && y.sum(1).sub(Scalars.One).abs().max().item<float>() < 1e-3;
@@ -261,6 +278,6 @@ public sealed class ImageClassifier : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (ownsModel) Model.Dispose();
+        if (ownsModel && Predictor is IDisposable disposable) disposable.Dispose();
     }
 }

@@ -1,9 +1,18 @@
 using ConvKit.Models.Inference;
+using static TorchSharp.torch;
 
 namespace ConvKit.Models;
 
-public partial class Model
+public partial class Model : IPredictor
 {
+    string IPredictor.Name => Name;
+
+    Shape IPredictor.InputShape => ModelInputShape;
+
+    Shape IPredictor.OutputShape => ModelOutputShape;
+
+    Tensor IPredictor.Predict(Tensor x, int batchSize) => Predict(x, batchSize);
+
     /// <summary>
     /// The engine Predict and Evaluate compute with (and <see cref="AsInferenceModel()"/>'s default):
     /// <see cref="Inference.InferenceEngine.TorchSharp"/> (the default: ConvKit's inference plan on libtorch),

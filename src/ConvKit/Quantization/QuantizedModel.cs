@@ -1,4 +1,8 @@
 using System.Globalization;
+using System.Text.Json;
+using ConvKit.Applications;
+using ConvKit.Formats.Onnx;
+using ConvKit.Models.Inference;
 using ConvKit.Saving;
 using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
@@ -11,12 +15,14 @@ namespace ConvKit.Quantization;
 /// <para><b>Thread safety.</b> <see cref="Predict"/> and <see cref="Evaluate"/> may be called from any number of
 /// threads at once (ONNX Runtime's <c>Run</c> is thread-safe); each call gives what it gives alone.</para>
 /// </summary>
-public sealed class QuantizedModel : IDisposable
+public sealed class QuantizedModel : IPredictor, IDisposable
 {
     internal const string KeyModelName = "convkit.model";
     internal const string KeyInputShape = "convkit.input_shape";
     internal const string KeyCalibration = "convkit.calibration";
     internal const string KeyScheme = "convkit.quantization";
+    internal const string KeyPreprocessing = "convkit.preprocessing";
+    internal const string KeyClassNames = "convkit.class_names";
 
     readonly byte[] onnx;
     readonly InferenceSession session;
@@ -63,6 +69,45 @@ public sealed class QuantizedModel : IDisposable
             session.Dispose();
             throw new InvalidFileException($"{source}: metadata '{KeyInputShape}' is '{shape}', not a list of sizes.", e);
         }
+        OutputShape = new Shape([.. session.OutputMetadata[outputName].Dimensions.Skip(1).Select(d => d > 0 ? d : Shape.Unknown)]);
+        if (meta.TryGetValue(KeyPreprocessing, out var p))
+        {
+            if (!Enum.TryParse<Preprocessing>(p, out var preprocessing) || !Enum.IsDefined(preprocessing) || int.TryParse(p, out _))
+            {
+                session.Dispose();
+                throw new InvalidFileException($"{source}: metadata '{KeyPreprocessing}' is '{p}'; expected one of {string.Join(", ", Enum.GetNames<Preprocessing>())}.");
+            }
+            Preprocessing = preprocessing;
+        }
+        if (meta.TryGetValue(KeyClassNames, out var names))
+        {
+            string[]? parsed = null;
+            try { parsed = JsonSerializer.Deserialize<string[]>(names); }
+            catch (JsonException) { }
+            if (parsed is null || parsed.Any(string.IsNullOrEmpty) || !(OutputShape is { Rank: 1 } o && o[0] == parsed.Length))
+            {
+                session.Dispose();
+                throw new InvalidFileException($"{source}: metadata '{KeyClassNames}' is not a JSON list of one name per output class ({OutputShape.ToBatchString()}).");
+            }
+            ClassNames = parsed;
+        }
+    }
+
+    /// <summary>Whether <paramref name="path"/> is an int8 model written by <see cref="Save"/> (an ONNX file with
+    /// ConvKit's quantization metadata); reads the metadata only, not the graph.</summary>
+    /// <param name="path">Any path.</param>
+    /// <returns>False for a folder, a missing or unreadable file, or any other file.</returns>
+    public static bool IsQuantizedModelFile(string path)
+    {
+        if (string.IsNullOrEmpty(path) || !File.Exists(path)) return false;
+        try
+        {
+            return FileSignature.Detect(path) == FileKind.Onnx && OnnxReader.ReadMetadata(path).ContainsKey(KeyScheme);
+        }
+        catch (Exception e) when (e is ConvKitException or IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     /// <summary>The name of the model that was quantized.</summary>
@@ -70,6 +115,18 @@ public sealed class QuantizedModel : IDisposable
 
     /// <summary>The sample shape <see cref="Predict"/> takes (NHWC images, without the batch axis), as the FP32 model's.</summary>
     public Shape InputShape { get; }
+
+    /// <summary>One sample's output shape (class scores: (classes)).</summary>
+    public Shape OutputShape { get; }
+
+    /// <summary>The pixel preprocessing stored at quantization (<see cref="QuantizationOptions.Preprocessing"/>); null
+    /// when none was.</summary>
+    public Preprocessing? Preprocessing { get; }
+
+    /// <summary>The class names stored at quantization (<see cref="QuantizationOptions.ClassNames"/>); null when none were.</summary>
+    public IReadOnlyList<string>? ClassNames { get; }
+
+    string IPredictor.Name => ModelName;
 
     /// <summary>How it was calibrated ("MinMax on 500 samples").</summary>
     public string Calibration { get; }
@@ -110,6 +167,7 @@ public sealed class QuantizedModel : IDisposable
     /// <exception cref="ShapeException"><paramref name="x"/> does not have the input shape.</exception>
     /// <exception cref="InvalidOptionException"><paramref name="batchSize"/> is below 1, or <paramref name="x"/> is not float32.</exception>
     /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    /// <remarks>May be called from several threads at once.</remarks>
     public Tensor Predict(Tensor x, int batchSize = 128)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -131,7 +189,7 @@ public sealed class QuantizedModel : IDisposable
                 parts.Add(tensor(results[0].GetTensorDataAsSpan<float>().ToArray(), info.Shape));
             }
             if (parts.Count == 0)
-                return empty([0, .. session.OutputMetadata[outputName].Dimensions.Skip(1).Select(d => (long)Math.Max(d, 0))]);
+                return empty([0, .. OutputShape.Dims.ToArray().Select(d => (long)Math.Max(d, 0))]);
             return parts.Count == 1 ? parts[0] : cat(parts, 0);
         }
         finally

@@ -1,5 +1,6 @@
-using ConvKit.Models;
 using System.Globalization;
+using System.Text.Json;
+using ConvKit.Models;
 using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
 
@@ -42,6 +43,8 @@ public static class Quantizer
         if (calibrationImages.dtype != ScalarType.Float32)
             throw new InvalidOptionException("calibration_images", $"calibration_images must be float32 (preprocessed as for Predict); received {calibrationImages.dtype}.");
 
+        if (options.ClassNames is { } names && !(model.ModelOutputShape is { Rank: 1 } o && o[0] == names.Count))
+            throw new InvalidOptionException("class_names", $"class_names holds {names.Count} names, but model '{model.Name}' outputs {model.ModelOutputShape.ToBatchString()}.");
         var graph = QdqGraph.FromModel(model);
         long n = options.Samples > 0 ? Math.Min(options.Samples, calibrationImages.shape[0]) : calibrationImages.shape[0];
         using var x = calibrationImages.narrow(0, 0, n).cpu().contiguous();
@@ -52,6 +55,8 @@ public static class Quantizer
         meta[QuantizedModel.KeyModelName] = model.Name;
         meta[QuantizedModel.KeyInputShape] = string.Join(",", Enumerable.Range(0, input.Rank).Select(i => input[i].ToString(CultureInfo.InvariantCulture)));
         meta[QuantizedModel.KeyCalibration] = $"{options.Method} {(options.Method == CalibrationMethod.Percentile ? options.Percentile.ToString(CultureInfo.InvariantCulture) + " " : "")}on {n} samples";
+        if (options.Preprocessing is { } preprocessing) meta[QuantizedModel.KeyPreprocessing] = preprocessing.ToString();
+        if (options.ClassNames is { } classNames) meta[QuantizedModel.KeyClassNames] = JsonSerializer.Serialize(classNames);
         meta[QuantizedModel.KeyScheme] = "QDQ: uint8 asymmetric activations, int8 symmetric per-channel weights, int32 biases";
         return new QuantizedModel(builder.ToBytes(), threads);
     }

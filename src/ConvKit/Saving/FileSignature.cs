@@ -105,7 +105,7 @@ public static class FileSignature
         FileKind.Pickle => "ConvKit does not read pickles (loading one can run code): convert it to safetensors",
         FileKind.Gzip => "IDX datasets are read gzip-compressed by 'convkit train --data' and Datasets",
         FileKind.Png or FileKind.Jpeg => "classify it with 'convkit predict <model> <image>'",
-        FileKind.Onnx => "ConvKit writes ONNX ('convkit export') but does not load it: run it with ONNX Runtime",
+        FileKind.Onnx => "import an FP32 model with 'convkit import' (or run it with ONNX Runtime); an int8 model written by 'convkit quantize' runs with 'convkit predict|evaluate|serve'",
         FileKind.Unknown => "expected a ConvKit .safetensors model or weights file, or a Keras .h5",
         _ => null,
     };

@@ -80,7 +80,7 @@ public sealed class ImageClassifierTests : IDisposable
         Assert.Equal([a, b], predictions.Select(p => p.Path));
         // The classifier's numbers are the model's own softmax outputs on the preprocessed batch.
         using var x = ImageClassifier.LoadImages([a, b], (28, 28, 1), Preprocessing.None);
-        using var probs = classifier.Model.Predict(x);
+        using var probs = classifier.Model!.Predict(x);
         foreach (var (p, i) in predictions.Select((p, i) => (p, i)))
         {
             Assert.Equal(3, p.Top.Count);

@@ -32,6 +32,28 @@ public class QuantizeCommandTests(TrainedRun run) : IClassFixture<TrainedRun>
         Assert.NotEqual(0, noDataset);
         Assert.Contains("--dataset is required", noDatasetError);
 
+        // predict classifies images with it, named and prepared as for the FP32 run (stored in the file).
+        var (predictCode, predicted, predictError) = CliRunner.Run("predict", file, run.Image, "--top", "1", "--threads", "1");
+        Assert.True(predictCode == 0, predictError + predicted);
+        using (var q = QuantizedModel.Load(file, threads: 1))
+        {
+            Assert.NotNull(q.Preprocessing);
+            Assert.NotNull(q.ClassNames);
+            using var classifier = new ConvKit.Applications.ImageClassifier(q, q.Preprocessing!.Value, q.ClassNames);
+            var best = classifier.Predict([run.Image], top: 1)[0].Top[0];
+            Assert.Contains($"{best.Name} ({best.Index})", predicted);
+        }
+        Assert.DoesNotContain("records no preprocessing", predicted);
+        var (withWeights, _, weightsError) = CliRunner.Run("predict", file, run.Image, "--weights", run.ModelFile);
+        Assert.NotEqual(0, withWeights);
+        Assert.Contains("--weights does not apply to the int8 model", weightsError);
+        var (withEngine, _, engineError) = CliRunner.Run("predict", file, run.Image, "--engine", "torchsharp");
+        Assert.NotEqual(0, withEngine);
+        Assert.Contains("--engine torchsharp does not apply", engineError);
+        var serveError = new StringWriter();
+        Assert.Equal(1, ConvKit.Cli.Program.Run(["serve", file, "--weights", run.ModelFile, "--port", "0"], new StringWriter(), serveError));
+        Assert.Contains("error: --weights does not apply to the int8 model", serveError.ToString());
+
         var (again, _, againError) = CliRunner.Run("quantize", run.Run, "--calibration-data", "fashion_mnist", "--samples", "16",
             "--speed-seconds", "0", "--out", outDir);
         Assert.NotEqual(0, again);

@@ -223,4 +223,63 @@ public class QuantizerTests
         }
         finally { foreach (var b in batches) b.Dispose(); }
     }
+
+    /// <summary>What <c>convkit predict|serve</c> need of an int8 file: the preprocessing and class names stored at
+    /// quantization come back from the file, and a quantized file is told from every other file by its metadata.</summary>
+    [Fact]
+    public void PreprocessingAndClassNamesRoundTripAndQuantizedFilesAreRecognised()
+    {
+        using var model = ModelRegistry.Create("lenet5", new ModelOptions());
+        using var x = rand(8, 28, 28, 1);
+        string[] names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+        var dir = Directory.CreateTempSubdirectory("convkit-q8-meta-").FullName;
+        try
+        {
+            using (var bare = Quantizer.Quantize(model, x))
+            {
+                Assert.Null(bare.Preprocessing);
+                Assert.Null(bare.ClassNames);
+                Assert.Equal(new Shape(10), bare.OutputShape);
+            }
+            var path = Path.Combine(dir, "m.onnx");
+            using (var q = Quantizer.Quantize(model, x, new QuantizationOptions { Preprocessing = Preprocessing.Torch, ClassNames = names }))
+                q.Save(path);
+            using (var back = QuantizedModel.Load(path))
+            {
+                Assert.Equal(Preprocessing.Torch, back.Preprocessing);
+                Assert.Equal(names, back.ClassNames);
+                Assert.Equal(new Shape(10), back.OutputShape);
+                // The image classifier takes it as it takes a model: top-1 is the argmax of Predict.
+                var png = Path.Combine(dir, "x.png");
+                Cli.TrainedRun.WritePng(png, 40, 30);
+                using var classifier = new ImageClassifier(back, back.Preprocessing!.Value, back.ClassNames);
+                var top = classifier.Predict([png], top: 3)[0].Top;
+                using var pixels = ImageClassifier.LoadImages([png], back.InputShape, Preprocessing.Torch);
+                using var y = back.Predict(pixels);
+                using var best = y.argmax(1);
+                Assert.Equal(best.item<long>(), top[0].Index);
+                Assert.Equal(names[top[0].Index], top[0].Name);
+            }
+            Assert.True(QuantizedModel.IsQuantizedModelFile(path));
+
+            var fp32 = Path.Combine(dir, "fp32.onnx");
+            model.ExportOnnx(fp32);
+            Assert.False(QuantizedModel.IsQuantizedModelFile(fp32));
+            var weights = Path.Combine(dir, "w.safetensors");
+            model.SaveWeights(weights);
+            Assert.False(QuantizedModel.IsQuantizedModelFile(weights));
+            Assert.False(QuantizedModel.IsQuantizedModelFile(dir));
+            Assert.False(QuantizedModel.IsQuantizedModelFile(Path.Combine(dir, "missing.onnx")));
+            var bytes = File.ReadAllBytes(path);
+            var truncated = Path.Combine(dir, "truncated.onnx");
+            File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
+            Assert.False(QuantizedModel.IsQuantizedModelFile(truncated)); // its metadata follows the graph, which runs past the end
+            Assert.Throws<InvalidFileException>(() => QuantizedModel.Load(truncated));
+
+            var e = Assert.Throws<InvalidOptionException>(() => Quantizer.Quantize(model, x, new QuantizationOptions { ClassNames = ["a", "b"] }));
+            Assert.Equal("class_names", e.Option);
+            Assert.Contains("2 names", e.Message);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }

@@ -21,7 +21,7 @@ public class BatchInvarianceServingTests
         Assert.True(served.IsReady);
         Assert.Null(served.BatchVariance);
         Assert.True(served.MayBatch);
-        Assert.True(served.Inference.BatchInvariant);
+        Assert.True(served.BatchInvariant);
     }
 
     [Fact]
@@ -29,7 +29,7 @@ public class BatchInvarianceServingTests
     {
         using var served = new ServedModel("lenet5", CreateModel("lenet5", 22), ownsModel: true, batchInvariant: false);
         served.WarmUp(1, 16);
-        Assert.False(served.Inference.BatchInvariant);
+        Assert.False(served.BatchInvariant);
         Assert.Null(served.BatchVariance);
         Assert.True(served.MayBatch);
     }

@@ -26,8 +26,14 @@ namespace ConvKit.Models.Inference;
 /// a reference). Disposing the model disposes nothing here, but a call after the model was disposed throws
 /// <see cref="ObjectDisposedException"/>.</para>
 /// </remarks>
-public sealed class InferenceModel : IDisposable
+public sealed class InferenceModel : IPredictor, IDisposable
 {
+    string IPredictor.Name => ModelName;
+
+    Shape IPredictor.InputShape => model.ModelInputShape;
+
+    Shape IPredictor.OutputShape => model.ModelOutputShape;
+
     readonly Model model;
     readonly FunctionalGraph? graph;
     readonly FunctionalGraph.Plan? plan;

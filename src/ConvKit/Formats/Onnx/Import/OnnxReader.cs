@@ -66,6 +66,44 @@ public static class OnnxReader
         return new OnnxModel(path, ir, (producer + " " + producerVersion).Trim(), opsets, graph);
     }
 
+    /// <summary>The model's <c>metadata_props</c> (key to value), read without reading its graph (skipped by length).</summary>
+    /// <exception cref="OnnxFormatException">The file is truncated or corrupt.</exception>
+    /// <exception cref="OnnxImportException">No such file.</exception>
+    public static IReadOnlyDictionary<string, string> ReadMetadata(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path)) throw new OnnxImportException(path, "no such file.");
+        using var stream = new BufferedStream(File.OpenRead(path), 1 << 12);
+        var reader = new ProtoReader(stream, path);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        try
+        {
+            while (reader.ReadTag(out int field, out int wire))
+            {
+                if (field != 14 || wire != 2)
+                {
+                    reader.Skip(wire);
+                    continue;
+                }
+                long outer = reader.Enter("metadata_props");
+                string key = "", value = "";
+                while (reader.ReadTag(out int f, out int w))
+                {
+                    if (f == 1 && w == 2) key = reader.ReadString("metadata key");
+                    else if (f == 2 && w == 2) value = reader.ReadString("metadata value");
+                    else reader.Skip(w);
+                }
+                reader.Leave(outer);
+                metadata[key] = value;
+            }
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new OnnxFormatException(path, "truncated file.", e);
+        }
+        return metadata;
+    }
+
     sealed record Context(string File, string Folder, long FileLength);
 
     static OnnxGraph ReadGraph(ProtoReader r, Context ctx)
