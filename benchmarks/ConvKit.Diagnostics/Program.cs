@@ -153,6 +153,17 @@ static void OrtConfig(string name, int batch, int rounds, bool aa)
     foreach (var (_, session) in sessions) session.Dispose();
 }
 
+// Milliseconds of conv on a fresh leaf copy of x, forward and backward.
+static double ForwardBackwardMs(Tensor x, Func<Tensor, Tensor> conv)
+{
+    using var input = x.detach().requires_grad_(true);
+    var sw = Stopwatch.StartNew();
+    using var y = conv(input);
+    using var total = y.sum();
+    total.backward();
+    return sw.Elapsed.TotalMilliseconds;
+}
+
 static void Pointwise()
 {
     // (in, out, size, how many in ResNet-50 v1)
@@ -164,15 +175,7 @@ static void Pointwise()
         using var weights = randn(cout, cin, 1, 1);
         using var w = weights.mul(0.01).requires_grad_(true);
         using var b = zeros(cout).requires_grad_(true);
-        double Step(Func<Tensor, Tensor> conv)
-        {
-            using var input = x.detach().requires_grad_(true);
-            var sw = Stopwatch.StartNew();
-            using var y = conv(input);
-            using var total = y.sum();
-            total.backward();
-            return sw.Elapsed.TotalMilliseconds;
-        }
+        double Step(Func<Tensor, Tensor> conv) => ForwardBackwardMs(x, conv);
         Tensor OneDnn(Tensor t) => F.conv2d(t, w, b);
         Tensor Gemm(Tensor t)
         {
@@ -231,15 +234,7 @@ static void Strided1x1()
         using var x = nhwc.permute(0, 3, 1, 2); // channels-last memory, as Fit's batches
         using var weights = randn(cout, cin, 1, 1);
         using var w = weights.mul(0.01).requires_grad_(true);
-        double Step(Func<Tensor, Tensor> conv)
-        {
-            using var input = x.detach().requires_grad_(true);
-            var sw = Stopwatch.StartNew();
-            using var y = conv(input);
-            using var total = y.sum();
-            total.backward();
-            return sw.Elapsed.TotalMilliseconds;
-        }
+        double Step(Func<Tensor, Tensor> conv) => ForwardBackwardMs(x, conv);
         Tensor Strided(Tensor t) => F.conv2d(t, w, strides: [2, 2]);
         Tensor Subsampled(Tensor t)
         {
