@@ -13,7 +13,7 @@ public static class EvaluateCommand
     /// <summary>Creates the command.</summary>
     public static Command Create(CliConsole console)
     {
-        var folder = new Argument<string>("model") { Description = "What 'convkit train' wrote (the run folder, its model folder or model.safetensors), a model file saved with Model.Save, a zoo name with --weights, or the .onnx file 'convkit quantize' wrote (with --dataset)." };
+        var folder = new Argument<string>("model") { Description = "What 'convkit train' wrote (the run folder, its model folder or model.safetensors), a model file saved with Model.Save, a zoo name with --weights, or the .onnx file 'convkit quantize' wrote (with --dataset, or --data with class subfolders)." };
         var weights = new Option<string?>("--weights") { Description = "Weights to load: for a zoo name a .safetensors/.h5 file or a run/model folder; for a trained model a weights file of the same architecture." };
         var dataset = new Option<string?>("--dataset") { Description = "Dataset whose test split to use (default: the one it was trained on)." };
         var data = new Option<string?>("--data") { Description = "Folder or file holding the dataset." };
@@ -21,7 +21,7 @@ public static class EvaluateCommand
         var report = new Option<string?>("--report") { Description = "Folder for the evaluation report (confusion matrix, per-class metrics, mistakes, Grad-CAM; default: <run>/evaluation when the model is a run or model folder)." };
         var topK = new Option<int>("--top-k") { Description = "k of the top-k accuracy in the report.", DefaultValueFactory = _ => 5 };
         var mistakes = new Option<int>("--mistakes") { Description = "Most confident mistakes shown in the report's mistakes.png.", DefaultValueFactory = _ => 24 };
-        var gradCam = new Option<int>("--grad-cam") { Description = "Test images shown with Grad-CAM heatmaps in the report's gradcam.png (0: none).", DefaultValueFactory = _ => 12 };
+        var gradCam = new Option<int>("--grad-cam") { Description = "Test images shown with Grad-CAM heatmaps in the report's gradcam.png (0: none; FP32 models only).", DefaultValueFactory = _ => 12 };
         var command = new Command("evaluate", "Evaluate a trained model on a dataset's test split or a folder of class subfolders, and write an evaluation report.");
         command.Arguments.Add(folder);
         foreach (var o in new Option[] { dataset, data, batchSize, weights, report, topK, mistakes, gradCam }) command.Options.Add(o);
@@ -44,7 +44,7 @@ public static class EvaluateCommand
                 catch (UnknownNameException e) { throw new InvalidOptionException("--dataset", "--dataset: " + e.Message, e); }
             }
             if (parse.GetValue(folder) is { } onnx && QuantizedModel.IsQuantizedModelFile(onnx))
-                return QuantizeCommand.Evaluate(console, onnx, named, dataPath, batch);
+                return QuantizeCommand.Evaluate(console, onnx, named, dataPath, batch, reportOptions.Folder, reportOptions, parse.GetResult(gradCam) is { Implicit: false });
             using var resolved = ModelResolver.Resolve(parse.GetValue(folder)!, parse.GetValue(weights));
             var model = resolved.Model;
             var reportFolder = EvaluateReport.Folder(parse.GetValue(folder)!, reportOptions);

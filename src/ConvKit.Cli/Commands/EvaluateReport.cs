@@ -1,6 +1,7 @@
 using ConvKit.Applications;
 using ConvKit.Evaluation;
 using ConvKit.Models;
+using ConvKit.Models.Inference;
 
 namespace ConvKit.Cli.Commands;
 
@@ -52,7 +53,7 @@ public static class EvaluateReport
     }
 
     /// <summary>Builds the report and writes it (or only prints it when <paramref name="reportFolder"/> is null).</summary>
-    public static EvaluationReport Write(CliConsole console, Model model, IReportImages images, IReadOnlyList<string> names, int batchSize,
+    public static EvaluationReport Write(CliConsole console, IPredictor model, IReportImages images, IReadOnlyList<string> names, int batchSize,
         string? reportFolder, Options options)
     {
         var report = EvaluationReport.Create(model, images.Batches(batchSize), names, options.TopK, options.Mistakes);

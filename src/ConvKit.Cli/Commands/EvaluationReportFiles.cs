@@ -4,6 +4,7 @@ using ConvKit.Applications;
 using ConvKit.Data.Imaging;
 using ConvKit.Evaluation;
 using ConvKit.Models;
+using ConvKit.Models.Inference;
 using ConvKit.Saving;
 using SkiaSharp;
 using Spectre.Console;
@@ -172,7 +173,8 @@ public static class EvaluationReportFiles
 
     /// <summary>Writes the report; returns the files written.</summary>
     /// <exception cref="ConvKitException">A file cannot be written.</exception>
-    public static IReadOnlyList<string> Write(CliConsole console, string folder, EvaluationReport report, Model model, IReportImages images, int gradCamImages)
+    /// <remarks>Grad-CAM needs gradients: it is drawn for a <see cref="Model"/> only.</remarks>
+    public static IReadOnlyList<string> Write(CliConsole console, string folder, EvaluationReport report, IPredictor model, IReportImages images, int gradCamImages)
     {
         try
         {
@@ -192,13 +194,13 @@ public static class EvaluationReportFiles
         Save("per_class.csv", System.Text.Encoding.UTF8.GetBytes(report.PerClassCsv()));
         Save("confusion_matrix.png", ConfusionPng(report, normalized: false));
         Save("confusion_matrix_normalized.png", ConfusionPng(report, normalized: true));
-        var shape = model.ModelInputShape;
+        var shape = model.InputShape;
         if (report.MostConfidentMistakes.Count > 0)
             Save("mistakes.png", Grid(report.MostConfidentMistakes.Select(m => (images.Pixels(m.Index),
                 $"{images.Describe(m.Index)}", $"true {report.ClassNames[m.TrueClass]}", $"pred {report.ClassNames[m.PredictedClass]} {m.Confidence:P0}")).ToList(), shape, null));
-        if (gradCamImages > 0)
+        if (gradCamImages > 0 && model is Model fp32)
         {
-            var cam = TryGradCam(console, model);
+            var cam = TryGradCam(console, fp32);
             if (cam is not null)
             {
                 var tiles = new List<(float[], string, string, string)>();

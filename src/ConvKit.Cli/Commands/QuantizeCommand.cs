@@ -100,34 +100,38 @@ public static class QuantizeCommand
     }
 
     /// <summary>
-    /// <c>convkit evaluate model.int8.onnx --dataset NAME</c>: the accuracy of a quantized model on a built-in dataset's
-    /// test split (scaled by 1/255, as <c>train</c> feeds it).
+    /// <c>convkit evaluate model.int8.onnx --dataset NAME | --data CLASS-FOLDERS [--report DIR]</c>: the quantized model's
+    /// accuracy on a built-in dataset's test split (scaled by 1/255, as <c>train</c> feeds it), or on a folder of class
+    /// subfolders read with the preprocessing and class names stored in the file; with the evaluation report (per-class
+    /// metrics, confusion matrix, top-k, most confident mistakes; no Grad-CAM, which needs gradients).
     /// </summary>
-    /// <exception cref="InvalidOptionException">No --dataset, or --data is a folder of class subfolders.</exception>
-    public static int Evaluate(CliConsole console, string path, DatasetInfo? dataset, string? dataPath, int batch)
+    /// <exception cref="InvalidOptionException">No --dataset and no class folders, a class folder for a file that records
+    /// no preprocessing or class names, or --grad-cam asked for.</exception>
+    public static int Evaluate(CliConsole console, string path, DatasetInfo? dataset, string? dataPath, int batch, string? reportFolder,
+        EvaluateReport.Options reportOptions, bool gradCamAsked)
     {
-        if (dataPath is not null && FolderReportImages.IsClassFolderLayout(dataPath))
-            throw new InvalidOptionException("--data", $"--data '{dataPath}': a quantized model is evaluated on a built-in dataset's test split (--dataset); a folder of class subfolders needs the run's preprocessing: run 'convkit quantize RUN --test-data {dataPath}'.");
-        if (dataset is null) throw new InvalidOptionException("--dataset", $"--dataset is required to evaluate the quantized model '{path}' (it records no dataset).");
+        if (gradCamAsked && reportOptions.GradCam > 0)
+            throw new InvalidOptionException("--grad-cam", $"--grad-cam does not apply to the int8 model '{path}': Grad-CAM needs gradients; run it on the FP32 run.");
         using var quantized = QuantizedModel.Load(path);
+        var input = quantized.InputShape;
+        if (dataPath is not null && FolderReportImages.IsClassFolderLayout(dataPath))
+        {
+            if (quantized.Preprocessing is not { } preprocessing || quantized.ClassNames is not { } classNames)
+                throw new InvalidOptionException("--data", $"--data '{dataPath}' is a folder of class subfolders, but '{path}' records no {(quantized.Preprocessing is null ? "preprocessing" : "class names")} to read it with: quantize the run again with 'convkit quantize', which stores them.");
+            var images = new FolderReportImages(dataPath, classNames, input, preprocessing);
+            console.Output.WriteLine($"{quantized.ModelName} (int8, {quantized.Calibration}) on '{dataPath}' ({images.Count} images, {classNames.Count} classes):");
+            EvaluateReport.Write(console, quantized, images, classNames, batch, reportFolder, reportOptions with { GradCam = 0 });
+            return 0;
+        }
+        if (dataset is null) throw new InvalidOptionException("--dataset", $"--dataset is required to evaluate the quantized model '{path}' (it records no dataset), or --data with a folder of class subfolders.");
         using var splits = TrainCommand.LoadDataset(console, dataset, dataPath);
         var t = splits.Test;
-        var input = quantized.InputShape;
         if (!(input.Rank == 3 && input[0] == t.Height && input[1] == t.Width && input[2] == t.Channels))
             throw new ShapeException($"'{path}' takes {input.ToBatchString()}, but the {dataset.Name} test images are {t.Height}x{t.Width}x{t.Channels}.");
-        long right = 0;
-        foreach (var (x, y) in new TensorReportImages(t.Images, t.Labels).Batches(batch))
-        {
-            using var p = quantized.Predict(x, batch);
-            using var top = p.argmax(1);
-            using var equal = top.eq(y);
-            using var c = equal.sum();
-            right += c.item<long>();
-        }
-        var table = new Table().AddColumns("metric", "value");
-        table.AddRow("accuracy", $"{right / (double)Math.Max(t.Count, 1):P2}");
+        var test = new TensorReportImages(t.Images, t.Labels);
+        var names = quantized.ClassNames is { } stored && stored.Count == t.ClassNames.Count ? stored : t.ClassNames;
         console.Output.WriteLine($"{quantized.ModelName} (int8, {quantized.Calibration}) on the {dataset.Name} test split ({t.Count} images):");
-        console.Ansi.Write(table);
+        EvaluateReport.Write(console, quantized, test, names, batch, reportFolder, reportOptions with { GradCam = 0 });
         return 0;
     }
 

@@ -160,6 +160,15 @@ public sealed class EvaluationReport
         return Create(x => model.Predict(x, batchSize: (int)Math.Max(1, x.shape[0])), model.ModelName, batches, classNames, topK, mistakes);
     }
 
+    /// <summary>Evaluates any <see cref="IPredictor"/> (an int8 <see cref="Quantization.QuantizedModel"/>, for one) on
+    /// batches; see <see cref="Create(Model, IEnumerable{ValueTuple{Tensor, Tensor}}, IReadOnlyList{string}, int, int)"/>.</summary>
+    /// <exception cref="ConvKitException">Labels out of range, outputs whose width is not the number of class names, or no sample.</exception>
+    public static EvaluationReport Create(IPredictor predictor, IEnumerable<(Tensor X, Tensor Y)> batches, IReadOnlyList<string> classNames, int topK = 5, int mistakes = 16)
+    {
+        ArgumentNullException.ThrowIfNull(predictor);
+        return Create(x => predictor.Predict(x, (int)Math.Max(1, x.shape[0])), predictor.Name, batches, classNames, topK, mistakes);
+    }
+
     /// <summary>Builds a report from outputs already computed: <paramref name="outputs"/> (N, C) scores and
     /// <paramref name="labels"/> (N) class indices.</summary>
     /// <exception cref="ConvKitException">Labels out of range, outputs whose width is not the number of class names, or no sample.</exception>

@@ -28,6 +28,27 @@ public class QuantizeCommandTests(TrainedRun run) : IClassFixture<TrainedRun>
         Assert.True(evalCode == 0, evalError + evalOutput);
         Assert.Contains("(int8, MinMax on 64 samples) on the fashion-mnist test split (10000 images)", evalOutput);
         Assert.Contains("accuracy", evalOutput);
+        // The report, on a folder of class subfolders read with the preprocessing and class names stored in the file.
+        var classes = Path.Combine(run.Dir, "q8-classes");
+        using (var q = QuantizedModel.Load(file))
+            foreach (var name in q.ClassNames!)
+                for (int i = 0; i < 2; i++)
+                {
+                    Directory.CreateDirectory(Path.Combine(classes, name.Replace('/', '_')));
+                    TrainedRun.WritePng(Path.Combine(classes, name.Replace('/', '_'), $"{i}.png"), 28 + i, 28);
+                }
+        var reportDir = Path.Combine(run.Dir, "q8-report");
+        var (folderCode, folderOutput, folderError) = CliRunner.Run("evaluate", file, "--data", classes, "--report", reportDir, "--threads", "1");
+        Assert.True(folderCode == 0, folderError + folderOutput);
+        Assert.Contains($"(int8, MinMax on 64 samples) on '{classes}' (20 images, 10 classes)", folderOutput);
+        using (var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(reportDir, "report.json"))))
+            Assert.Equal(20, json.RootElement.GetProperty("samples").GetInt32());
+        Assert.True(File.Exists(Path.Combine(reportDir, "confusion_matrix.png")));
+        Assert.False(File.Exists(Path.Combine(reportDir, "gradcam.png")));
+        var (camCode, _, camError) = CliRunner.Run("evaluate", file, "--dataset", "fashion_mnist", "--grad-cam", "2");
+        Assert.NotEqual(0, camCode);
+        Assert.Contains("--grad-cam does not apply to the int8 model", camError);
+
         var (noDataset, _, noDatasetError) = CliRunner.Run("evaluate", file);
         Assert.NotEqual(0, noDataset);
         Assert.Contains("--dataset is required", noDatasetError);

@@ -91,6 +91,11 @@ public class EvaluationReportTests
         var batched = EvaluationReport.Create(model, batches, Names, topK: 1, mistakes: 8);
         Assert.Equal(whole.ConfusionMatrix(), batched.ConfusionMatrix());
         Assert.Equal(whole.MostConfidentMistakes.Select(m => m.Index), batched.MostConfidentMistakes.Select(m => m.Index));
+        // Any IPredictor (here the model's inference object seen through the interface) gives the same report.
+        using var inference = model.AsInferenceModel();
+        var viaPredictor = EvaluationReport.Create((ConvKit.Models.Inference.IPredictor)inference, batches, Names, topK: 1, mistakes: 8);
+        Assert.Equal(whole.ConfusionMatrix(), viaPredictor.ConfusionMatrix());
+        Assert.Equal(whole.MostConfidentMistakes.Select(m => m.Index), viaPredictor.MostConfidentMistakes.Select(m => m.Index));
         foreach (var (a, b) in batches) { a.Dispose(); b.Dispose(); }
     }
 
