@@ -179,8 +179,22 @@ public abstract class Layer : nn.Module
             register_buffer(weightName, value, persistent: true);
         }
         weights.Add(new LayerWeight(weightName, value, trainable, this));
+        WeightsChanged();
         return value;
     }
+
+    static long weightStructure;
+
+    /// <summary>
+    /// A process-wide count of changes to which tensors are some layer's weights (a weight added, a layer registered
+    /// into a model, weights replaced by a move or conversion). Caches that hold a model's weight tensors (an
+    /// <see cref="Models.Inference.InferenceModel"/>) walk the model's weights again only when it moved; in-place
+    /// writes are caught by each tensor's version counter instead.
+    /// </summary>
+    internal static long WeightStructure => Volatile.Read(ref weightStructure);
+
+    /// <summary>Counts a change to <see cref="WeightStructure"/>.</summary>
+    internal static void WeightsChanged() => Interlocked.Increment(ref weightStructure);
 
     /// <summary>This layer's own weights, in Keras order.</summary>
     public IReadOnlyList<LayerWeight> OwnWeights => weights;
@@ -403,6 +417,7 @@ public abstract class Layer : nn.Module
             var current = (w.IsTrainableWeight ? parameters : buffers).GetValueOrDefault(w.Name);
             if (current is not null && !ReferenceEquals(current, w.Value)) weights[i] = w with { Value = current };
         }
+        WeightsChanged();
         OnWeightsRebound();
     }
 

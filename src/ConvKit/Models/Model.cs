@@ -46,6 +46,7 @@ public partial class Model : Layer
         // Re-register: a Sequential that grows replaces its graph.
         foreach (var layer in g.Layers)
             if (layer is not InputLayer && !HasChild(layer.Name)) register_module(layer.Name, layer);
+        WeightsChanged();
         graph = g;
         SetBuilt(inputs.Select(i => i.Shape).ToArray());
     }
@@ -331,6 +332,7 @@ public partial class Model : Layer
         if (tracked!.Contains(layer)) return;
         tracked.Add(layer);
         register_module(key, layer);
+        WeightsChanged();
     }
 
     static string FieldName(FieldInfo f)

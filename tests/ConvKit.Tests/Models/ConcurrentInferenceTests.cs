@@ -317,6 +317,16 @@ public class ConcurrentInferenceTests
         using var fresh = model.AsInferenceModel();
         using (var again = fresh.Predict(inputs[0])) Assert.True(Identical(again, after));
 
+        // Weights replaced rather than written (a conversion makes new tensors; their counters are new ones too): the
+        // inference model walks the model's weights again, finds other tensors, and is stale.
+        using var fresh2 = model.AsInferenceModel();
+        Assert.True(fresh2.IsCurrent);
+        Assert.True(fresh2.IsCurrent); // the second call takes the fast path (no weight changed anywhere since)
+        model.to(ScalarType.Float64);
+        Assert.False(fresh2.IsCurrent);
+        model.to(ScalarType.Float32);
+        Assert.False(fresh2.IsCurrent);
+
         inference.Dispose();
         var disposed = Assert.Throws<ObjectDisposedException>(() => inference.Predict(inputs[0]));
         Assert.Contains(model.Name, disposed.Message);

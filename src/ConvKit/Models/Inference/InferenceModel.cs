@@ -40,6 +40,7 @@ public sealed class InferenceModel : IPredictor, IDisposable
     readonly ConvolutionKernels?[] kernels = [];
     readonly Tensor[] weights;
     readonly long[]? versions;
+    long checkedStructure;
     readonly bool nonFiniteWeights;
     readonly bool hasFusedRelu;
     int references = 1;
@@ -59,6 +60,8 @@ public sealed class InferenceModel : IPredictor, IDisposable
         BatchInvariant = batchInvariant;
         this.graph = graph;
         Optimized = optimized && graph is not null;
+        // Read before the walk: a change while it runs leaves the next IsCurrent to walk again.
+        checkedStructure = Layer.WeightStructure;
         weights = model.Weights.Select(w => w.Value).ToArray();
         versions = ReadVersions(weights);
         if (Optimized)
@@ -158,13 +161,23 @@ public sealed class InferenceModel : IPredictor, IDisposable
         get
         {
             if (versions is null || model.IsDisposed) return false;
-            int i = 0;
-            foreach (var w in model.Weights)
+            // Walking the model's weights (~0.15 ms for GoogLeNet's 114 through TorchSharp's module tree) is needed only
+            // when some layer's weight tensors changed since the last walk; the version counters catch every write.
+            long structure = Layer.WeightStructure;
+            if (structure != Volatile.Read(ref checkedStructure))
             {
-                if (i >= weights.Length || !ReferenceEquals(w.Value, weights[i]) || TensorVersion.Of(weights[i]) != versions[i]) return false;
-                i++;
+                int i = 0;
+                foreach (var w in model.Weights)
+                {
+                    if (i >= weights.Length || !ReferenceEquals(w.Value, weights[i])) return false;
+                    i++;
+                }
+                if (i != weights.Length) return false;
+                Volatile.Write(ref checkedStructure, structure);
             }
-            return i == weights.Length;
+            for (int k = 0; k < weights.Length; k++)
+                if (TensorVersion.Of(weights[k]) != versions[k]) return false;
+            return true;
         }
     }
 
