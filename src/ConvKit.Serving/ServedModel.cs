@@ -8,8 +8,9 @@ namespace ConvKit.Serving;
 
 /// <summary>
 /// One model a <see cref="ConvKitServer"/> serves under a name: its thread-safe <see cref="InferenceModel"/> (or an
-/// int8 <see cref="QuantizedModel"/>, run by ONNX Runtime), the input and output it exposes over the Open Inference Protocol (one FP32 tensor each, Keras layout with a batch
-/// dimension), and what the image endpoint needs (preprocessing, class names).
+/// int8 <see cref="QuantizedModel"/>, run by ONNX Runtime), the input and output it exposes over the Open Inference
+/// Protocol (one FP32 tensor each, Keras layout with a batch dimension), and what the image endpoint needs
+/// (preprocessing, class names).
 /// </summary>
 public sealed class ServedModel : IDisposable
 {
