@@ -1,7 +1,6 @@
 using System.CommandLine;
 using ConvKit.Applications;
 using ConvKit.Data;
-using ConvKit.Quantization;
 using Spectre.Console;
 using TorchSharp;
 
@@ -43,7 +42,7 @@ public static class EvaluateCommand
                 try { named = Datasets.Get(dn); }
                 catch (UnknownNameException e) { throw new InvalidOptionException("--dataset", "--dataset: " + e.Message, e); }
             }
-            if (parse.GetValue(folder) is { } onnx && QuantizedModel.IsQuantizedModelFile(onnx))
+            if (parse.GetValue(folder) is { } onnx && QuantizeCommand.IsInt8File(onnx))
                 return QuantizeCommand.Evaluate(console, onnx, named, dataPath, batch, reportOptions.Folder, reportOptions, parse.GetResult(gradCam) is { Implicit: false });
             using var resolved = ModelResolver.Resolve(parse.GetValue(folder)!, parse.GetValue(weights));
             var model = resolved.Model;

@@ -43,7 +43,7 @@ public static class PredictCommand
             var decodeOptions = new ImageDecodeOptions { MaxPixels = budget };
             var name = parse.GetValue(model)!;
             var w = parse.GetValue(weights);
-            if (QuantizedModel.IsQuantizedModelFile(name))
+            if (QuantizeCommand.IsInt8File(name))
                 return PredictInt8(console, name, w, inferenceEngine, parse.GetValue(images)!, k, batch, decodeOptions);
             using var resolved = ModelResolver.Resolve(name, w);
             bool random = resolved.Kind == ModelSourceKind.Zoo && w is null;

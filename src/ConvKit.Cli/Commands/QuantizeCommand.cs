@@ -5,6 +5,7 @@ using ConvKit.Data;
 using ConvKit.Models;
 using ConvKit.Models.Inference;
 using ConvKit.Quantization;
+using ConvKit.Saving;
 using Spectre.Console;
 using TorchSharp;
 
@@ -97,6 +98,17 @@ public static class QuantizeCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Whether the model argument of predict, evaluate or serve is an int8 file written by <c>convkit
+    /// quantize</c>; an ONNX file whose structure is damaged is reported as such (its error names the byte) rather
+    /// than passed on as "an ONNX model".</summary>
+    /// <exception cref="Formats.Onnx.OnnxFormatException">The file is an ONNX file, truncated or corrupt.</exception>
+    public static bool IsInt8File(string path)
+    {
+        if (QuantizedModel.IsQuantizedModelFile(path)) return true;
+        if (File.Exists(path) && FileSignature.Detect(path) == FileKind.Onnx) Formats.Onnx.OnnxReader.ReadMetadata(path);
+        return false;
     }
 
     /// <summary>

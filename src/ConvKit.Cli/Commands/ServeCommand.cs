@@ -69,7 +69,7 @@ public static class ServeCommand
                 foreach (var spec in parse.GetValue(models)!)
                 {
                     var (name, source) = Split(spec);
-                    if (QuantizedModel.IsQuantizedModelFile(source))
+                    if (QuantizeCommand.IsInt8File(source))
                     {
                         if (parse.GetValue(weights) is not null)
                             throw new ServingOptionException("--weights", $"does not apply to the int8 model '{source}' (written by 'convkit quantize'; its weights are in the file)");

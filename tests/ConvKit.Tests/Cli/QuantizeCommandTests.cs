@@ -71,6 +71,15 @@ public class QuantizeCommandTests(TrainedRun run) : IClassFixture<TrainedRun>
         var (withEngine, _, engineError) = CliRunner.Run("predict", file, run.Image, "--engine", "torchsharp");
         Assert.NotEqual(0, withEngine);
         Assert.Contains("--engine torchsharp does not apply", engineError);
+        // A damaged int8 file is reported as a damaged ONNX file, naming the byte, not passed on as "an ONNX model".
+        var bytes = File.ReadAllBytes(file);
+        var truncated = Path.Combine(run.Dir, "q8-truncated.onnx");
+        File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
+        var (truncatedCode, _, truncatedError) = CliRunner.Run("predict", truncated, run.Image);
+        Assert.NotEqual(0, truncatedCode);
+        Assert.Contains("truncated or corrupt protobuf", truncatedError);
+        Assert.Contains("at byte", truncatedError);
+        Assert.DoesNotContain("   at ", truncatedError);
         var serveError = new StringWriter();
         Assert.Equal(1, ConvKit.Cli.Program.Run(["serve", file, "--weights", run.ModelFile, "--port", "0"], new StringWriter(), serveError));
         Assert.Contains("error: --weights does not apply to the int8 model", serveError.ToString());
