@@ -64,7 +64,7 @@ public sealed class QuantizedModel : IPredictor, IDisposable
         {
             InputShape = new Shape([.. shape.Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture))]);
         }
-        catch (FormatException e)
+        catch (Exception e) when (e is FormatException or OverflowException or ShapeException)
         {
             session.Dispose();
             throw new InvalidFileException($"{source}: metadata '{KeyInputShape}' is '{shape}', not a list of sizes.", e);
