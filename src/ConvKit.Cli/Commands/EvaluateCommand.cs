@@ -43,7 +43,7 @@ public static class EvaluateCommand
                 catch (UnknownNameException e) { throw new InvalidOptionException("--dataset", "--dataset: " + e.Message, e); }
             }
             if (parse.GetValue(folder) is { } onnx && QuantizeCommand.IsInt8File(onnx))
-                return QuantizeCommand.Evaluate(console, onnx, named, dataPath, batch, reportOptions.Folder, reportOptions, parse.GetResult(gradCam) is { Implicit: false });
+                return QuantizeCommand.Evaluate(console, onnx, named, dataPath, batch, reportOptions, parse.GetResult(gradCam) is { Implicit: false });
             using var resolved = ModelResolver.Resolve(parse.GetValue(folder)!, parse.GetValue(weights));
             var model = resolved.Model;
             var reportFolder = EvaluateReport.Folder(parse.GetValue(folder)!, reportOptions);

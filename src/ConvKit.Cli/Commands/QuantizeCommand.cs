@@ -69,7 +69,7 @@ public static class QuantizeCommand
                 Method = parse.GetValue(method) == "percentile" ? CalibrationMethod.Percentile : CalibrationMethod.MinMax,
                 // Stored in the file, so that 'convkit predict|serve' prepare and name images as for the FP32 model.
                 Preprocessing = resolved.Preprocessing,
-                ClassNames = resolved.ClassNames is { } names && model.ModelOutputShape is { Rank: 1 } o && o[0] == names.Count ? names : null,
+                ClassNames = resolved.ClassNames, // the resolver checked them against the model's classes
             };
             var sw = Stopwatch.StartNew();
             using var quantized = Quantizer.Quantize(model, calibrationImages, options);
@@ -119,9 +119,10 @@ public static class QuantizeCommand
     /// </summary>
     /// <exception cref="InvalidOptionException">No --dataset and no class folders, a class folder for a file that records
     /// no preprocessing or class names, or --grad-cam asked for.</exception>
-    public static int Evaluate(CliConsole console, string path, DatasetInfo? dataset, string? dataPath, int batch, string? reportFolder,
+    public static int Evaluate(CliConsole console, string path, DatasetInfo? dataset, string? dataPath, int batch,
         EvaluateReport.Options reportOptions, bool gradCamAsked)
     {
+        var reportFolder = reportOptions.Folder; // a file has no run folder to default to
         if (gradCamAsked && reportOptions.GradCam > 0)
             throw new InvalidOptionException("--grad-cam", $"--grad-cam does not apply to the int8 model '{path}': Grad-CAM needs gradients; run it on the FP32 run.");
         using var quantized = QuantizedModel.Load(path);

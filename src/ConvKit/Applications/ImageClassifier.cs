@@ -46,25 +46,14 @@ public sealed class ImageClassifier : IDisposable
 
     readonly bool ownsModel;
 
-    /// <summary>Wraps a built model whose output is one score per class.</summary>
-    /// <param name="model">The model; its input shape decides the image size and channels (1 or 3).</param>
+    /// <summary>Wraps a built model whose output is one score per class: a <see cref="Models.Model"/>, an
+    /// <see cref="InferenceModel"/>, or an int8 <see cref="Quantization.QuantizedModel"/> (any <see cref="IPredictor"/>;
+    /// <c>new ImageClassifier(quantized, quantized.Preprocessing ?? Preprocessing.None, quantized.ClassNames)</c>).</summary>
+    /// <param name="predictor">The model; its input shape decides the image size and channels (1 or 3).</param>
     /// <param name="preprocessing">How pixels are prepared (the registry's <see cref="ModelInfo.Preprocessing"/>).</param>
     /// <param name="classNames">Class names; null for ImageNet names when the model has 1000 classes, else <c>class N</c>.</param>
-    /// <param name="ownsModel">Dispose the model with the classifier.</param>
+    /// <param name="ownsModel">Dispose the model with the classifier (when it is disposable).</param>
     /// <exception cref="ShapeException">The model does not take images (h, w, 1 or 3) or does not output class scores.</exception>
-    public ImageClassifier(Model model, Preprocessing preprocessing, IReadOnlyList<string>? classNames = null, bool ownsModel = false)
-        : this((IPredictor)model, preprocessing, classNames, ownsModel)
-    {
-    }
-
-    /// <summary>Wraps any predictor whose output is one score per class: a <see cref="Models.Model"/>, an
-    /// <see cref="InferenceModel"/>, or an int8 <see cref="Quantization.QuantizedModel"/>
-    /// (<c>new ImageClassifier(quantized, quantized.Preprocessing ?? Preprocessing.None, quantized.ClassNames)</c>).</summary>
-    /// <param name="predictor">The predictor; its input shape decides the image size and channels (1 or 3).</param>
-    /// <param name="preprocessing">How pixels are prepared.</param>
-    /// <param name="classNames">Class names; null for ImageNet names when the model has 1000 classes, else <c>class N</c>.</param>
-    /// <param name="ownsModel">Dispose the predictor with the classifier (when it is disposable).</param>
-    /// <exception cref="ShapeException">The predictor does not take images (h, w, 1 or 3) or does not output class scores.</exception>
     public ImageClassifier(IPredictor predictor, Preprocessing preprocessing, IReadOnlyList<string>? classNames = null, bool ownsModel = false)
     {
         ArgumentNullException.ThrowIfNull(predictor);

@@ -138,7 +138,8 @@ public sealed class EvaluationReport
         return sb.ToString();
     }
 
-    /// <summary>Evaluates a model on batches of (images in Keras layout, labels).</summary>
+    /// <summary>Evaluates a model on batches of (images in Keras layout, labels): a <see cref="Model"/>, its thread-safe
+    /// <see cref="InferenceModel"/>, or an int8 <see cref="Quantization.QuantizedModel"/> (any <see cref="IPredictor"/>).</summary>
     /// <param name="model">The model (its outputs: one score per class).</param>
     /// <param name="batches">(x, y) pairs: x as the model takes it, y class indices (N) or one-hot/probabilities (N, C).
     /// The batches stay the caller's.</param>
@@ -146,27 +147,10 @@ public sealed class EvaluationReport
     /// <param name="topK">k of the top-k accuracy (clamped to the number of classes).</param>
     /// <param name="mistakes">How many of the most confident mistakes to keep.</param>
     /// <exception cref="ConvKitException">Labels out of range, outputs whose width is not the number of class names, or no sample.</exception>
-    public static EvaluationReport Create(Model model, IEnumerable<(Tensor X, Tensor Y)> batches, IReadOnlyList<string> classNames, int topK = 5, int mistakes = 16)
+    public static EvaluationReport Create(IPredictor model, IEnumerable<(Tensor X, Tensor Y)> batches, IReadOnlyList<string> classNames, int topK = 5, int mistakes = 16)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return Create(x => model.Predict(x, batchSize: (int)Math.Max(1, x.shape[0]), verbose: 0), model.Name, batches, classNames, topK, mistakes);
-    }
-
-    /// <summary>Evaluates an <see cref="InferenceModel"/> (thread-safe) on batches; see <see cref="Create(Model, IEnumerable{ValueTuple{Tensor, Tensor}}, IReadOnlyList{string}, int, int)"/>.</summary>
-    /// <exception cref="ConvKitException">Labels out of range, outputs whose width is not the number of class names, or no sample.</exception>
-    public static EvaluationReport Create(InferenceModel model, IEnumerable<(Tensor X, Tensor Y)> batches, IReadOnlyList<string> classNames, int topK = 5, int mistakes = 16)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        return Create(x => model.Predict(x, batchSize: (int)Math.Max(1, x.shape[0])), model.ModelName, batches, classNames, topK, mistakes);
-    }
-
-    /// <summary>Evaluates any <see cref="IPredictor"/> (an int8 <see cref="Quantization.QuantizedModel"/>, for one) on
-    /// batches; see <see cref="Create(Model, IEnumerable{ValueTuple{Tensor, Tensor}}, IReadOnlyList{string}, int, int)"/>.</summary>
-    /// <exception cref="ConvKitException">Labels out of range, outputs whose width is not the number of class names, or no sample.</exception>
-    public static EvaluationReport Create(IPredictor predictor, IEnumerable<(Tensor X, Tensor Y)> batches, IReadOnlyList<string> classNames, int topK = 5, int mistakes = 16)
-    {
-        ArgumentNullException.ThrowIfNull(predictor);
-        return Create(x => predictor.Predict(x, (int)Math.Max(1, x.shape[0])), predictor.Name, batches, classNames, topK, mistakes);
+        return Create(x => model.Predict(x, (int)Math.Max(1, x.shape[0])), model.Name, batches, classNames, topK, mistakes);
     }
 
     /// <summary>Builds a report from outputs already computed: <paramref name="outputs"/> (N, C) scores and
